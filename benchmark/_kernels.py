@@ -1,0 +1,359 @@
+"""Compiled loops behind :mod:`benchmark.metrics` (Numba, float64 unless stated).
+
+Each kernel works row-parallel and writes one partial sum per output row; the
+caller adds the rows in a fixed order, so results do not depend on the number
+of threads. Inputs are C-contiguous float64 arrays of grey levels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+_JIT = {"cache": True, "nogil": True}
+_HALF_PI = math.pi / 2
+
+
+@numba.njit(parallel=True, **_JIT)
+def gauss_down(img: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Separable 'valid' filtering with ``g``, keeping every second row and column from the first."""
+    n = g.shape[0]
+    h, w = img.shape
+    ho, wo = (h - n) // 2 + 1, (w - n) // 2 + 1
+    out = np.empty((ho, wo))
+    for i in numba.prange(ho):
+        col = np.zeros(w)
+        for t in range(n):
+            gt = g[t]
+            row = img[2 * i + t]
+            for c in range(w):
+                col[c] += gt * row[c]
+        for j in range(wo):
+            acc = 0.0
+            for t in range(n):
+                acc += g[t] * col[2 * j + t]
+            out[i, j] = acc
+    return out
+
+
+@numba.njit(parallel=True, **_JIT)
+def vif_scale(refs: np.ndarray, dist: np.ndarray, g: np.ndarray, sigma_n: float) -> tuple[np.ndarray, np.ndarray]:
+    """One scale of pixel-domain VIF: per reference and output row, numerator and denominator sums.
+
+    ``refs`` (K, H, W), ``dist`` (H, W); Gaussian window ``outer(g, g)`` at
+    'valid' positions. Filters d, d*d and, per reference, r, r*r, r*d (products
+    formed on the fly), then applies the reference's case analysis on ``s_r``,
+    ``s_d``, ``g`` and ``sv``. The logarithms of up to 8 consecutive factors
+    (each below 1e5) are taken as the log of their product, which changes the
+    sum only at the level of float64 rounding.
+    """
+    k_refs, h, w = refs.shape
+    n = g.shape[0]
+    n_q = 2 + 3 * k_refs
+    ho, wo = h - n + 1, w - n + 1
+    num = np.zeros((k_refs, ho))
+    den = np.zeros((k_refs, ho))
+    for i in numba.prange(ho):
+        col = np.zeros((n_q, w))
+        for t in range(n):
+            gt = g[t]
+            drow = dist[i + t]
+            for c in range(w):
+                d = drow[c]
+                col[0, c] += gt * d
+                col[1, c] += gt * (d * d)
+            for k in range(k_refs):
+                rrow = refs[k, i + t]
+                for c in range(w):
+                    r = rrow[c]
+                    col[2 + 3 * k, c] += gt * r
+                    col[3 + 3 * k, c] += gt * (r * r)
+                    col[4 + 3 * k, c] += gt * (r * drow[c])
+        loc = np.zeros((n_q, wo))
+        for q in range(n_q):
+            for t in range(n):
+                gt = g[t]
+                for j in range(wo):
+                    loc[q, j] += gt * col[q, j + t]
+        for k in range(k_refs):
+            log_num = 0.0
+            log_den = 0.0
+            p_num = 1.0
+            p_den = 1.0
+            for j in range(wo):
+                mu_d = loc[0, j]
+                s_d = max(loc[1, j] - mu_d * mu_d, 0.0)
+                mu_r = loc[2 + 3 * k, j]
+                s_r = max(loc[3 + 3 * k, j] - mu_r * mu_r, 0.0)
+                s_rd = loc[4 + 3 * k, j] - mu_r * mu_d
+                gain = s_rd / (s_r + 1e-10)
+                if s_r < 1e-10:
+                    s_r = 0.0
+                elif s_d >= 1e-10 and gain > 0:
+                    sv = max(s_d - gain * s_rd, 1e-10)
+                    p_num *= 1.0 + gain * gain * s_r / (sv + sigma_n)
+                p_den *= 1.0 + s_r / sigma_n
+                if (j & 7) == 7:
+                    log_num += math.log10(p_num)
+                    log_den += math.log10(p_den)
+                    p_num = 1.0
+                    p_den = 1.0
+            num[k, i] = log_num + math.log10(p_num)
+            den[k, i] = log_den + math.log10(p_den)
+    return num, den
+
+
+@numba.njit(inline="always", **_JIT)
+def _sobel_row(x: np.ndarray, i: int, zeros: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> None:
+    """Sobel responses of row ``i`` into ``sx``/``sy``, zero padding outside the image.
+
+    The reference convolves with [[-1,0,1],[-2,0,2],[-1,0,1]] and
+    [[1,2,1],[0,0,0],[-1,-2,-1]]; a convolution flips the kernel, so each is
+    minus the correlation with it: Sx = left - right, Sy = lower - upper.
+    """
+    h, w = x.shape
+    up = x[i - 1] if i > 0 else zeros
+    mid = x[i]
+    low = x[i + 1] if i + 1 < h else zeros
+    for j in range(w):
+        left = 0.0 if j == 0 else up[j - 1] + 2.0 * mid[j - 1] + low[j - 1]
+        right = 0.0 if j == w - 1 else up[j + 1] + 2.0 * mid[j + 1] + low[j + 1]
+        lower = (0.0 if j == 0 else low[j - 1]) + 2.0 * low[j] + (0.0 if j == w - 1 else low[j + 1])
+        upper = (0.0 if j == 0 else up[j - 1]) + 2.0 * up[j] + (0.0 if j == w - 1 else up[j + 1])
+        sx[j] = left - right
+        sy[j] = lower - upper
+
+
+# Rational approximation of atan on [0, 0.66] (Cephes' coefficients), with the usual
+# reductions for larger arguments; within 1 ulp of libm's atan and about twice as fast.
+_ATAN_P = (-8.750608600031904122785e-1, -1.615753718733365076637e1, -7.500855792314704667340e1,
+           -1.228866684490136173410e2, -6.485021904942025371773e1)  # fmt: skip
+_ATAN_Q = (2.485846490142306297962e1, 1.650270098316988542046e2, 4.328810604912902668951e2,
+           4.853903996359136964868e2, 1.945506571482613964425e2)  # fmt: skip
+_TAN_3PI_8 = 2.41421356237309504880
+
+
+@numba.njit(inline="always", **_JIT)
+def fast_atan(x: float) -> float:
+    """``atan(x)`` to within about 2e-16."""
+    sign = 1.0
+    if x < 0.0:
+        sign, x = -1.0, -x
+    if x > _TAN_3PI_8:
+        base, x = _HALF_PI, -1.0 / x
+    elif x > 0.66:
+        base, x = _HALF_PI / 2, (x - 1.0) / (x + 1.0)
+    else:
+        base = 0.0
+    z = x * x
+    p = (((_ATAN_P[0] * z + _ATAN_P[1]) * z + _ATAN_P[2]) * z + _ATAN_P[3]) * z + _ATAN_P[4]
+    q = ((((z + _ATAN_Q[0]) * z + _ATAN_Q[1]) * z + _ATAN_Q[2]) * z + _ATAN_Q[3]) * z + _ATAN_Q[4]
+    return sign * (base + (x + x * z * p / q))
+
+
+@numba.njit(inline="always", **_JIT)
+def _angle(sx: float, sy: float) -> float:
+    """Edge angle ``arctan(Sy / Sx)``, ``pi/2`` where ``Sx == 0``."""
+    return _HALF_PI if sx == 0.0 else fast_atan(sy / sx)
+
+
+@numba.njit(parallel=True, **_JIT)
+def qabf_rows(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row numerator and denominator of Qabf (true 2-D Sobel convolution, zero padding).
+
+    A source pixel with zero edge strength adds nothing to either sum, so its
+    angle and weights are not computed.
+    """
+    h, w = f.shape
+    num = np.zeros(h)
+    den = np.zeros(h)
+    for i in numba.prange(h):
+        zeros = np.zeros(w)
+        sobel = np.empty((6, w))
+        _sobel_row(f, i, zeros, sobel[0], sobel[1])
+        _sobel_row(a, i, zeros, sobel[2], sobel[3])
+        _sobel_row(b, i, zeros, sobel[4], sobel[5])
+        acc_n = 0.0
+        acc_d = 0.0
+        for j in range(w):
+            fx, fy = sobel[0, j], sobel[1, j]
+            m2f = fx * fx + fy * fy
+            gf = math.sqrt(m2f)
+            af = 0.0
+            have_af = False
+            for src in range(2):
+                sx, sy = sobel[2 + 2 * src, j], sobel[3 + 2 * src, j]
+                m2x = sx * sx + sy * sy
+                if m2x == 0.0:
+                    continue
+                gx = math.sqrt(m2x)
+                if not have_af:
+                    af = _angle(fx, fy)
+                    have_af = True
+                # gF/gX where gX > gF, gX/gF where gX < gF, and gF on a tie (the reference's quirk, not 1)
+                big_g = gf if m2x == m2f else min(gx, gf) / max(gx, gf)
+                align = 1.0 - abs(_angle(sx, sy) - af) / _HALF_PI
+                q = (0.9994 / (1.0 + math.exp(-15.0 * (big_g - 0.5)))) * (
+                    0.9879 / (1.0 + math.exp(-22.0 * (align - 0.8)))
+                )
+                acc_n += q * gx
+                acc_d += gx
+        num[i] = acc_n
+        den[i] = acc_d
+    return num, den
+
+
+_BOX = 7
+_BOX_CHUNK = 16  # output rows per task of the SSIM kernel
+
+
+@numba.njit(inline="always", **_JIT)
+def _ssim_quantity(x: np.ndarray, ys: np.ndarray, q: int, i: int, c: int) -> np.float32:
+    """Quantity ``q`` of the SSIM box filters at a pixel, float32: x, x*x, then per y: y, y*y, x*y."""
+    xv = np.float32(x[i, c])
+    if q == 0:
+        return xv
+    if q == 1:
+        return xv * xv
+    k, r = (q - 2) // 3, (q - 2) % 3
+    yv = np.float32(ys[k, i, c])
+    if r == 0:
+        return yv
+    return yv * yv if r == 1 else xv * yv
+
+
+@numba.njit(parallel=True, **_JIT)
+def ssim_rows(x: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Per reference and output row, sums of the old scikit-image float SSIM map of ``x`` against each of ``ys``.
+
+    Reproduces the reference's float32 arithmetic: the images are float32; each
+    7-wide box mean is, as in SciPy's ``uniform_filter`` on float32, a running
+    sum in float64 divided by 7 and stored as float32, axis 0 first (column
+    sums of integer-valued quantities are exact); the map formula (L = 2,
+    sample covariance 49/48) runs in float32. 'valid' positions only.
+    """
+    k_n, h, w = ys.shape
+    n_q = 2 + 3 * k_n
+    ho, wo = h - _BOX + 1, w - _BOX + 1
+    cov_norm = np.float32(49.0 / 48.0)
+    c1 = np.float32((0.01 * 2.0) ** 2)
+    c2 = np.float32((0.03 * 2.0) ** 2)
+    two = np.float32(2.0)
+    rows = np.zeros((k_n, ho))
+    chunks = (ho + _BOX_CHUNK - 1) // _BOX_CHUNK
+    for task in numba.prange(chunks):
+        i0 = task * _BOX_CHUNK
+        sums = np.zeros((n_q, w))
+        for q in range(n_q):
+            for t in range(_BOX):
+                for c in range(w):
+                    sums[q, c] += np.float64(_ssim_quantity(x, ys, q, i0 + t, c))
+        col = np.empty(w, dtype=np.float32)
+        mean = np.empty((n_q, wo), dtype=np.float32)
+        for i in range(i0, min(i0 + _BOX_CHUNK, ho)):
+            for q in range(n_q):
+                if i > i0:
+                    for c in range(w):
+                        sums[q, c] += np.float64(_ssim_quantity(x, ys, q, i + _BOX - 1, c)) - np.float64(
+                            _ssim_quantity(x, ys, q, i - 1, c)
+                        )
+                for c in range(w):
+                    col[c] = np.float32(sums[q, c] / _BOX)
+                acc = 0.0
+                for t in range(_BOX):
+                    acc += np.float64(col[t])
+                mean[q, 0] = np.float32(acc / _BOX)
+                for j in range(1, wo):
+                    acc += np.float64(col[j + _BOX - 1]) - np.float64(col[j - 1])
+                    mean[q, j] = np.float32(acc / _BOX)
+            for k in range(k_n):
+                total = 0.0
+                for j in range(wo):
+                    ux, uy = mean[0, j], mean[2 + 3 * k, j]
+                    vx = cov_norm * (mean[1, j] - ux * ux)
+                    vy = cov_norm * (mean[3 + 3 * k, j] - uy * uy)
+                    vxy = cov_norm * (mean[4 + 3 * k, j] - ux * uy)
+                    s = ((two * ux * uy + c1) * (two * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+                    total += np.float64(s)
+                rows[k, i] = total
+    return rows
+
+
+@numba.njit(parallel=True, **_JIT)
+def neighbour_rows(f: np.ndarray) -> np.ndarray:
+    """Per-row sums for SF and AG: [squared horizontal diffs, squared vertical diffs, AG terms]."""
+    h, w = f.shape
+    out = np.zeros((3, h))
+    for i in numba.prange(h):
+        rf = 0.0
+        cf = 0.0
+        ag = 0.0
+        for j in range(w):
+            if j + 1 < w:
+                d = f[i, j + 1] - f[i, j]
+                rf += d * d
+            if i + 1 < h:
+                d = f[i + 1, j] - f[i, j]
+                cf += d * d
+            gx = _np_gradient_at(f[i, max(j - 1, 0)], f[i, j], f[i, min(j + 1, w - 1)], j, w)
+            gy = _np_gradient_at(f[max(i - 1, 0), j], f[i, j], f[min(i + 1, h - 1), j], i, h)
+            ag += math.sqrt((gx * gx + gy * gy) / 2.0)
+        out[0, i] = rf
+        out[1, i] = cf
+        out[2, i] = ag
+    return out
+
+
+@numba.njit(inline="always", **_JIT)
+def _np_gradient_at(prev: float, here: float, nxt: float, pos: int, size: int) -> float:
+    """``np.gradient`` at one position: central inside, one-sided at the ends, 0 for size 1."""
+    if size == 1:
+        return 0.0
+    if pos == 0:
+        return nxt - here
+    if pos == size - 1:
+        return here - prev
+    return (nxt - prev) / 2.0
+
+
+@numba.njit(parallel=True, **_JIT)
+def centred_rows(f: np.ndarray, a: np.ndarray, b: np.ndarray, mf: float, ma: float, mb: float) -> np.ndarray:
+    """Per-row centred sums for SD, CC, SCD and MSE.
+
+    Rows of the result: ff, aa, bb, af, bf, (f-b)(f-b), (f-a)(f-a), a(f-b), b(f-a),
+    (a-f)^2, (b-f)^2, all with the images (and differences) centred on their means.
+    """
+    h, w = f.shape
+    out = np.zeros((11, h))
+    for i in numba.prange(h):
+        s = np.zeros(11)
+        for j in range(w):
+            fc, ac, bc = f[i, j] - mf, a[i, j] - ma, b[i, j] - mb
+            d1 = (f[i, j] - b[i, j]) - (mf - mb)
+            d2 = (f[i, j] - a[i, j]) - (mf - ma)
+            s[0] += fc * fc
+            s[1] += ac * ac
+            s[2] += bc * bc
+            s[3] += ac * fc
+            s[4] += bc * fc
+            s[5] += d1 * d1
+            s[6] += d2 * d2
+            s[7] += ac * d1
+            s[8] += bc * d2
+            ea, eb = a[i, j] - f[i, j], b[i, j] - f[i, j]
+            s[9] += ea * ea
+            s[10] += eb * eb
+        out[:, i] = s
+    return out
+
+
+@numba.njit(**_JIT)
+def joint_histogram(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """256 x 256 histogram of grey-level pairs of two uint8 images."""
+    hist = np.zeros((256, 256), dtype=np.int64)
+    xf, yf = x.ravel(), y.ravel()
+    for i in range(xf.shape[0]):
+        hist[xf[i], yf[i]] += 1
+    return hist

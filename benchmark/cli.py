@@ -1,0 +1,74 @@
+"""Command-line interface: ``python -m benchmark <command> ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from benchmark.data import DataError, PairedDataset
+
+
+def _split_names(values: Sequence[str] | None) -> list[str] | None:
+    """Accept ``--metrics EN SD`` and ``--metrics EN,SD`` alike."""
+    if not values:
+        return None
+    return [name for value in values for name in value.split(",") if name]
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from benchmark.evaluate import evaluate_folders, format_means, write_csv
+
+    dataset = PairedDataset(args.dataset, args.split)
+    result = evaluate_folders(
+        dataset, args.fused, _split_names(args.metrics), allow_missing=args.allow_missing, convention=args.convention
+    )
+    if args.out:
+        write_csv(result, args.out)
+    print(f"\n{dataset.name}: {len(dataset)} pairs, convention {args.convention}")
+    print(format_means(result))
+    if args.out:
+        print(f"per-image values: {args.out}")
+    return 0
+
+
+def _cmd_speed(args: argparse.Namespace) -> int:
+    from benchmark.speed import run_speed
+
+    return run_speed(args.target, args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m benchmark``."""
+    parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ev = sub.add_parser("evaluate", help="score folders of fused images against a paired dataset")
+    ev.add_argument("--dataset", required=True, help="dataset folder holding ir/ and vi/")
+    ev.add_argument("--split", help="split file: one image file name per line")
+    ev.add_argument(
+        "--fused", required=True, action="append", help="folder of fused images (its name is the method name); repeatable"
+    )
+    ev.add_argument("--metrics", nargs="+", help="metric names (default: all), space or comma separated")
+    ev.add_argument("--out", help="CSV file for the per-image values")
+    ev.add_argument("--allow-missing", action="store_true", help="skip (and list) missing or mis-sized fused images")
+    ev.add_argument("--convention", default="cddfuse", help="metric convention (default: cddfuse)")
+    ev.set_defaults(func=_cmd_evaluate)
+
+    sp = sub.add_parser("speed", help="print timings of a part of the benchmark")
+    sp.add_argument("target", choices=["metrics"], help="what to time")
+    sp.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
+    sp.add_argument("--dataset", help="dataset folder (metrics: default $FUSION_DATA/TNO)")
+    sp.add_argument("--repeat", type=int, default=3, help="timed passes over the images (default: 3)")
+    sp.set_defaults(func=_cmd_speed)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; bad input ends with a one-line error and exit status 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DataError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,234 @@
+"""Paired infrared/visible images: discovery, reading and colour conversion.
+
+A dataset is a folder holding ``ir/`` and ``vi/``; pairs are matched by file
+stem, any of the extensions in :data:`IMAGE_EXTENSIONS`. Grey conversion
+follows the ``cddfuse`` metric convention (``specs/metrics.md``): colour files
+become ``round(0.299 R + 0.587 G + 0.114 B)`` (half to even), single-channel
+files are used as they are, and values stay in 0..255. Networks instead get
+the visible image as Y, Cb, Cr in [0, 1] (BT.601 full range, as JPEG), and
+:func:`ycbcr_to_rgb` rebuilds a colour image from a fused Y.
+
+Nothing is resized or skipped: every problem raises :class:`DataError` naming
+the offending path.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+GREY_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+class DataError(ValueError):
+    """A dataset, split file or image that cannot be used as it is."""
+
+
+def data_root() -> Path:
+    """Folder of the real datasets: ``$FUSION_DATA`` or ``../shared/datasets``."""
+    return Path(os.environ.get("FUSION_DATA", "../shared/datasets"))
+
+
+def list_images(folder: Path) -> dict[str, Path]:
+    """Map stem -> path for the images directly inside ``folder``."""
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or path.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        if path.stem in found:
+            raise DataError(
+                f"{folder}: two images share the stem '{path.stem}' "
+                f"({found[path.stem].name}, {path.name}); pairs are matched by stem"
+            )
+        found[path.stem] = path
+    return found
+
+
+def read_split(path: str | Path) -> list[str]:
+    """Read a split file: one image file name (or stem) per line.
+
+    Blank lines and lines starting with ``#`` are ignored. Returns the stems,
+    in file order.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"split file not found: {path}")
+    stems: list[str] = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            stems.append(Path(line).stem)
+    if not stems:
+        raise DataError(f"split file {path} lists no images")
+    repeated = sorted({s for s in stems if stems.count(s) > 1})
+    if repeated:
+        raise DataError(f"split file {path} lists these images more than once: {repeated}")
+    return stems
+
+
+def read_rgb_or_grey(path: str | Path) -> np.ndarray:
+    """Read an 8-bit image as uint8: (H, W) for grey files, (H, W, 3) for colour.
+
+    Palette images are expanded to RGB; an alpha channel is accepted only when
+    fully opaque. Other modes (16-bit, CMYK, ...) are rejected.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            if mode == "P":
+                img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+                mode = img.mode
+            arr = np.asarray(img)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from exc
+    if mode in ("LA", "RGBA"):
+        if arr[..., -1].min() != 255:
+            raise DataError(f"{path}: image has a transparent alpha channel; expected an opaque image")
+        arr = arr[..., :-1]
+        mode = mode[:-1]
+        if mode == "L":
+            arr = arr[..., 0]
+    if mode not in ("L", "RGB"):
+        raise DataError(f"{path}: unsupported image mode '{mode}'; expected 8-bit grey or RGB")
+    return np.ascontiguousarray(arr, dtype=np.uint8)
+
+
+def to_grey(arr: np.ndarray) -> np.ndarray:
+    """Grey levels of the metric convention as float64 in 0..255.
+
+    ``round(0.299 R + 0.587 G + 0.114 B)`` with half to even for colour,
+    unchanged for a single channel.
+    """
+    if arr.ndim == 2:
+        return arr.astype(np.float64)
+    rgb = arr.astype(np.float64)
+    grey = GREY_WEIGHTS[0] * rgb[..., 0] + GREY_WEIGHTS[1] * rgb[..., 1] + GREY_WEIGHTS[2] * rgb[..., 2]
+    return np.round(grey)
+
+
+def read_grey(path: str | Path) -> np.ndarray:
+    """Read an image and convert it to convention grey (float64, 0..255)."""
+    return to_grey(read_rgb_or_grey(path))
+
+
+def rgb_to_ycbcr(arr: np.ndarray) -> np.ndarray:
+    """Convert uint8 RGB (H, W, 3) or grey (H, W) to float32 Y, Cb, Cr in [0, 1], shape (3, H, W).
+
+    BT.601 full range (JPEG): ``Y = 0.299 R + 0.587 G + 0.114 B``,
+    ``Cb = 0.5 + (B - Y) / 1.772``, ``Cr = 0.5 + (R - Y) / 1.402``.
+    A grey image gets Cb = Cr = 0.5.
+    """
+    if arr.ndim == 2:
+        y = arr.astype(np.float64) / 255.0
+        chroma = np.full_like(y, 0.5)
+        return np.stack([y, chroma, chroma]).astype(np.float32)
+    rgb = arr.astype(np.float64) / 255.0
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = GREY_WEIGHTS[0] * r + GREY_WEIGHTS[1] * g + GREY_WEIGHTS[2] * b
+    cb = 0.5 + (b - y) / 1.772
+    cr = 0.5 + (r - y) / 1.402
+    return np.stack([y, cb, cr]).astype(np.float32)
+
+
+def ycbcr_to_rgb(ycbcr: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`rgb_to_ycbcr`: (3, H, W) in [0, 1] -> uint8 RGB (H, W, 3), rounded and clipped."""
+    y, cb, cr = (np.asarray(c, dtype=np.float64) for c in ycbcr)
+    r = y + 1.402 * (cr - 0.5)
+    b = y + 1.772 * (cb - 0.5)
+    g = (y - GREY_WEIGHTS[0] * r - GREY_WEIGHTS[2] * b) / GREY_WEIGHTS[1]
+    rgb = np.stack([r, g, b], axis=-1) * 255.0
+    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One registered infrared/visible pair."""
+
+    name: str
+    ir: Path
+    vi: Path
+
+
+@dataclass
+class Sample:
+    """A loaded pair: convention grey for metrics, visible YCbCr for networks."""
+
+    name: str
+    ir_grey: np.ndarray
+    vi_grey: np.ndarray
+    vi_ycbcr: np.ndarray
+
+    @property
+    def ir_unit(self) -> np.ndarray:
+        """Infrared in [0, 1] as float32 (H, W), the network input."""
+        return (self.ir_grey / 255.0).astype(np.float32)
+
+
+class PairedDataset:
+    """Infrared/visible pairs under ``root/ir`` and ``root/vi``, optionally restricted to a split.
+
+    Args:
+        root: the dataset folder.
+        split: optional split file (one file name per line).
+        name: display name; defaults to the folder name.
+    """
+
+    def __init__(self, root: str | Path, split: str | Path | None = None, name: str | None = None):
+        self.root = Path(root)
+        self.name = name or self.root.name
+        ir_dir, vi_dir = self.root / "ir", self.root / "vi"
+        if not self.root.is_dir():
+            raise DataError(f"dataset folder not found: {self.root}")
+        for sub in (ir_dir, vi_dir):
+            if not sub.is_dir():
+                raise DataError(f"dataset folder {self.root} has no '{sub.name}/' subfolder (expected ir/ and vi/)")
+        if ir_dir.resolve() == vi_dir.resolve() or os.path.samefile(ir_dir, vi_dir):
+            raise DataError(f"{ir_dir} and {vi_dir} are the same folder; infrared and visible must be separate")
+        ir_files, vi_files = list_images(ir_dir), list_images(vi_dir)
+        only_ir = sorted(set(ir_files) - set(vi_files))
+        only_vi = sorted(set(vi_files) - set(ir_files))
+        if only_ir or only_vi:
+            lines = [f"unpaired images in {self.root}:"]
+            lines += [f"  {ir_files[s]} has no partner in {vi_dir}" for s in only_ir]
+            lines += [f"  {vi_files[s]} has no partner in {ir_dir}" for s in only_vi]
+            raise DataError("\n".join(lines))
+        stems = sorted(ir_files)
+        if split is not None:
+            wanted = read_split(split)
+            missing = [s for s in wanted if s not in ir_files]
+            if missing:
+                raise DataError(f"split file {split} names images not found in {ir_dir}: {missing}")
+            stems = wanted
+        if not stems:
+            raise DataError(f"no image pairs in {self.root} (extensions {', '.join(IMAGE_EXTENSIONS)})")
+        self.split = Path(split) if split is not None else None
+        self.pairs = [Pair(s, ir_files[s], vi_files[s]) for s in stems]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.load(self.pairs[index])
+
+    def names(self) -> list[str]:
+        """Pair names (file stems) in dataset order."""
+        return [p.name for p in self.pairs]
+
+    @staticmethod
+    def load(pair: Pair) -> Sample:
+        """Read one pair, checking that both images have the same size."""
+        ir = read_rgb_or_grey(pair.ir)
+        vi = read_rgb_or_grey(pair.vi)
+        if ir.shape[:2] != vi.shape[:2]:
+            raise DataError(
+                f"size mismatch: {pair.ir} is {ir.shape[1]}x{ir.shape[0]} but "
+                f"{pair.vi} is {vi.shape[1]}x{vi.shape[0]} (width x height); nothing is resized"
+            )
+        return Sample(pair.name, to_grey(ir), to_grey(vi), rgb_to_ycbcr(vi))

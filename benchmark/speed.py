@@ -1,0 +1,72 @@
+"""Timings printed by ``python -m benchmark speed <target>`` (numbers only; no test asserts them)."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.data import DataError, PairedDataset, data_root
+
+
+def set_threads(n: int) -> None:
+    """Use ``n`` CPU threads in torch and in the compiled metric kernels."""
+    import numba
+    import torch
+
+    torch.set_num_threads(n)
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+
+def _median_ms(samples: list[float]) -> float:
+    return 1000 * statistics.median(samples)
+
+
+def speed_metrics(args: argparse.Namespace) -> None:
+    """Median milliseconds per image for the full metric set (fused = rounded mean of the sources)."""
+    from benchmark.metrics import METRICS, _as_image, _Images, evaluate
+
+    root = Path(args.dataset) if args.dataset else data_root() / "TNO"
+    if not root.is_dir():
+        raise DataError(f"speed metrics needs the TNO pairs: {root} not found (set FUSION_DATA or --dataset)")
+    dataset = PairedDataset(root)
+    images = []
+    for sample in (dataset[i] for i in range(len(dataset))):
+        fused = np.round((sample.ir_grey + sample.vi_grey) / 2)
+        images.append((fused, sample.ir_grey, sample.vi_grey))
+    t0 = time.perf_counter()
+    evaluate(*images[0])
+    first = time.perf_counter() - t0
+    totals: list[float] = []
+    per_metric: dict[str, list[float]] = {name: [] for name in METRICS}
+    for _ in range(args.repeat):
+        for f, a, b in images:
+            t0 = time.perf_counter()
+            evaluate(f, a, b)
+            totals.append(time.perf_counter() - t0)
+            shared = _Images(_as_image(f, "fused"), _as_image(a, "ir"), _as_image(b, "vis"))
+            for name, info in METRICS.items():
+                t0 = time.perf_counter()
+                info.impl(shared)
+                per_metric[name].append(time.perf_counter() - t0)
+    h, w = images[0][0].shape
+    print(f"metrics speed: {len(images)} pairs of {dataset.name} ({w} x {h}), {args.threads} threads, {platform.processor() or platform.machine()}")
+    print(f"first call (includes loading compiled kernels): {first * 1000:.0f} ms")
+    print(f"full metric set: median {_median_ms(totals):.1f} ms per image over {len(totals)} evaluations")
+    print("per metric (median ms, shared intermediates counted where first used): " + ", ".join(
+        f"{name} {_median_ms(v):.1f}" for name, v in per_metric.items()
+    ))
+
+
+_TARGETS = {"metrics": speed_metrics}
+
+
+def run_speed(target: str, args: argparse.Namespace) -> int:
+    """Run one timing target."""
+    set_threads(args.threads)
+    _TARGETS[target](args)
+    return 0
