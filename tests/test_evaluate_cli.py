@@ -1,0 +1,96 @@
+"""``python -m benchmark evaluate``: matching, CSV output, the means table and its errors."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmark.cli import main
+from benchmark.data import PairedDataset
+from benchmark.evaluate import evaluate_folders, format_means, format_markdown_means
+from benchmark.metrics import evaluate
+from tests.conftest import need, real_data, write_image
+
+
+def make_fused(tiny_dataset: Path, tmp_path: Path, name: str, kind: str = "mean") -> Path:
+    out = tmp_path / name
+    ds = PairedDataset(tiny_dataset)
+    for i, pair in enumerate(ds.pairs):
+        s = ds[i]
+        img = np.round((s.ir_grey + s.vi_grey) / 2) if kind == "mean" else np.full_like(s.ir_grey, 128)
+        write_image(out / f"{pair.name}.{'png' if i % 2 else 'bmp'}", img)
+    return out
+
+
+def test_csv_rows_match_metrics(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    fused = make_fused(tiny_dataset, tmp_path, "Mean")
+    const = make_fused(tiny_dataset, tmp_path, "Const", "const")
+    out = tmp_path / "scores.csv"
+    rc = main(["evaluate", "--dataset", str(tiny_dataset), "--fused", str(fused), "--fused", str(const),
+               "--metrics", "EN,CC", "SSIM", "--out", str(out)])  # fmt: skip
+    assert rc == 0
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["method", "image", "EN", "CC", "SSIM"]
+    assert [(r["method"], r["image"]) for r in rows] == [("Mean", "a"), ("Mean", "b"), ("Mean", "c"),
+                                                         ("Const", "a"), ("Const", "b"), ("Const", "c")]  # fmt: skip
+    s = PairedDataset(tiny_dataset)[0]
+    expect = evaluate(np.round((s.ir_grey + s.vi_grey) / 2), s.ir_grey, s.vi_grey, ["EN", "CC", "SSIM"])
+    assert float(rows[0]["EN"]) == expect["EN"] and float(rows[0]["SSIM"]) == expect["SSIM"]  # full precision
+    assert math.isnan(float(rows[3]["CC"]))
+    printed = capsys.readouterr().out
+    assert "* Const CC: 3 of 3 values are NaN and excluded from the mean" in printed
+    const_line = next(line for line in printed.splitlines() if line.startswith("Const"))
+    assert "nan*" in const_line.split()
+
+
+def test_missing_fused_image(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    fused = make_fused(tiny_dataset, tmp_path, "M")
+    (fused / "c.bmp").unlink()
+    rc = main(["evaluate", "--dataset", str(tiny_dataset), "--fused", str(fused), "--metrics", "EN"])
+    assert rc == 2
+    assert f"no fused image for 'c' in {fused}" in capsys.readouterr().err
+    rc = main(["evaluate", "--dataset", str(tiny_dataset), "--fused", str(fused), "--metrics", "EN", "--allow-missing"])
+    assert rc == 0
+    assert f"skipped: M c: no fused image for 'c' in {fused}" in capsys.readouterr().out
+
+
+def test_fused_size_mismatch(tiny_dataset: Path, tmp_path: Path) -> None:
+    fused = make_fused(tiny_dataset, tmp_path, "M")
+    write_image(fused / "b.png", np.zeros((40, 47)))
+    ds = PairedDataset(tiny_dataset)
+    with pytest.raises(ValueError, match=r"b.png is 47x40 but its sources are 48x40 .*nothing is resized"):
+        evaluate_folders(ds, [fused], ["EN"], progress=False)
+    result = evaluate_folders(ds, [fused], ["EN"], allow_missing=True, progress=False)
+    assert [(m, i) for m, i, _ in result.skipped] == [("M", "b")]
+    assert len(result.rows) == 2
+
+
+def test_bad_arguments(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    fused = make_fused(tiny_dataset, tmp_path, "M")
+    assert main(["evaluate", "--dataset", str(tiny_dataset), "--fused", str(tmp_path / "nowhere")]) == 2
+    assert "fused folder not found" in capsys.readouterr().err
+    assert main(["evaluate", "--dataset", str(tiny_dataset), "--fused", str(fused), "--metrics", "XYZ"]) == 2
+    assert "unknown metric(s) ['XYZ']; valid: EN, SD" in capsys.readouterr().err
+
+
+def test_markdown_table(tiny_dataset: Path, tmp_path: Path) -> None:
+    fused = make_fused(tiny_dataset, tmp_path, "M")
+    result = evaluate_folders(PairedDataset(tiny_dataset), [fused], ["EN", "SD"], progress=False)
+    md = format_markdown_means(result).splitlines()
+    assert md[0] == "| method | n | EN | SD |" and md[1] == "|---|---:|---:|---:|"
+    assert md[2].startswith("| M | 3 | ")
+    assert format_means(result).splitlines()[2].split()[:2] == ["M", "3"]
+
+
+@pytest.mark.calibration
+def test_vifb_published_outputs_all_methods() -> None:
+    vifb = need(real_data() / "VIFB")
+    methods = sorted(p for p in (vifb / "fused").iterdir() if p.is_dir())
+    assert len(methods) == 25
+    result = evaluate_folders(PairedDataset(vifb), methods, ["EN", "SD"], progress=False)
+    assert len(result.rows) == 25 * 21 and not result.skipped
