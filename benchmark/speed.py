@@ -62,7 +62,45 @@ def speed_metrics(args: argparse.Namespace) -> None:
     ))
 
 
-_TARGETS = {"metrics": speed_metrics}
+def _interleaved_median(fns: dict, rounds: int, warmup: int = 3) -> dict[str, float]:
+    """Median seconds of each callable, timed round-robin so that machine noise hits all alike."""
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for i in range(warmup + rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            if i >= warmup:
+                samples[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def speed_losses(args: argparse.Namespace) -> None:
+    """Forward + backward milliseconds of each gradient loss, and the ratio to ``magnitude``."""
+    import torch
+
+    import losses
+
+    def step(loss, f, a, b):
+        def run() -> None:
+            loss(f.detach().requires_grad_(), a, b).backward()
+            if f.is_cuda:
+                torch.cuda.synchronize()
+
+        return run
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        for shape in ((8, 1, 128, 128), (1, 1, 480, 640)):
+            g = torch.Generator().manual_seed(0)
+            f, a, b = (torch.rand(shape, generator=g).to(device) for _ in range(3))
+            fns = {name: step(losses.build(name).to(device), f, a, b) for name in losses.LOSSES}
+            times = _interleaved_median(fns, max(args.repeat, 20))
+            base = times["magnitude"]
+            cells = ", ".join(f"{n} {t * 1000:.2f} ms ({t / base:.2f}x)" for n, t in times.items())
+            print(f"losses fwd+bwd {device} {'x'.join(map(str, shape))}, {args.threads} threads: {cells}")
+
+
+_TARGETS = {"metrics": speed_metrics, "losses": speed_losses}
 
 
 def run_speed(target: str, args: argparse.Namespace) -> int:

@@ -1,0 +1,124 @@
+"""Fusion objectives: intensity, SSIM and gradient terms combined from a recipe.
+
+A recipe maps a part name to a block ``{type: ..., weight: ..., **kwargs}``::
+
+    {"intensity": {"type": "max_l1", "weight": 1},
+     "gradient": {"type": "damgl", "weight": 10, "scales": [1, 0.5, 0.25]},
+     "ssim": {"type": "ssim", "weight": 0.5}}
+
+The part called ``gradient`` is the slot the benchmark swaps:
+:meth:`FusionObjective.with_gradient` replaces its type and options and keeps
+its weight and every other part. Terms are called as ``term(fused, ir, vis)``;
+a term whose ``needs_aux`` is true also receives ``aux``, the dict of extra
+outputs a model returns (features, gating losses), so models can add their
+own terms (see :func:`register_term`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import piq
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+GRADIENT_SLOT = "gradient"
+
+
+class MaxL1(nn.Module):
+    """``L1(f, max(a, b))``: the intensity term of SeAFusion and CDDFuse."""
+
+    def forward(self, fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+        return F.l1_loss(fused.float(), torch.maximum(ir[:, :1], vis[:, :1]).float())
+
+
+class MeanL1(nn.Module):
+    """``L1(f, (a + b) / 2)``: the mean-intensity variant."""
+
+    def forward(self, fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+        return F.l1_loss(fused.float(), ((ir[:, :1] + vis[:, :1]) / 2).float())
+
+
+class SSIMLoss(nn.Module):
+    """``mean over sources of (1 - SSIM(f, source))`` with piq's Gaussian SSIM (11 x 11, data range 1).
+
+    Args:
+        ir_weight: weight of the infrared term; the visible term gets ``1 - ir_weight``.
+    """
+
+    def __init__(self, ir_weight: float = 0.5):
+        super().__init__()
+        if not 0 <= ir_weight <= 1:
+            raise ValueError(f"ir_weight: expected a number in [0, 1], got {ir_weight!r}")
+        self.ir_weight = ir_weight
+
+    def forward(self, fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=fused.device.type, enabled=False):
+            f = fused.float().clamp(0, 1)
+            s_ir = piq.ssim(f, ir[:, :1].float().clamp(0, 1), data_range=1.0)
+            s_vis = piq.ssim(f, vis[:, :1].float().clamp(0, 1), data_range=1.0)
+        return self.ir_weight * (1 - s_ir) + (1 - self.ir_weight) * (1 - s_vis)
+
+
+TERMS: dict[str, type[nn.Module]] = {"max_l1": MaxL1, "mean_l1": MeanL1, "ssim": SSIMLoss}
+
+
+def register_term(name: str, cls: type[nn.Module]) -> type[nn.Module]:
+    """Make a model-specific term available to recipes under ``name``."""
+    from losses import LOSSES
+
+    if name in TERMS or name in LOSSES:
+        raise ValueError(f"term name '{name}' is already taken")
+    TERMS[name] = cls
+    return cls
+
+
+class FusionObjective(nn.Module):
+    """Weighted sum of terms built from a recipe; returns ``(total, {part: weighted value})``."""
+
+    def __init__(self, recipe: Mapping[str, Mapping[str, Any]]):
+        super().__init__()
+        from losses import build
+
+        if not recipe:
+            raise ValueError("recipe: expected at least one term")
+        self.recipe = copy.deepcopy(dict(recipe))
+        self.weights: dict[str, float] = {}
+        terms = {}
+        for part, block in self.recipe.items():
+            if not isinstance(block, Mapping) or "type" not in block:
+                raise ValueError(f"recipe.{part}: expected a block with 'type' and 'weight', got {block!r}")
+            options = dict(block)
+            kind = options.pop("type")
+            weight = options.pop("weight", 1.0)
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+                raise ValueError(f"recipe.{part}.weight: expected a non-negative number, got {weight!r}")
+            try:
+                terms[part] = build(kind, **options)
+            except ValueError as exc:
+                raise ValueError(f"recipe.{part}: {exc}") from None
+            self.weights[part] = float(weight)
+        self.terms = nn.ModuleDict(terms)
+
+    def with_gradient(self, block: Mapping[str, Any]) -> FusionObjective:
+        """The same objective with the ``gradient`` part replaced by ``block`` (its weight kept)."""
+        if GRADIENT_SLOT not in self.recipe:
+            raise ValueError(f"this recipe has no '{GRADIENT_SLOT}' part to swap; parts: {list(self.recipe)}")
+        if "weight" in block:
+            raise ValueError("the gradient arm must not set 'weight': the recipe's gradient weight is kept")
+        recipe = copy.deepcopy(self.recipe)
+        recipe[GRADIENT_SLOT] = {**dict(block), "weight": self.recipe[GRADIENT_SLOT].get("weight", 1.0)}
+        return FusionObjective(recipe)
+
+    def forward(
+        self, fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor, aux: Mapping[str, Any] | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        parts = {}
+        for part, term in self.terms.items():
+            value = term(fused, ir, vis, aux) if getattr(term, "needs_aux", False) else term(fused, ir, vis)
+            parts[part] = self.weights[part] * value
+        total = torch.stack([v.float() for v in parts.values()]).sum()
+        return total, parts

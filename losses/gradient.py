@@ -1,0 +1,304 @@
+"""Gradient losses compared by the benchmark (``specs/losses.md``).
+
+Every loss is an ``nn.Module`` called as ``loss(fused, ir, vis)`` on
+``(N, 1, H, W)`` tensors in [0, 1] (``vis`` may carry more channels: its first
+one, the luminance, is used) and returns a scalar. Targets come from the
+sources under ``torch.no_grad``; only ``fused`` receives gradients.
+
+Cost: per scale, one convolution call gives both Sobel axes of the fused image
+(with autograd) and one more gives both axes of both sources (without). The
+losses compute in float32 with autocast disabled, so they behave the same under
+bf16/fp16 autocast and never see a half-precision overflow.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Kernels as (smoothing weights, sign of the y kernel); see _SobelPair.
+# Sobel Kx = [[-1,0,1],[-2,0,2],[-1,0,1]]; Ky = [[-1,-2,-1],[0,0,0],[1,2,1]] (y_sign +1, DAMGL,
+# axis_max) or its negative (y_sign -1, SeAFusion's magnitude term, where the sign cancels).
+SOBEL = (1.0, 2.0, 1.0)
+# TC-MoA: Sx = [[-0.2,0,0.2],[-1,0,1],[-0.2,0,0.2]], Sy = [[0.2,1,0.2],[0,0,0],[-0.2,-1,-0.2]] (y_sign -1).
+SOFT = (0.2, 1.0, 0.2)
+
+PADDINGS = ("zeros", "replicate")
+RESIZES = ("bilinear", "area", "avgpool")
+AXES = ("xy", "magnitude")
+
+
+def _float32(device: torch.device) -> torch.autocast:
+    """Context for float32 math with autocast off, whatever the caller's autocast state."""
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
+def _check_inputs(fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Validate shapes and return float32 (fused, ir, vis-luminance)."""
+    if fused.ndim != 4 or fused.shape[1] != 1:
+        raise ValueError(f"fused must be (N, 1, H, W), got {tuple(fused.shape)}")
+    vis_y = vis[:, :1]
+    for name, t in (("ir", ir), ("vis", vis_y)):
+        if t.ndim != 4 or t.shape[0] != fused.shape[0] or t.shape[1] != 1 or t.shape[-2:] != fused.shape[-2:]:
+            raise ValueError(f"{name} must match fused {tuple(fused.shape)}, got {tuple(t.shape)}")
+    return fused.float(), ir.float(), vis_y.float()
+
+
+def _separable_valid(p: torch.Tensor, smooth: tuple[float, float, float], y_sign: float) -> torch.Tensor:
+    """'Valid' cross-correlation of ``p`` (.., H + 2, W + 2) with both kernels, stacked: (2, .., H, W).
+
+    Axis 0 holds ``gx`` (kernel ``outer(smooth, [-1, 0, 1])``) and ``gy``
+    (``y_sign * outer([-1, 0, 1], smooth)``), formed as shifted adds:
+    smoothing across, then a difference along.
+    """
+    w0, w1, _ = smooth
+    h, w = p.shape[-2] - 2, p.shape[-1] - 2
+
+    def smooth_along(dim: int) -> torch.Tensor:
+        n = p.shape[dim] - 2
+        ends = p.narrow(dim, 0, n) + p.narrow(dim, 2, n)
+        return (ends if w0 == 1 else w0 * ends) + w1 * p.narrow(dim, 1, n)
+
+    out = p.new_empty((2, *p.shape[:-2], h, w))
+    rows, cols = smooth_along(-2), smooth_along(-1)
+    torch.sub(rows.narrow(-1, 2, w), rows.narrow(-1, 0, w), out=out[0])
+    torch.sub(cols.narrow(-2, 2, h), cols.narrow(-2, 0, h), out=out[1])
+    if y_sign != 1:
+        out[1].mul_(y_sign)
+    return out
+
+
+class _SobelFn(torch.autograd.Function):
+    """Both gradient axes with a hand-written backward pass.
+
+    Each kernel is separable into a symmetric smoothing and an antisymmetric
+    difference, so its flip is its negative: the adjoint of a correlation is a
+    correlation with the flipped kernel, i.e. minus the same operator. This
+    avoids autograd's per-slice zero-filled buffers, the main cost otherwise.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, smooth: tuple, y_sign: float, replicate: bool):  # noqa: D102
+        ctx.smooth, ctx.y_sign, ctx.replicate = smooth, y_sign, replicate
+        p = F.pad(x, (1, 1, 1, 1), mode="replicate" if replicate else "constant")
+        return _separable_valid(p, smooth, y_sign)
+
+    @staticmethod
+    def backward(ctx, g_out: torch.Tensor):  # noqa: D102
+        pad = 2 if ctx.replicate else 1  # replicate: gradient of the padded image, folded below
+        adj_x = _separable_valid(F.pad(g_out[0], (pad,) * 4), ctx.smooth, ctx.y_sign)[0]
+        adj_y = _separable_valid(F.pad(g_out[1], (pad,) * 4), ctx.smooth, ctx.y_sign)[1]
+        grad = -(adj_x + adj_y)
+        if ctx.replicate:  # each padded pixel copied an edge pixel: add its gradient there
+            grad[..., 1, :] += grad[..., 0, :]
+            grad[..., -2, :] += grad[..., -1, :]
+            grad[..., :, 1] += grad[..., :, 0]
+            grad[..., :, -2] += grad[..., :, -1]
+            grad = grad[..., 1:-1, 1:-1]
+        return grad, None, None, None
+
+
+class _SobelPair(nn.Module):
+    """Both axes of a separable 3x3 gradient, stacked: ``x -> g`` with ``g[0] = gx``, ``g[1] = gy``.
+
+    ``gx`` correlates with ``outer(smooth, [-1, 0, 1])`` and ``gy`` with
+    ``y_sign * outer([-1, 0, 1], smooth)``: Sobel is ``smooth = (1, 2, 1)``,
+    TC-MoA's soft kernels ``(0.2, 1, 0.2)``. It runs as shifted adds, which on
+    a CPU cost a fraction of a one-channel convolution and its backward pass,
+    and equal the convolution up to float rounding.
+    """
+
+    def __init__(self, smooth: Sequence[float], y_sign: float, padding: str = "zeros"):
+        super().__init__()
+        if padding not in PADDINGS:
+            raise ValueError(f"padding: '{padding}' is not one of {list(PADDINGS)}")
+        if len(smooth) != 3 or smooth[0] != smooth[2]:
+            raise ValueError(f"smooth: expected symmetric weights (w0, w1, w0), got {smooth!r}")
+        self.padding = padding
+        self.smooth = tuple(float(v) for v in smooth)
+        self.y_sign = float(y_sign)
+
+    def kernels(self) -> torch.Tensor:
+        """The two 3x3 cross-correlation kernels this module applies, shape (2, 3, 3)."""
+        s, d = torch.tensor(self.smooth), torch.tensor([-1.0, 0.0, 1.0])
+        return torch.stack([torch.outer(s, d), self.y_sign * torch.outer(d, s)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _SobelFn.apply(x, self.smooth, self.y_sign, self.padding == "replicate")
+
+
+def _magnitude(g: torch.Tensor) -> torch.Tensor:
+    """``|gx| + |gy|`` of stacked gradients."""
+    return g.abs().sum(0)
+
+
+def _axis_l1(gf: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``L1(gx f, tx) + L1(gy f, ty)`` of stacked gradients: both axes have the same size, so it is
+    twice the mean over both."""
+    return 2 * F.l1_loss(gf, target)
+
+
+def _axis_abs_max_l1(gf: torch.Tensor, ga: torch.Tensor, gb: torch.Tensor) -> torch.Tensor:
+    """Per axis ``L1(|g f|, max(|g a|, |g b|))``, summed over the two axes."""
+    return _axis_l1(gf.abs(), torch.maximum(ga.abs(), gb.abs()))
+
+
+def _source_gradients(sobel: _SobelPair, ir: torch.Tensor, vis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stacked gradients of both sources from one pass, without autograd: (ir, vis)."""
+    with torch.no_grad():
+        g = sobel(torch.cat([ir, vis]))
+    return g[:, : ir.shape[0]], g[:, ir.shape[0] :]
+
+
+class MagnitudeGradLoss(nn.Module):
+    """The conventional term (SeAFusion, CDDFuse): ``L1(|gx f| + |gy f|, max(G(a), G(b)))``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sobel = _SobelPair(SOBEL, -1.0)
+
+    def forward(self, fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+        with _float32(fused.device):
+            f, a, b = _check_inputs(fused, ir, vis)
+            ga, gb = _source_gradients(self.sobel, a, b)
+            return F.l1_loss(_magnitude(self.sobel(f)), torch.maximum(_magnitude(ga), _magnitude(gb)))
+
+
+class AxisMaxGradLoss(nn.Module):
+    """LUT-Fuse's per-axis maximum of absolute gradients, replicate padding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sobel = _SobelPair(SOBEL, 1.0, padding="replicate")
+
+    def forward(self, fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+        with _float32(fused.device):
+            f, a, b = _check_inputs(fused, ir, vis)
+            return _axis_abs_max_l1(self.sobel(f), *_source_gradients(self.sobel, a, b))
+
+
+class SignedSumGradLoss(nn.Module):
+    """TC-MoA's released term: one signed map ``s = Sx*x + Sy*x`` with soft kernels; the source with
+    the larger ``|s|`` is the target (ties to visible)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sobel = _SobelPair(SOFT, -1.0)
+
+    def forward(self, fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+        with _float32(fused.device):
+            f, a, b = _check_inputs(fused, ir, vis)
+            ga, gb = _source_gradients(self.sobel, a, b)
+            sa, sb = ga.sum(0), gb.sum(0)
+            return F.l1_loss(self.sobel(f).sum(0), torch.where(sb.abs() >= sa.abs(), sb, sa))
+
+
+def _resized_size(h: int, w: int, ratio: float) -> tuple[int, int]:
+    """``(max(1, round(H r)), max(1, round(W r)))`` with Python's rounding, as the release."""
+    return max(1, int(round(h * ratio))), max(1, int(round(w * ratio)))
+
+
+def _avgpool_halvings(ratio: float) -> int:
+    """Number of 2x poolings for a ratio that is a power of 1/2; ValueError otherwise."""
+    k = -math.log2(ratio)
+    if abs(k - round(k)) > 1e-9:
+        raise ValueError(f"scales: resize 'avgpool' needs ratios that are powers of 1/2, got {ratio}")
+    return int(round(k))
+
+
+class DAMGL(nn.Module):
+    """Direction-aware multi-scale gradient loss (arXiv 2510.13067) with the ablation switches.
+
+    Args:
+        scales: resize ratios in (0, 1]; the paper's default is (1, 0.5, 0.25).
+        weights: ``"equal"`` (1 / number of scales) or one non-negative weight per scale.
+        sign: keep the selected component's sign (``True``) or compare magnitudes per axis.
+        axis: ``"xy"`` supervises each Sobel axis; ``"magnitude"`` collapses to ``|gx| + |gy|`` first
+            (only with ``sign=False``).
+        resize: ``"bilinear"`` (align_corners=False), ``"area"``, or ``"avgpool"`` (2x average pooling
+            repeated; ratios must be powers of 1/2; a side of one pixel is no longer halved).
+        padding: ``"zeros"`` or ``"replicate"`` for the Sobel filters.
+    """
+
+    def __init__(
+        self,
+        scales: Sequence[float] = (1.0, 0.5, 0.25),
+        weights: str | Sequence[float] = "equal",
+        sign: bool = True,
+        axis: str = "xy",
+        resize: str = "bilinear",
+        padding: str = "zeros",
+    ):
+        super().__init__()
+        if isinstance(scales, (int, float)) or not len(scales):
+            raise ValueError(f"scales: expected a non-empty list of ratios in (0, 1], got {scales!r}")
+        for r in scales:
+            if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= 1:
+                raise ValueError(f"scales: every ratio must be a number in (0, 1], got {r!r}")
+        if weights == "equal":
+            weights = [1.0 / len(scales)] * len(scales)
+        elif isinstance(weights, str) or len(weights) != len(scales):
+            raise ValueError(f"weights: expected 'equal' or a list of {len(scales)} numbers, got {weights!r}")
+        if any(w < 0 for w in weights) or not any(w > 0 for w in weights):
+            raise ValueError(f"weights: expected non-negative numbers, at least one positive, got {list(weights)}")
+        if not isinstance(sign, bool):
+            raise ValueError(f"sign: expected true or false, got {sign!r}")
+        if axis not in AXES:
+            raise ValueError(f"axis: '{axis}' is not one of {list(AXES)}")
+        if sign and axis == "magnitude":
+            raise ValueError("sign: true has no meaning with axis: magnitude (a magnitude has no sign); set sign: false")
+        if resize not in RESIZES:
+            raise ValueError(f"resize: '{resize}' is not one of {list(RESIZES)}")
+        if resize == "avgpool":
+            for r in scales:
+                _avgpool_halvings(float(r))
+        self.scales = tuple(float(r) for r in scales)
+        self.weights = tuple(float(w) for w in weights)
+        self.sign, self.axis, self.resize = sign, axis, resize
+        self.sobel = _SobelPair(SOBEL, 1.0, padding)
+
+    def extra_repr(self) -> str:
+        return (
+            f"scales={list(self.scales)}, weights={list(self.weights)}, sign={self.sign}, axis={self.axis}, "
+            f"resize={self.resize}, padding={self.sobel.padding}"
+        )
+
+    def _resize(self, x: torch.Tensor, ratio: float) -> torch.Tensor:
+        if ratio == 1.0:
+            return x
+        if self.resize == "avgpool":
+            for _ in range(_avgpool_halvings(ratio)):
+                kh, kw = (2 if x.shape[-2] > 1 else 1), (2 if x.shape[-1] > 1 else 1)
+                x = F.avg_pool2d(x, (kh, kw))
+            return x
+        size = _resized_size(x.shape[-2], x.shape[-1], ratio)
+        if self.resize == "area":
+            return F.interpolate(x, size=size, mode="area")
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+    def _scale_loss(self, gf: torch.Tensor, ga: torch.Tensor, gb: torch.Tensor) -> torch.Tensor:
+        if self.axis == "magnitude":
+            return F.l1_loss(_magnitude(gf), torch.maximum(_magnitude(ga), _magnitude(gb)))
+        if not self.sign:
+            return _axis_abs_max_l1(gf, ga, gb)
+        # per axis, the source component with the larger magnitude, with its sign (ties: visible)
+        return _axis_l1(gf, torch.where(gb.abs() >= ga.abs(), gb, ga))
+
+    def forward(self, fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+        with _float32(fused.device):
+            f, a, b = _check_inputs(fused, ir, vis)
+            n = f.shape[0]
+            sources = torch.cat([a, b])
+            total = f.new_zeros(())
+            for ratio, weight in zip(self.scales, self.weights):
+                if weight == 0:
+                    continue
+                with torch.no_grad():
+                    g_src = self.sobel(self._resize(sources, ratio))
+                gf = self.sobel(self._resize(f, ratio))
+                total = total + weight * self._scale_loss(gf, g_src[:, :n], g_src[:, n:])
+            return total
