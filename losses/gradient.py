@@ -48,68 +48,16 @@ def _check_inputs(fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> t
     return fused.float(), ir.float(), vis_y.float()
 
 
-def _separable_valid(p: torch.Tensor, smooth: tuple[float, float, float], y_sign: float) -> torch.Tensor:
-    """'Valid' cross-correlation of ``p`` (.., H + 2, W + 2) with both kernels, stacked: (2, .., H, W).
-
-    Axis 0 holds ``gx`` (kernel ``outer(smooth, [-1, 0, 1])``) and ``gy``
-    (``y_sign * outer([-1, 0, 1], smooth)``), formed as shifted adds:
-    smoothing across, then a difference along.
-    """
-    w0, w1, _ = smooth
-    h, w = p.shape[-2] - 2, p.shape[-1] - 2
-
-    def smooth_along(dim: int) -> torch.Tensor:
-        n = p.shape[dim] - 2
-        ends = p.narrow(dim, 0, n) + p.narrow(dim, 2, n)
-        return (ends if w0 == 1 else w0 * ends) + w1 * p.narrow(dim, 1, n)
-
-    out = p.new_empty((2, *p.shape[:-2], h, w))
-    rows, cols = smooth_along(-2), smooth_along(-1)
-    torch.sub(rows.narrow(-1, 2, w), rows.narrow(-1, 0, w), out=out[0])
-    torch.sub(cols.narrow(-2, 2, h), cols.narrow(-2, 0, h), out=out[1])
-    if y_sign != 1:
-        out[1].mul_(y_sign)
-    return out
-
-
-class _SobelFn(torch.autograd.Function):
-    """Both gradient axes with a hand-written backward pass.
-
-    Each kernel is separable into a symmetric smoothing and an antisymmetric
-    difference, so its flip is its negative: the adjoint of a correlation is a
-    correlation with the flipped kernel, i.e. minus the same operator. This
-    avoids autograd's per-slice zero-filled buffers, the main cost otherwise.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, smooth: tuple, y_sign: float, replicate: bool):  # noqa: D102
-        ctx.smooth, ctx.y_sign, ctx.replicate = smooth, y_sign, replicate
-        p = F.pad(x, (1, 1, 1, 1), mode="replicate" if replicate else "constant")
-        return _separable_valid(p, smooth, y_sign)
-
-    @staticmethod
-    def backward(ctx, g_out: torch.Tensor):  # noqa: D102
-        pad = 2 if ctx.replicate else 1  # replicate: gradient of the padded image, folded below
-        adj_x = _separable_valid(F.pad(g_out[0], (pad,) * 4), ctx.smooth, ctx.y_sign)[0]
-        adj_y = _separable_valid(F.pad(g_out[1], (pad,) * 4), ctx.smooth, ctx.y_sign)[1]
-        grad = -(adj_x + adj_y)
-        if ctx.replicate:  # each padded pixel copied an edge pixel: add its gradient there
-            grad[..., 1, :] += grad[..., 0, :]
-            grad[..., -2, :] += grad[..., -1, :]
-            grad[..., :, 1] += grad[..., :, 0]
-            grad[..., :, -2] += grad[..., :, -1]
-            grad = grad[..., 1:-1, 1:-1]
-        return grad, None, None, None
-
-
 class _SobelPair(nn.Module):
-    """Both axes of a separable 3x3 gradient, stacked: ``x -> g`` with ``g[0] = gx``, ``g[1] = gy``.
+    """A separable 3x3 gradient on both axes, and L1 losses on it with a hand-written backward pass.
 
     ``gx`` correlates with ``outer(smooth, [-1, 0, 1])`` and ``gy`` with
     ``y_sign * outer([-1, 0, 1], smooth)``: Sobel is ``smooth = (1, 2, 1)``,
-    TC-MoA's soft kernels ``(0.2, 1, 0.2)``. It runs as shifted adds, which on
-    a CPU cost a fraction of a one-channel convolution and its backward pass,
-    and equal the convolution up to float rounding.
+    TC-MoA's soft kernels ``(0.2, 1, 0.2)``. Both run as shifted adds, which
+    equal the convolution up to float rounding; each kernel's flip is its
+    negative (symmetric smoothing, antisymmetric difference), so the backward
+    pass is minus the same operator. On a CPU this costs a fraction of a
+    one-channel convolution and of autograd through the slices.
     """
 
     def __init__(self, smooth: Sequence[float], y_sign: float, padding: str = "zeros"):
@@ -123,12 +71,88 @@ class _SobelPair(nn.Module):
         self.y_sign = float(y_sign)
 
     def kernels(self) -> torch.Tensor:
-        """The two 3x3 cross-correlation kernels this module applies, shape (2, 3, 3)."""
-        s, d = torch.tensor(self.smooth), torch.tensor([-1.0, 0.0, 1.0])
+        """The two 3x3 cross-correlation kernels, shape (2, 3, 3), float64."""
+        s, d = torch.tensor(self.smooth, dtype=torch.float64), torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)
         return torch.stack([torch.outer(s, d), self.y_sign * torch.outer(d, s)])
 
+    def _valid(self, p: torch.Tensor, axis: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """'Valid' correlation of a padded (.., H + 2, W + 2) tensor with the kernel of one axis (0: x, 1: y)."""
+        across, along = (-2, -1) if axis == 0 else (-1, -2)
+        n = p.shape[across] - 2
+        w0, w1, _ = self.smooth
+        ends = p.narrow(across, 0, n) + p.narrow(across, 2, n)
+        smoothed = (ends if w0 == 1 else w0 * ends) + w1 * p.narrow(across, 1, n)
+        m = p.shape[along] - 2
+        out = torch.sub(smoothed.narrow(along, 2, m), smoothed.narrow(along, 0, m), out=out)
+        return out.mul_(self.y_sign) if axis == 1 and self.y_sign != 1 else out
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x, (1, 1, 1, 1), mode="replicate" if self.padding == "replicate" else "constant")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _SobelFn.apply(x, self.smooth, self.y_sign, self.padding == "replicate")
+        """Stacked gradients ``(2, *x.shape)``: ``[gx, gy]`` (no autograd; for targets)."""
+        p = self._pad(x.detach())
+        out = x.new_empty((2, *x.shape))
+        self._valid(p, 0, out[0])
+        self._valid(p, 1, out[1])
+        return out
+
+    def adjoint(self, g: torch.Tensor) -> torch.Tensor:
+        """Gradient with respect to ``x`` of ``sum(g * forward(x))``."""
+        pad = 2 if self.padding == "replicate" else 1  # replicate: on the padded image, folded below
+        grad = self._valid(F.pad(g[0], (pad,) * 4), 0)
+        grad += self._valid(F.pad(g[1], (pad,) * 4), 1)
+        grad.neg_()
+        if self.padding == "replicate":  # each padded pixel copied an edge pixel: add its gradient there
+            grad[..., 1, :] += grad[..., 0, :]
+            grad[..., -2, :] += grad[..., -1, :]
+            grad[..., :, 1] += grad[..., :, 0]
+            grad[..., :, -2] += grad[..., :, -1]
+            grad = grad[..., 1:-1, 1:-1]
+        return grad
+
+    def l1(self, x: torch.Tensor, target: torch.Tensor, mode: str) -> torch.Tensor:
+        """L1 between a map of ``x``'s gradients and a fixed ``target``, differentiable in ``x``.
+
+        Modes: ``axes`` ``L1(gx, tx) + L1(gy, ty)``; ``abs_axes`` the same on ``|g|``;
+        ``magnitude`` ``L1(|gx| + |gy|, t)``; ``sum`` ``L1(gx + gy, t)``.
+        """
+        return _GradientL1.apply(x, target, self, mode)
+
+
+class _GradientL1(torch.autograd.Function):
+    """``_SobelPair.l1`` as one autograd node (see there)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, target: torch.Tensor, sobel: _SobelPair, mode: str):  # noqa: D102
+        g = sobel(x)
+        if mode == "axes":
+            mapped = g
+        elif mode == "abs_axes":
+            mapped = g.abs()
+        elif mode == "magnitude":
+            mapped = g.abs().sum(0)
+        else:
+            mapped = g.sum(0)
+        diff = mapped - target
+        per_axis = 2 if mode in ("axes", "abs_axes") else 1
+        ctx.sobel, ctx.mode, ctx.count = sobel, mode, diff.numel() // per_axis
+        ctx.save_for_backward(torch.sign(diff), torch.sign(g) if "abs" in mode or mode == "magnitude" else None)
+        return diff.abs().sum() / ctx.count
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):  # noqa: D102
+        sign_diff, sign_g = ctx.saved_tensors
+        d_mapped = sign_diff * (grad_out / ctx.count)
+        if ctx.mode == "axes":
+            d_g = d_mapped
+        elif ctx.mode == "abs_axes":
+            d_g = d_mapped * sign_g
+        elif ctx.mode == "magnitude":
+            d_g = sign_g * d_mapped
+        else:
+            d_g = d_mapped.expand(2, *d_mapped.shape)
+        return ctx.sobel.adjoint(d_g), None, None, None
 
 
 def _magnitude(g: torch.Tensor) -> torch.Tensor:
@@ -136,21 +160,9 @@ def _magnitude(g: torch.Tensor) -> torch.Tensor:
     return g.abs().sum(0)
 
 
-def _axis_l1(gf: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``L1(gx f, tx) + L1(gy f, ty)`` of stacked gradients: both axes have the same size, so it is
-    twice the mean over both."""
-    return 2 * F.l1_loss(gf, target)
-
-
-def _axis_abs_max_l1(gf: torch.Tensor, ga: torch.Tensor, gb: torch.Tensor) -> torch.Tensor:
-    """Per axis ``L1(|g f|, max(|g a|, |g b|))``, summed over the two axes."""
-    return _axis_l1(gf.abs(), torch.maximum(ga.abs(), gb.abs()))
-
-
 def _source_gradients(sobel: _SobelPair, ir: torch.Tensor, vis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stacked gradients of both sources from one pass, without autograd: (ir, vis)."""
-    with torch.no_grad():
-        g = sobel(torch.cat([ir, vis]))
+    """Stacked gradients of both sources from one pass: (ir, vis)."""
+    g = sobel(torch.cat([ir, vis]))
     return g[:, : ir.shape[0]], g[:, ir.shape[0] :]
 
 
@@ -165,7 +177,7 @@ class MagnitudeGradLoss(nn.Module):
         with _float32(fused.device):
             f, a, b = _check_inputs(fused, ir, vis)
             ga, gb = _source_gradients(self.sobel, a, b)
-            return F.l1_loss(_magnitude(self.sobel(f)), torch.maximum(_magnitude(ga), _magnitude(gb)))
+            return self.sobel.l1(f, torch.maximum(_magnitude(ga), _magnitude(gb)), "magnitude")
 
 
 class AxisMaxGradLoss(nn.Module):
@@ -178,7 +190,8 @@ class AxisMaxGradLoss(nn.Module):
     def forward(self, fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         with _float32(fused.device):
             f, a, b = _check_inputs(fused, ir, vis)
-            return _axis_abs_max_l1(self.sobel(f), *_source_gradients(self.sobel, a, b))
+            ga, gb = _source_gradients(self.sobel, a, b)
+            return self.sobel.l1(f, torch.maximum(ga.abs(), gb.abs()), "abs_axes")
 
 
 class SignedSumGradLoss(nn.Module):
@@ -194,7 +207,7 @@ class SignedSumGradLoss(nn.Module):
             f, a, b = _check_inputs(fused, ir, vis)
             ga, gb = _source_gradients(self.sobel, a, b)
             sa, sb = ga.sum(0), gb.sum(0)
-            return F.l1_loss(self.sobel(f).sum(0), torch.where(sb.abs() >= sa.abs(), sb, sa))
+            return self.sobel.l1(f, torch.where(sb.abs() >= sa.abs(), sb, sa), "sum")
 
 
 def _resized_size(h: int, w: int, ratio: float) -> tuple[int, int]:
@@ -280,13 +293,13 @@ class DAMGL(nn.Module):
             return F.interpolate(x, size=size, mode="area")
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
-    def _scale_loss(self, gf: torch.Tensor, ga: torch.Tensor, gb: torch.Tensor) -> torch.Tensor:
+    def _scale_loss(self, f: torch.Tensor, ga: torch.Tensor, gb: torch.Tensor) -> torch.Tensor:
         if self.axis == "magnitude":
-            return F.l1_loss(_magnitude(gf), torch.maximum(_magnitude(ga), _magnitude(gb)))
+            return self.sobel.l1(f, torch.maximum(_magnitude(ga), _magnitude(gb)), "magnitude")
         if not self.sign:
-            return _axis_abs_max_l1(gf, ga, gb)
+            return self.sobel.l1(f, torch.maximum(ga.abs(), gb.abs()), "abs_axes")
         # per axis, the source component with the larger magnitude, with its sign (ties: visible)
-        return _axis_l1(gf, torch.where(gb.abs() >= ga.abs(), gb, ga))
+        return self.sobel.l1(f, torch.where(gb.abs() >= ga.abs(), gb, ga), "axes")
 
     def forward(self, fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         with _float32(fused.device):
@@ -299,6 +312,5 @@ class DAMGL(nn.Module):
                     continue
                 with torch.no_grad():
                     g_src = self.sobel(self._resize(sources, ratio))
-                gf = self.sobel(self._resize(f, ratio))
-                total = total + weight * self._scale_loss(gf, g_src[:, :n], g_src[:, n:])
+                total = total + weight * self._scale_loss(self._resize(f, ratio), g_src[:, :n], g_src[:, n:])
             return total

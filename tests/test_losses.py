@@ -65,22 +65,29 @@ def test_checkerboard_by_hand() -> None:
 @pytest.mark.parametrize("padding", ["zeros", "replicate"])
 @pytest.mark.parametrize("size", [(19, 23), (1, 5), (4, 1), (1, 1)])
 @pytest.mark.parametrize("smooth,y_sign", [((1.0, 2.0, 1.0), 1.0), ((1.0, 2.0, 1.0), -1.0), ((0.2, 1.0, 0.2), -1.0)])
-def test_shifted_adds_equal_the_convolution(smooth: tuple, y_sign: float, padding: str, size: tuple) -> None:
+@pytest.mark.parametrize("mode", ["axes", "abs_axes", "magnitude", "sum"])
+def test_shifted_adds_and_backward_equal_autograd_through_convolution(
+    smooth: tuple, y_sign: float, padding: str, size: tuple, mode: str
+) -> None:
     sobel = losses.gradient._SobelPair(smooth, y_sign, padding)
-    x = rand(2, *size, seed=3)
-    p = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate" if padding == "replicate" else "constant")
-    expected = torch.nn.functional.conv2d(p, sobel.kernels().unsqueeze(1))
-    gx, gy = sobel(x)
-    assert torch.allclose(gx, expected[:, :1], atol=1e-6) and torch.allclose(gy, expected[:, 1:], atol=1e-6)
-    # the hand-written backward pass against autograd through pad + convolution
-    xd = x.double().requires_grad_()
-    weights = torch.rand(2, 2, 1, *size, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    ours = torch.autograd.grad((sobel(xd) * weights).sum(), xd)[0]
-    xd2 = x.double().requires_grad_()
-    p2 = torch.nn.functional.pad(xd2, (1, 1, 1, 1), mode="replicate" if padding == "replicate" else "constant")
-    out = torch.nn.functional.conv2d(p2, sobel.kernels().double().unsqueeze(1))
-    theirs = torch.autograd.grad((out.transpose(0, 1).unsqueeze(2) * weights).sum(), xd2)[0]
-    assert torch.allclose(ours, theirs, atol=1e-12)
+    x = rand(2, *size, seed=3).double()
+
+    def by_conv(x: torch.Tensor) -> torch.Tensor:
+        p = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate" if padding == "replicate" else "constant")
+        return torch.nn.functional.conv2d(p, sobel.kernels().double().unsqueeze(1)).transpose(0, 1).unsqueeze(2)
+
+    assert torch.allclose(sobel(x), by_conv(x), atol=1e-12)
+    mapped = {"axes": lambda g: g, "abs_axes": torch.abs, "magnitude": lambda g: g.abs().sum(0), "sum": lambda g: g.sum(0)}
+    target = mapped[mode](by_conv(rand(2, *size, seed=4).double()))
+    per_axis = 2 if mode in ("axes", "abs_axes") else 1
+    xa = x.clone().requires_grad_()
+    ours = sobel.l1(xa, target, mode)
+    ours.backward()
+    xb = x.clone().requires_grad_()
+    theirs = per_axis * torch.nn.functional.l1_loss(mapped[mode](by_conv(xb)), target)
+    theirs.backward()
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-12)
+    assert torch.allclose(xa.grad, xb.grad, atol=1e-12)
 
 
 def test_vertical_step_by_hand() -> None:
