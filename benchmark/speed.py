@@ -100,7 +100,40 @@ def speed_losses(args: argparse.Namespace) -> None:
             print(f"losses fwd+bwd {device} {'x'.join(map(str, shape))}, {args.threads} threads: {cells}")
 
 
-_TARGETS = {"metrics": speed_metrics, "losses": speed_losses}
+def speed_models(args: argparse.Namespace) -> None:
+    """Per model: parameters, forward and forward + backward milliseconds (batch 8 of 64 x 64, one 480 x 640)."""
+    import torch
+
+    import baselines
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        print(f"models on {device}, {args.threads} threads (median ms)")
+        for name in baselines.list():
+            torch.manual_seed(0)
+            model = baselines.build(name).to(device)
+            params = sum(p.numel() for p in model.parameters())
+            cells = []
+            for shape in ((8, 1, 64, 64), (1, 1, 480, 640)):
+                ir, vis = torch.rand(shape, device=device), torch.rand(shape, device=device)
+
+                def forward() -> None:
+                    with torch.no_grad():
+                        model.eval()(ir, vis)
+                    if device == "cuda":
+                        torch.cuda.synchronize()
+
+                def forward_backward() -> None:
+                    model.train()(ir, vis).mean().backward()
+                    if device == "cuda":
+                        torch.cuda.synchronize()
+
+                t = _interleaved_median({"f": forward, "fb": forward_backward}, max(args.repeat, 5), warmup=1)
+                cells.append(f"{'x'.join(map(str, shape))}: fwd {t['f'] * 1000:.1f}, fwd+bwd {t['fb'] * 1000:.1f}")
+            print(f"  {name:14s} {params:>9,d} params | " + " | ".join(cells))
+
+
+_TARGETS = {"metrics": speed_metrics, "losses": speed_losses, "models": speed_models}
 
 
 def run_speed(target: str, args: argparse.Namespace) -> int:

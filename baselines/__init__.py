@@ -1,0 +1,154 @@
+"""Re-implemented fusion networks, by name, and models given as import paths.
+
+``build("seafusion")`` makes a registered model; :func:`from_spec` reads a YAML
+block, either ``{type: seafusion, ...kwargs}`` or
+``{class: my_package.my_module:MyNet, kwargs: {...}, recipe: {...}}``.
+Every model takes ``(ir, vis_y)`` as ``(N, 1, H, W)`` in [0, 1] and returns the
+fused luminance of the same shape in [0, 1]; its class carries a
+:class:`~baselines.recipe.Recipe`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from baselines.densefuse import DenseFuseE2E
+from baselines.pmgi import PMGI
+from baselines.recipe import Phase, Recipe
+from baselines.seafusion import SeAFusion
+from baselines.u2fusion import U2Fusion
+
+MODELS: dict[str, type[nn.Module]] = {
+    "seafusion": SeAFusion,
+    "u2fusion": U2Fusion,
+    "pmgi": PMGI,
+    "densefuse_e2e": DenseFuseE2E,
+}
+
+
+def list() -> list[str]:  # noqa: A001 - the registry's public name, as timm's
+    """Registered model names."""
+    return [*MODELS]
+
+
+def _check_kwargs(cls: type, kwargs: dict[str, Any], where: str) -> None:
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    allowed = [p for p in params if p != "self"]
+    unknown = [k for k in kwargs if k not in allowed]
+    if unknown:
+        hint = difflib.get_close_matches(unknown[0], allowed, n=1)
+        extra = f" (did you mean '{hint[0]}'?)" if hint else ""
+        raise ValueError(f"{where}: unknown key '{unknown[0]}'{extra}; allowed: {', '.join(allowed) or 'none'}")
+
+
+def build(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered model; an unknown name lists the valid ones."""
+    if name not in MODELS:
+        hint = difflib.get_close_matches(str(name), MODELS, n=1)
+        extra = f" (did you mean '{hint[0]}'?)" if hint else ""
+        raise ValueError(f"unknown model '{name}'{extra}; valid: {', '.join(MODELS)}")
+    _check_kwargs(MODELS[name], kwargs, name)
+    return MODELS[name](**kwargs)
+
+
+def import_class(path: str) -> type[nn.Module]:
+    """Resolve ``package.module:ClassName``, saying which part fails."""
+    module_name, sep, attr = str(path).partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"class: '{path}' is not of the form 'package.module:ClassName'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"class: cannot import module '{module_name}' of '{path}': {exc}") from None
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"class: module '{module_name}' has no attribute '{attr}' (from '{path}')")
+        obj = getattr(obj, part)
+    if not (inspect.isclass(obj) and issubclass(obj, nn.Module)):
+        raise ValueError(f"class: '{path}' is not a torch.nn.Module subclass")
+    return obj
+
+
+@dataclass
+class ModelSpec:
+    """A model as the runner uses it: how to make it and how to train it."""
+
+    name: str
+    cls: type[nn.Module]
+    kwargs: dict[str, Any]
+    recipe: Recipe
+
+    def build(self) -> nn.Module:
+        return self.cls(**self.kwargs)
+
+
+def _recipe_from(cls: type, block: dict[str, Any] | None, where: str) -> Recipe:
+    base = getattr(cls, "recipe", None)
+    if block is None:
+        if not isinstance(base, Recipe):
+            raise ValueError(f"{where}: {cls.__name__} has no 'recipe' attribute; give a 'recipe' block")
+        return base
+    if isinstance(base, Recipe):
+        return base.with_overrides(block)
+    try:
+        phases = tuple(Phase(**p) for p in block["phases"])
+        return Recipe(**{**block, "phases": phases})
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{where}.recipe: expected the fields of baselines.Recipe with 'phases' and "
+                         f"'gradient_weight' and 'optimizer': {exc}") from None  # fmt: skip
+
+
+def from_spec(name: str, block: dict[str, Any]) -> ModelSpec:
+    """Resolve a YAML model block: ``{type: NAME, **kwargs, recipe: {...}}`` or ``{class: PATH, kwargs, recipe}``."""
+    block = dict(block)
+    where = f"models.{name}"
+    recipe_block = block.pop("recipe", None)
+    if "class" in block:
+        cls = import_class(block.pop("class"))
+        kwargs = dict(block.pop("kwargs", {}) or {})
+        if block:
+            raise ValueError(f"{where}: unknown key(s) {sorted(block)}; with 'class' allowed: class, kwargs, recipe")
+    elif "type" in block:
+        kind = block.pop("type")
+        if kind not in MODELS:
+            build(kind)  # raises with the valid names
+        cls, kwargs = MODELS[kind], block
+    else:
+        raise ValueError(f"{where}: expected 'type' (one of {', '.join(MODELS)}) or 'class' (package.module:Class)")
+    _check_kwargs(cls, kwargs, where)
+    spec = ModelSpec(name, cls, kwargs, _recipe_from(cls, recipe_block, where))
+    check_model(spec.build(), where)
+    return spec
+
+
+def check_model(model: nn.Module, where: str = "model") -> None:
+    """Check the interface: ``forward(ir, vis)`` returning (N, 1, H, W) for (N, 1, H, W) inputs."""
+    params = [p for p in inspect.signature(model.forward).parameters.values()
+              if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]  # fmt: skip
+    if len(params) != 2:
+        raise ValueError(
+            f"{where}: forward must take exactly two required arguments (ir, vis), "
+            f"{type(model).__name__}.forward takes {[p.name for p in params]}"
+        )
+    x = torch.rand(2, 1, 33, 37, generator=torch.Generator().manual_seed(0))
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(x, x)
+    model.train(was_training)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, 1, 33, 37):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"{where}: forward must return (N, 1, H, W) = (2, 1, 33, 37) for inputs of that shape, got {shape}")
+
+
+__all__ = ["MODELS", "ModelSpec", "Phase", "Recipe", "build", "check_model", "from_spec", "import_class", "list"]

@@ -1,0 +1,205 @@
+"""One training loop for every model: the model's recipe drives it, the gradient arm fills its slot.
+
+:class:`PatchSampler` draws random patches with flips from training pairs;
+:class:`Trainer` runs the recipe's phases over a step budget, seeded and
+deterministic on the CPU, with bf16 autocast and channels-last on CUDA, and
+can save and restore its whole state so that a resumed run equals an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from baselines.recipe import Recipe
+from benchmark.data import DataError
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class PatchSampler:
+    """Random ``patch x patch`` crops with random horizontal and vertical flips.
+
+    Args:
+        images: ``(name, ir, vis_y)`` with float32 (H, W) arrays in [0, 1].
+        patch: crop side; every image must be at least that large.
+        batch: crops per batch.
+        seed: seed of the sampler's own generator.
+    """
+
+    def __init__(self, images: Sequence[tuple[str, np.ndarray, np.ndarray]], patch: int, batch: int, seed: int):
+        if not images:
+            raise DataError("no training images")
+        for name, ir, _ in images:
+            if min(ir.shape) < patch:
+                raise DataError(f"training image '{name}' is {ir.shape[1]}x{ir.shape[0]}, smaller than the {patch}-pixel patch")
+        self.images, self.patch, self.batch = list(images), patch, batch
+        self.rng = np.random.default_rng(seed)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch ``(ir, vis)`` of shape (batch, 1, patch, patch)."""
+        p = self.patch
+        ir_out = np.empty((self.batch, 1, p, p), dtype=np.float32)
+        vis_out = np.empty_like(ir_out)
+        for k in range(self.batch):
+            _, ir, vis = self.images[self.rng.integers(len(self.images))]
+            i = self.rng.integers(ir.shape[0] - p + 1)
+            j = self.rng.integers(ir.shape[1] - p + 1)
+            a, b = ir[i : i + p, j : j + p], vis[i : i + p, j : j + p]
+            if self.rng.random() < 0.5:
+                a, b = a[:, ::-1], b[:, ::-1]
+            if self.rng.random() < 0.5:
+                a, b = a[::-1], b[::-1]
+            ir_out[k, 0], vis_out[k, 0] = a, b
+        return torch.from_numpy(ir_out), torch.from_numpy(vis_out)
+
+    def state(self) -> dict[str, Any]:
+        return self.rng.bit_generator.state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state
+
+
+_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+def make_optimizer(params: Sequence[nn.Parameter], spec: dict[str, Any]) -> torch.optim.Optimizer:
+    """``{"type": "adam" | "adamw", "lr": ..., **kwargs}`` -> optimiser."""
+    spec = dict(spec)
+    kind = spec.pop("type", "adam")
+    if kind not in _OPTIMIZERS:
+        raise ValueError(f"optimizer.type: '{kind}' is not one of {list(_OPTIMIZERS)}")
+    return _OPTIMIZERS[kind](params, **spec)
+
+
+def lr_factor(schedule: dict[str, Any], epoch: float) -> float:
+    """Learning-rate multiplier at a (fractional) epoch: ``constant``, or ``step`` decay by ``gamma`` every k epochs."""
+    kind = schedule.get("type", "constant")
+    if kind == "constant":
+        return 1.0
+    if kind == "step":
+        return float(schedule["gamma"]) ** math.floor(epoch / float(schedule["every_epochs"]))
+    raise ValueError(f"schedule.type: '{kind}' is not one of ['constant', 'step']")
+
+
+@dataclass
+class StepLog:
+    """One logged step."""
+
+    step: int
+    phase: str
+    lr: float
+    loss: float
+    parts: dict[str, float]
+
+
+class Trainer:
+    """Runs a recipe's phases for ``steps`` optimisation steps in total.
+
+    The budget is shared between phases in proportion to their ``epochs``; the
+    recipe's epochs are mapped onto the budget, so a step decay "every epoch"
+    happens every ``steps / total_epochs`` steps.
+
+    Args:
+        model: the network (moved to ``device``).
+        recipe: its training recipe.
+        gradient: the gradient arm's loss block (``{"type": "damgl", ...}``), or ``None`` for the
+            recipe's own term.
+        steps: total optimisation steps.
+        device: ``"cpu"`` or ``"cuda"``; on CUDA, bf16 autocast and channels-last are used.
+        lr: overrides the recipe's learning rate when given.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        recipe: Recipe,
+        gradient: dict[str, Any] | None,
+        steps: int,
+        device: str = "cpu",
+        lr: float | None = None,
+    ):
+        if steps < 1:
+            raise ValueError(f"steps: expected a positive number, got {steps}")
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        self.model = model.to(self.device)
+        if self.cuda:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.recipe, self.steps, self.step = recipe, steps, 0
+        self.objectives = [recipe.objective(i, gradient).to(self.device) for i in range(len(recipe.phases))]
+        total_epochs = sum(p.epochs for p in recipe.phases)
+        bounds = np.cumsum([p.epochs / total_epochs * steps for p in recipe.phases])
+        self.phase_end = [int(round(b)) for b in bounds]
+        self.steps_per_epoch = steps / total_epochs
+        opt_spec = dict(recipe.optimizer) | ({"lr": lr} if lr is not None else {})
+        self.base_lr = float(opt_spec["lr"])
+        self.optimizer = make_optimizer(self.model.parameters(), opt_spec)
+
+    def phase_index(self, step: int) -> int:
+        """Phase of a 0-based step."""
+        return next(i for i, end in enumerate(self.phase_end) if step < end or i == len(self.phase_end) - 1)
+
+    def _set_trainable(self, phase: int) -> None:
+        prefixes = self.recipe.phases[phase].trainable
+        for name, param in self.model.named_parameters():
+            param.requires_grad_(not prefixes or name.startswith(prefixes))
+
+    def train_step(self, ir: torch.Tensor, vis: torch.Tensor) -> StepLog:
+        """One optimisation step on a batch; raises :class:`NonFiniteLoss` on NaN/inf."""
+        phase = self.phase_index(self.step)
+        self._set_trainable(phase)
+        lr = self.base_lr * lr_factor(self.recipe.schedule, self.step / self.steps_per_epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        ir, vis = ir.to(self.device), vis.to(self.device)
+        if self.cuda:
+            ir, vis = ir.contiguous(memory_format=torch.channels_last), vis.contiguous(memory_format=torch.channels_last)
+        self.model.train()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda):
+            fused = self.model(ir, vis)
+            aux = getattr(self.model, "aux", None)
+            total, parts = self.objectives[phase](fused.float(), ir, vis, aux)
+        if not torch.isfinite(total):
+            raise NonFiniteLoss(f"loss is {total.item()} at step {self.step} (phase '{self.recipe.phases[phase].name}')")
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if self.recipe.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.recipe.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        return StepLog(self.step, self.recipe.phases[phase].name, lr, total.item(), {k: v.item() for k, v in parts.items()})
+
+    def run(self, sampler: PatchSampler, until: int | None = None, on_step: Callable[[StepLog], None] | None = None) -> None:
+        """Train from the current step up to ``until`` (default: the whole budget)."""
+        for _ in range(self.step, min(until or self.steps, self.steps)):
+            log = self.train_step(*sampler.next())
+            if on_step is not None:
+                on_step(log)
+
+    def state_dict(self, sampler: PatchSampler) -> dict[str, Any]:
+        """Everything needed to resume exactly: model, optimiser, step, sampler and torch RNG states."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "sampler": sampler.state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], sampler: PatchSampler) -> None:
+        """Restore :meth:`state_dict`."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        sampler.load_state(state["sampler"])
+        torch.set_rng_state(state["torch_rng"])

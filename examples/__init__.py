@@ -1,0 +1,1 @@
+"""Examples of user code plugged into the benchmark."""

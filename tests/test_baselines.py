@@ -1,0 +1,143 @@
+"""CNN baselines: parameter counts, shapes, range, determinism, training steps, registry and YAML specs."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+import baselines
+from baselines import ModelSpec, from_spec
+from benchmark.training import Trainer
+
+COUNTS = {"seafusion": 166_657, "u2fusion": 659_217, "pmgi": 42_017, "densefuse_e2e": 74_193}
+
+
+def pair(n: int, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, h, w, generator=g), torch.rand(n, 1, h, w, generator=g)
+
+
+def make(name: str, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return baselines.build(name)
+
+
+@pytest.mark.parametrize("name,count", COUNTS.items())
+def test_parameter_count_matches_the_spec(name: str, count: int) -> None:
+    assert sum(p.numel() for p in make(name).parameters()) == count
+
+
+@pytest.mark.parametrize("name", COUNTS)
+@pytest.mark.parametrize("size", [(301, 497), (17, 23)])
+def test_shape_and_range(name: str, size: tuple[int, int]) -> None:
+    model = make(name).eval()
+    ir, vis = pair(1, *size)
+    with torch.no_grad():
+        out = model(ir, vis)
+    assert out.shape == ir.shape
+    assert out.min() >= 0 and out.max() <= 1 and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", COUNTS)
+def test_deterministic_under_a_seed_and_state_dict_round_trip(name: str) -> None:
+    ir, vis = pair(2, 24, 30)
+    a, b = make(name, seed=3).eval(), make(name, seed=3).eval()
+    with torch.no_grad():
+        assert torch.equal(a(ir, vis), b(ir, vis))
+    buffer = io.BytesIO()
+    torch.save(a.state_dict(), buffer)
+    buffer.seek(0)
+    c = make(name, seed=99).eval()
+    c.load_state_dict(torch.load(buffer))
+    with torch.no_grad():
+        assert torch.equal(a(ir, vis), c(ir, vis))
+
+
+@pytest.mark.parametrize("name", COUNTS)
+@pytest.mark.parametrize("arm", [None, {"type": "damgl"}])
+def test_one_step_lowers_the_recipe_loss(name: str, arm: dict | None) -> None:
+    model = make(name)
+    trainer = Trainer(model, model.recipe, arm, steps=10)
+    ir, vis = pair(4, 32, 32, seed=1)
+    before = trainer.train_step(ir, vis).loss
+    model.train()
+    with torch.no_grad():
+        after, _ = trainer.objectives[0](model(ir, vis), ir, vis)
+    assert after.item() < before
+
+
+def test_recipes_record_paper_settings() -> None:
+    sea = baselines.MODELS["seafusion"].recipe
+    assert sea.schedule == {"type": "step", "every_epochs": 1, "gamma": 0.75}
+    assert sea.optimizer == {"type": "adam", "lr": 1e-3} and sea.batch_size == 16
+    assert sea.output_normalisation == "batch_minmax"
+    objective = sea.objective(0, {"type": "damgl", "sign": False}).recipe
+    assert objective == {"intensity": {"type": "max_l1", "weight": 1.0},
+                         "gradient": {"type": "damgl", "sign": False, "weight": 10.0}}  # fmt: skip
+    pmgi = baselines.MODELS["pmgi"].recipe
+    assert pmgi.objective(0).recipe["gradient"] == {"type": "laplacian_l2", "weight": 100.0}
+    assert pmgi.objective(0, {"type": "magnitude"}).recipe["gradient"]["weight"] == 10.0
+    assert "gradient" in baselines.MODELS["u2fusion"].recipe.objective(0, {"type": "damgl"}).recipe
+
+
+def test_registry_errors() -> None:
+    assert baselines.list() == ["seafusion", "u2fusion", "pmgi", "densefuse_e2e"]
+    with pytest.raises(ValueError, match=r"unknown model 'seafuison' \(did you mean 'seafusion'\?\); valid: seafusion"):
+        baselines.build("seafuison")
+    with pytest.raises(ValueError, match=r"densefuse_e2e: unknown key 'rule'.*allowed: fusion_rule"):
+        baselines.build("densefuse_e2e", rule="add")
+    with pytest.raises(ValueError, match=r"fusion_rule: 'max' is not one of \['add', 'l1norm'\]"):
+        baselines.build("densefuse_e2e", fusion_rule="max")
+
+
+def test_yaml_spec_by_name_with_kwargs_and_recipe_override() -> None:
+    spec = from_spec("dense", {"type": "densefuse_e2e", "fusion_rule": "l1norm", "recipe": {"batch_size": 4}})
+    assert isinstance(spec, ModelSpec) and spec.kwargs == {"fusion_rule": "l1norm"}
+    assert spec.recipe.batch_size == 4 and spec.recipe.patch_size == 128
+    with pytest.raises(ValueError, match=r"recipe: unknown key\(s\) \['batchsize'\]"):
+        from_spec("dense", {"type": "densefuse_e2e", "recipe": {"batchsize": 4}})
+
+
+def test_yaml_spec_by_import_path_trains_through_the_trainer() -> None:
+    spec = from_spec("tiny", {"class": "examples.tiny_fusion:TinyFusion", "kwargs": {"width": 4}})
+    torch.manual_seed(0)
+    model = spec.build()
+    trainer = Trainer(model, spec.recipe, {"type": "damgl"}, steps=30, lr=1e-2)
+    ir, vis = pair(8, 32, 32, seed=2)
+    first = trainer.train_step(ir, vis).loss
+    for _ in range(28):
+        last = trainer.train_step(ir, vis).loss
+    assert last < 0.8 * first
+
+
+class TwoOutputs(torch.nn.Module):
+    def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+        return torch.cat([ir, vis], 1)
+
+
+class OneInput(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+@pytest.mark.parametrize(
+    "block,message",
+    [
+        ({"class": "examples.nowhere:Net"}, "cannot import module 'examples.nowhere'"),
+        ({"class": "examples.tiny_fusion:Missing"}, "module 'examples.tiny_fusion' has no attribute 'Missing'"),
+        ({"class": "examples.tiny_fusion"}, "is not of the form 'package.module:ClassName'"),
+        ({"class": "tests.test_baselines:TwoOutputs", "recipe": {"phases": [{"name": "f", "objective": {}}],
+          "gradient_weight": 1, "optimizer": {"lr": 1}}}, r"must return \(N, 1, H, W\) = \(2, 1, 33, 37\).*got \(2, 2, 33, 37\)"),
+        ({"class": "tests.test_baselines:OneInput", "recipe": {"phases": [{"name": "f", "objective": {}}],
+          "gradient_weight": 1, "optimizer": {"lr": 1}}}, r"forward must take exactly two required arguments \(ir, vis\)"),
+        ({"class": "tests.test_baselines:OneInput"}, "has no 'recipe' attribute"),
+        ({"class": "examples.tiny_fusion:TinyFusion", "kwargs": {"widht": 3}}, r"unknown key 'widht' \(did you mean 'width'\?\)"),
+        ({"type": "seafusion", "depth": 3}, "models.m: unknown key 'depth'"),
+        ({"kwargs": {}}, "expected 'type'"),
+    ],
+)  # fmt: skip
+def test_yaml_spec_errors(block: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        from_spec("m", block)
