@@ -39,9 +39,10 @@ def _cmd_speed(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m benchmark``."""
+    """The argument parser of ``python -m benchmark`` (``run`` is handed to :mod:`benchmark.runner`)."""
     parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="train, fuse and score a profile (same as run_all.py; see run --help)", add_help=False)
 
     ev = sub.add_parser("evaluate", help="score folders of fused images against a paired dataset")
     ev.add_argument("--dataset", required=True, help="dataset folder holding ir/ and vi/")
@@ -66,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command; bad input ends with a one-line error and exit status 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:
+        from benchmark.runner import main as run_main
+
+        return run_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -1,0 +1,361 @@
+"""``experiments.yaml``: datasets, models, gradient-loss arms, ablations and profiles, validated.
+
+Every mistake stops before any training with a message that names the key
+path (``profiles.quick.losses[1]``) and the allowed values; a mistyped key gets
+a suggestion. ``--set key.path=value`` overrides any field (the value is read
+as YAML). :func:`load_config` returns a :class:`Config`; :meth:`Config.plan`
+expands a profile into :class:`RunSpec` objects, each with its resolved,
+hashable configuration.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import baselines
+import losses
+from benchmark.data import DataError, PairedDataset, data_root
+from benchmark.synthetic import SyntheticDataset
+
+NORMALISATIONS = ("clamp", "image_minmax", "recipe")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """An invalid experiments file or override."""
+
+
+def _suggest(key: str, allowed: list[str]) -> str:
+    hint = difflib.get_close_matches(str(key), allowed, n=1)
+    return f" (did you mean '{hint[0]}'?)" if hint else ""
+
+
+def _check_keys(block: Any, allowed: list[str], path: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    if not isinstance(block, dict):
+        raise ConfigError(f"{path}: expected a mapping with keys {allowed}, got {block!r}")
+    for key in block:
+        if key not in allowed:
+            raise ConfigError(f"{path}.{key}: unknown key{_suggest(key, allowed)}; allowed: {', '.join(allowed)}")
+    for key in required:
+        if key not in block:
+            raise ConfigError(f"{path}.{key}: missing; required keys: {', '.join(required)}")
+    return block
+
+
+def _name_list(value: Any, valid: list[str], path: str, what: str) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{path}: expected a non-empty list of {what} names, got {value!r}")
+    for i, name in enumerate(value):
+        if name not in valid:
+            raise ConfigError(f"{path}[{i}]: unknown {what} '{name}'{_suggest(name, valid)}; defined: {', '.join(valid)}")
+    return value
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=,-]+", "-", text).strip("-")
+
+
+@dataclass
+class DatasetDef:
+    """A dataset: a folder (relative paths under ``$FUSION_DATA``) with optional split, or the synthetic generator."""
+
+    name: str
+    path: str | None = None
+    split: str | None = None
+    synthetic: dict[str, Any] | None = None
+
+    def resolved(self) -> dict[str, Any]:
+        """JSON-able description used in run configs (absolute paths)."""
+        if self.synthetic is not None:
+            return {"synthetic": self.synthetic}
+        out = {"path": str(self.folder())}
+        if self.split:
+            out["split"] = str(self.split_file())
+        return out
+
+    def folder(self) -> Path:
+        p = Path(self.path)
+        return p if p.is_absolute() else data_root() / p
+
+    def split_file(self) -> Path | None:
+        if not self.split:
+            return None
+        p = Path(self.split)
+        return p if p.is_absolute() else data_root() / p
+
+    def open(self) -> PairedDataset | SyntheticDataset:
+        if self.synthetic is not None:
+            return SyntheticDataset(**self.synthetic, name=self.name)
+        return PairedDataset(self.folder(), self.split_file(), name=self.name)
+
+    def check(self, path: str) -> None:
+        """Fail early if the folder or split file is missing."""
+        if self.synthetic is not None:
+            return
+        if not self.folder().is_dir():
+            raise ConfigError(f"{path}.path: dataset folder not found: {self.folder()} (relative paths are under FUSION_DATA={data_root()})")
+        split = self.split_file()
+        if split is not None and not split.is_file():
+            raise ConfigError(f"{path}.split: split file not found: {split}")
+
+
+@dataclass
+class Profile:
+    """Which runs a study makes and with what budget."""
+
+    name: str
+    models: list[str]
+    arms: dict[str, dict[str, Any]]  # arm name -> gradient loss block
+    seeds: list[int]
+    train: str
+    test: list[str]
+    steps: int
+    batch_size: int | None = None
+    patch_size: int | None = None
+    lr: float | None = None
+    device: str = "auto"
+    checkpoint_every: int = 100
+    log_every: int = 10
+    normalisation: str = "clamp"
+    save_fused: bool = True
+    slurm: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunSpec:
+    """One training run and its evaluation: readable id, resolved config, hash."""
+
+    run_id: str
+    model: str
+    arm: str
+    seed: int
+    config: dict[str, Any]
+    log_every: int = 10  # not part of the config hash: logging does not change results
+
+    @property
+    def config_hash(self) -> str:
+        text = json.dumps(self.config, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+PROFILE_KEYS = ["models", "losses", "ablations", "seeds", "train", "test", "steps", "batch_size", "patch_size", "lr",
+                "device", "checkpoint_every", "log_every", "normalisation", "save_fused", "slurm"]  # fmt: skip
+TOP_KEYS = ["datasets", "models", "losses", "ablations", "profiles", "default_profile"]
+
+
+@dataclass
+class Config:
+    """The validated experiments file."""
+
+    raw: dict[str, Any]
+    datasets: dict[str, DatasetDef]
+    models: dict[str, baselines.ModelSpec]
+    losses: dict[str, dict[str, Any]]
+    ablations: dict[str, dict[str, dict[str, Any]]]  # ablation -> arm name -> loss block
+    profiles: dict[str, Profile]
+    default_profile: str
+
+    def profile(self, name: str | None) -> Profile:
+        name = name or self.default_profile
+        if name not in self.profiles:
+            raise ConfigError(f"--profile: unknown profile '{name}'{_suggest(name, list(self.profiles))}; defined: {', '.join(self.profiles)}")
+        return self.profiles[name]
+
+    def plan(self, profile: Profile) -> list[RunSpec]:
+        """Expand models x arms x seeds into runs (data folders checked first)."""
+        for ds in [profile.train, *profile.test]:
+            self.datasets[ds].check(f"datasets.{ds}")
+        runs = []
+        for model in profile.models:
+            spec = self.models[model]
+            for arm, block in profile.arms.items():
+                for seed in profile.seeds:
+                    recipe = spec.recipe
+                    config = {
+                        "model": {"name": model, **copy.deepcopy(self.raw["models"][model])},
+                        "arm": {"name": arm, **block},
+                        "seed": seed,
+                        "train": {"name": profile.train, **self.datasets[profile.train].resolved()},
+                        "test": {t: self.datasets[t].resolved() for t in profile.test},
+                        "steps": profile.steps,
+                        "batch_size": profile.batch_size or recipe.batch_size,
+                        "patch_size": profile.patch_size or recipe.patch_size,
+                        "lr": profile.lr,
+                        "normalisation": recipe.output_normalisation if profile.normalisation == "recipe" else profile.normalisation,
+                        "checkpoint_every": profile.checkpoint_every,
+                    }
+                    if config["patch_size"] is None:
+                        raise ConfigError(f"profiles.{profile.name}.patch_size: model '{model}' trains on whole images; set a patch size")
+                    run_id = "__".join([_slug(model), _slug(arm), _slug(profile.train), f"s{seed}"])
+                    runs.append(RunSpec(run_id, model, arm, seed, config, profile.log_every))
+        return runs
+
+
+def _parse_datasets(block: Any) -> dict[str, DatasetDef]:
+    out = {}
+    for name, d in _check_keys(block, list(block) if isinstance(block, dict) else [], "datasets").items():
+        path = f"datasets.{name}"
+        _check_keys(d, ["path", "split", "synthetic"], path)
+        if ("path" in d) == ("synthetic" in d):
+            raise ConfigError(f"{path}: give exactly one of 'path' (a folder with ir/ and vi/) or 'synthetic'")
+        if "synthetic" in d:
+            syn = _check_keys(d["synthetic"] or {}, ["count", "height", "width", "seed"], f"{path}.synthetic")
+            try:
+                SyntheticDataset(**syn)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{path}.synthetic: {exc}") from None
+        out[name] = DatasetDef(name, d.get("path"), d.get("split"), d.get("synthetic"))
+    return out
+
+
+def _parse_losses(block: Any) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name, b in (block or {}).items():
+        path = f"losses.{name}"
+        if not isinstance(b, dict) or "type" not in b:
+            raise ConfigError(f"{path}: expected a block with 'type' (one of {', '.join(losses.LOSSES)})")
+        if b["type"] not in losses.LOSSES:
+            raise ConfigError(f"{path}.type: unknown gradient loss '{b['type']}'{_suggest(b['type'], list(losses.LOSSES))}; valid: {', '.join(losses.LOSSES)}")
+        if "weight" in b:
+            raise ConfigError(f"{path}.weight: a gradient arm has no weight (each model's recipe sets it)")
+        _build_loss(b, path)
+        out[name] = dict(b)
+    return out
+
+
+def _build_loss(block: dict[str, Any], path: str) -> None:
+    options = {k: v for k, v in block.items() if k != "type"}
+    try:
+        losses.build(block["type"], **options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _parse_ablations(block: Any, loss_arms: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    out = {}
+    for name, b in (block or {}).items():
+        path = f"ablations.{name}"
+        _check_keys(b, ["base", "vary", "fixed"], path, required=("base", "vary"))
+        if b["base"] not in loss_arms:
+            raise ConfigError(f"{path}.base: unknown loss arm '{b['base']}'{_suggest(b['base'], list(loss_arms))}; defined: {', '.join(loss_arms)}")
+        vary = b["vary"]
+        if not isinstance(vary, dict) or len(vary) != 1:
+            raise ConfigError(f"{path}.vary: expected one switch with a list of values, e.g. {{scales: [[1], [1, 0.5]]}}")
+        (switch, values), = vary.items()
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{path}.vary.{switch}: expected a non-empty list of values")
+        arms = {}
+        for i, value in enumerate(values):
+            arm = {**loss_arms[b["base"]], **(b.get("fixed") or {}), switch: value}
+            _build_loss(arm, f"{path}.vary.{switch}[{i}]")
+            label = ",".join(str(v) for v in value) if isinstance(value, list) else str(value).lower()
+            arms[f"{name}:{switch}={label}"] = arm
+        out[name] = arms
+    return out
+
+
+def _parse_profile(name: str, b: Any, cfg: dict[str, Any], arms: dict, ablations: dict) -> Profile:
+    path = f"profiles.{name}"
+    _check_keys(b, PROFILE_KEYS, path, required=("models", "seeds", "train", "test", "steps"))
+    models = _name_list(b["models"], list(cfg["models"]), f"{path}.models", "model")
+    profile_arms: dict[str, dict[str, Any]] = {}
+    for arm in _name_list(b["losses"], list(arms), f"{path}.losses", "loss arm") if "losses" in b else []:
+        profile_arms[arm] = arms[arm]
+    for abl in _name_list(b["ablations"], list(ablations), f"{path}.ablations", "ablation") if "ablations" in b else []:
+        profile_arms.update(ablations[abl])
+    if not profile_arms:
+        raise ConfigError(f"{path}: give 'losses' and/or 'ablations': the runs need at least one gradient arm")
+    seeds = b["seeds"]
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ConfigError(f"{path}.seeds: expected a non-empty list of integers, got {seeds!r}")
+    datasets = list(cfg["datasets"])
+    train = _name_list([b["train"]], datasets, f"{path}.train", "dataset")[0]
+    test = _name_list(b["test"], datasets, f"{path}.test", "dataset")
+    for key in ("steps", "checkpoint_every", "log_every", "batch_size", "patch_size"):
+        value = b.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ConfigError(f"{path}.{key}: expected a positive integer, got {value!r}")
+    if b.get("lr") is not None and not (isinstance(b["lr"], (int, float)) and b["lr"] > 0):
+        raise ConfigError(f"{path}.lr: expected a positive number, got {b['lr']!r}")
+    device = b.get("device", "auto")
+    if device not in DEVICES:
+        raise ConfigError(f"{path}.device: '{device}' is not one of {list(DEVICES)}")
+    norm = b.get("normalisation", "clamp")
+    if norm not in NORMALISATIONS:
+        raise ConfigError(f"{path}.normalisation: '{norm}' is not one of {list(NORMALISATIONS)}")
+    return Profile(
+        name, models, profile_arms, seeds, train, test, b["steps"], b.get("batch_size"), b.get("patch_size"),
+        b.get("lr"), device, b.get("checkpoint_every", 100), b.get("log_every", 10), norm,
+        bool(b.get("save_fused", True)), dict(b.get("slurm") or {}),
+    )  # fmt: skip
+
+
+def _coerce(text: str) -> Any:
+    return yaml.safe_load(text)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides to a raw config (values read as YAML)."""
+    raw = copy.deepcopy(raw)
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set: expected key.path=value, got '{item}'")
+        parts = key.split(".")
+        node = raw
+        for i, part in enumerate(parts[:-1]):
+            if not isinstance(node, dict) or part not in node:
+                where = ".".join(parts[: i + 1])
+                options = list(node) if isinstance(node, dict) else []
+                raise ConfigError(f"--set {key}: '{where}' does not exist{_suggest(part, options)}")
+            node = node[part]
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: '{'.'.join(parts[:-1])}' is not a mapping")
+        node[parts[-1]] = _coerce(value)
+    return raw
+
+
+def parse_config(raw: dict[str, Any]) -> Config:
+    """Validate a raw experiments mapping."""
+    _check_keys(raw, TOP_KEYS, "experiments", required=("datasets", "models", "profiles"))
+    datasets = _parse_datasets(raw["datasets"])
+    models = {}
+    for name, block in _check_keys(raw["models"], list(raw["models"]), "models").items():
+        if not isinstance(block, dict):
+            raise ConfigError(f"models.{name}: expected a mapping with 'type' or 'class'")
+        try:
+            models[name] = baselines.from_spec(name, block)
+        except ValueError as exc:
+            message = str(exc)
+            raise ConfigError(message if message.startswith("models.") else f"models.{name}: {message}") from None
+    arms = _parse_losses(raw.get("losses"))
+    ablations = _parse_ablations(raw.get("ablations"), arms)
+    profiles = {name: _parse_profile(name, b, raw, arms, ablations) for name, b in raw["profiles"].items()}
+    default = raw.get("default_profile", next(iter(profiles)))
+    if default not in profiles:
+        raise ConfigError(f"default_profile: unknown profile '{default}'{_suggest(default, list(profiles))}")
+    return Config(raw, datasets, models, arms, ablations, profiles, default)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read, override and validate an experiments file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"experiments file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        return parse_config(apply_overrides(raw, overrides or []))
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None

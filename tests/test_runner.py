@@ -1,0 +1,219 @@
+"""The runner: config validation, the smoke profile, skip/resume/lock, failures and launchers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from benchmark import runner
+from benchmark.config import ConfigError, load_config
+from benchmark.runner import RunDir, RunLock, execute, main
+from benchmark.training import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = ROOT / "experiments.yaml"
+
+
+def smoke_args(results: Path, *extra: str) -> list[str]:
+    return ["--config", str(EXPERIMENTS), "--profile", "smoke", "--results", str(results), *extra]
+
+
+def metrics_of(results: Path) -> dict[str, str]:
+    return {p.parent.name: p.read_text() for p in sorted((results / "smoke" / "runs").glob("*/metrics.csv"))}
+
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    results = tmp_path_factory.mktemp("smoke")
+    assert main(smoke_args(results)) == 0
+    return results
+
+
+def test_smoke_profile_writes_complete_runs(smoke_results: Path) -> None:
+    runs = sorted((smoke_results / "smoke" / "runs").iterdir())
+    assert [r.name for r in runs] == ["tiny__damgl__synthetic_small__s0", "tiny__magnitude__synthetic_small__s0"]
+    for run in runs:
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        done = json.loads((run / "done.json").read_text())
+        assert config["config_hash"] == done["config_hash"] and done["steps"] == 6
+        assert config["arm"]["type"] in ("magnitude", "damgl") and config["seed"] == 0
+        env = json.loads((run / "env.json").read_text())
+        assert {"torch", "git_commit", "device", "seed"} <= set(env)
+        log = (run / "train_log.csv").read_text().splitlines()
+        assert log[0] == "step,phase,lr,loss,intensity,gradient,seconds" and len(log) == 4
+        assert len(list((run / "fused" / "synthetic_small_test").glob("*.png"))) == 2
+        assert len(list((run / "fused_rgb" / "synthetic_small_test").glob("*.png"))) == 2
+        assert (run / "metrics.csv").read_text().startswith("test,image,EN,SD,SF,AG,MI,SCD,VIF,Qabf,SSIM,CC,PSNR,MSE")
+    summary = (smoke_results / "smoke" / "summary.csv").read_text().splitlines()
+    assert len(summary) == 3 and summary[0].startswith("run_id,model,arm,seed,test,EN")
+
+
+def test_rerun_skips_completed_runs(smoke_results: Path, capsys: pytest.CaptureFixture) -> None:
+    ckpt = next((smoke_results / "smoke" / "runs").glob("*/checkpoints/last.pt"))
+    before = ckpt.stat().st_mtime_ns
+    assert main(smoke_args(smoke_results)) == 0
+    out = capsys.readouterr().out
+    assert out.count("done     tiny__") == 2 and "trained" not in out
+    assert ckpt.stat().st_mtime_ns == before
+    assert main(smoke_args(smoke_results, "--dry-run")) == 0
+    assert capsys.readouterr().out.count("done     tiny__") == 2
+
+
+def test_interrupted_run_resumes_to_the_same_metrics(smoke_results: Path, tmp_path: Path, monkeypatch) -> None:
+    real_step = Trainer.train_step
+    calls = {"n": 0}
+
+    def crash_after_four(self, ir, vis):
+        calls["n"] += 1
+        if calls["n"] == 5:  # the checkpoint at step 3 exists; step 4 was done but not saved
+            raise KeyboardInterrupt("simulated kill")
+        return real_step(self, ir, vis)
+
+    monkeypatch.setattr(Trainer, "train_step", crash_after_four)
+    with pytest.raises(KeyboardInterrupt):
+        main(smoke_args(tmp_path, "--only", "loss=damgl"))
+    run = RunDir(tmp_path / "smoke" / "runs" / "tiny__damgl__synthetic_small__s0")
+    assert run.ckpt.is_file() and not run.done.is_file() and not run.lock.exists()
+    assert torch.load(run.ckpt, weights_only=False)["step"] == 3
+    monkeypatch.setattr(Trainer, "train_step", real_step)
+    assert main(smoke_args(tmp_path, "--only", "loss=damgl")) == 0
+    assert metrics_of(tmp_path)["tiny__damgl__synthetic_small__s0"] == metrics_of(smoke_results)["tiny__damgl__synthetic_small__s0"]
+    assert len(run.log.read_text().splitlines()) == 4  # no duplicated log rows after the resume
+
+
+def test_changed_config_is_never_reused(smoke_results: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    results = tmp_path / "copy"
+    shutil.copytree(smoke_results, results)
+    assert main(smoke_args(results, "--set", "profiles.smoke.steps=7")) == 2
+    assert "holds a run with a different configuration" in capsys.readouterr().err
+
+
+def test_lock_keeps_a_second_process_off(tmp_path: Path) -> None:
+    cfg = load_config(EXPERIMENTS)
+    run = cfg.plan(cfg.profile("smoke"))[0]
+    run_dir = RunDir(tmp_path / "runs" / run.run_id)
+    run_dir.root.mkdir(parents=True)
+    holder = RunLock(run_dir.lock)
+    assert holder.acquire()
+    try:
+        outcome = execute(run, cfg, tmp_path, "cpu", progress=False)
+        assert outcome.status == "locked"
+    finally:
+        holder.release()
+    run_dir.lock.write_text("somewhere-else-entirely:1")  # another host's lock is respected
+    assert execute(run, cfg, tmp_path, "cpu", progress=False).status == "locked"
+    run_dir.lock.write_text(f"{__import__('socket').gethostname()}:999999999")  # a dead process's lock is taken over
+    assert execute(run, cfg, tmp_path, "cpu", progress=False).status == "trained"
+
+
+class ExplodingNet(torch.nn.Module):
+    """Returns NaN from its third training call on."""
+
+    from examples.tiny_fusion import TinyFusion
+
+    recipe = TinyFusion.recipe
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+        self.calls = 0
+
+    def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+        self.calls += self.training
+        out = (ir + vis) / 2 * self.scale
+        return out * float("nan") if self.calls >= 3 else out
+
+
+def write_experiments(tmp_path: Path, change) -> Path:
+    raw = yaml.safe_load(EXPERIMENTS.read_text())
+    change(raw)
+    path = tmp_path / "experiments.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_nan_run_is_recorded_as_failed_while_the_others_complete(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    def change(raw):
+        raw["models"]["boom"] = {"class": "tests.test_runner:ExplodingNet"}
+        raw["profiles"]["smoke"]["models"] = ["boom", "tiny"]
+        raw["profiles"]["smoke"]["losses"] = ["damgl"]
+
+    config = write_experiments(tmp_path, change)
+    assert main(["--config", str(config), "--profile", "smoke", "--results", str(tmp_path / "r")]) == 1
+    runs = tmp_path / "r" / "smoke" / "runs"
+    failed = json.loads((runs / "boom__damgl__synthetic_small__s0" / "failed.json").read_text())
+    assert "loss is nan at step 2" in failed["error"]
+    assert (runs / "tiny__damgl__synthetic_small__s0" / "done.json").is_file()
+    assert "failed: boom__damgl__synthetic_small__s0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda r: r["profiles"]["smoke"].update(step=3), r"profiles.smoke.step: unknown key \(did you mean 'steps'\?\)"),
+        (lambda r: r["profiles"]["smoke"].update(models=["tiny", "seafuison"]),
+         r"profiles.smoke.models\[1\]: unknown model 'seafuison' \(did you mean 'seafusion'\?\)"),
+        (lambda r: r["profiles"]["smoke"].update(losses=["damgll"]), r"profiles.smoke.losses\[0\]: unknown loss arm 'damgll'"),
+        (lambda r: r["losses"]["damgl"].update(sign="maybe"), r"losses.damgl: sign: expected true or false"),
+        (lambda r: r["losses"]["damgl"].update(scales=[1, 0]), r"losses.damgl: scales: every ratio must be"),
+        (lambda r: r["losses"].update(grad={"type": "gradient_magic"}), r"losses.grad.type: unknown gradient loss 'gradient_magic'"),
+        (lambda r: r["models"].update(bad={"type": "unetfusion"}), r"unknown model 'unetfusion'"),
+        (lambda r: r["ablations"]["axis"].update(fixed={}), r"ablations.axis.vary.axis\[1\]: sign: true has no meaning"),
+        (lambda r: r["profiles"]["smoke"].update(device="tpu"), r"profiles.smoke.device: 'tpu' is not one of"),
+        (lambda r: r["datasets"]["synthetic_small"].update(path="x"), r"datasets.synthetic_small: give exactly one of"),
+    ],
+)  # fmt: skip
+def test_wrong_yaml_stops_before_training_naming_the_key(tmp_path: Path, change, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(write_experiments(tmp_path, change))
+
+
+def test_missing_dataset_folder_stops_before_training(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    def change(raw):
+        raw["datasets"]["gone"] = {"path": str(tmp_path / "not_here")}
+        raw["profiles"]["smoke"]["test"] = ["gone"]
+
+    rc = main(["--config", str(write_experiments(tmp_path, change)), "--profile", "smoke", "--results", str(tmp_path / "r")])
+    assert rc == 2
+    assert f"datasets.gone.path: dataset folder not found: {tmp_path / 'not_here'}" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_set_overrides_and_errors() -> None:
+    cfg = load_config(EXPERIMENTS, ["profiles.smoke.steps=4", "losses.damgl.scales=[1, 0.5]"])
+    assert cfg.profile("smoke").steps == 4 and cfg.losses["damgl"]["scales"] == [1, 0.5]
+    with pytest.raises(ConfigError, match=r"--set profiles.smok.steps: 'profiles.smok' does not exist \(did you mean 'smoke'\?\)"):
+        load_config(EXPERIMENTS, ["profiles.smok.steps=4"])
+    with pytest.raises(ConfigError, match="unknown profile 'smok'"):
+        load_config(EXPERIMENTS).profile("smok")
+
+
+def test_ablation_arms_and_run_ids() -> None:
+    cfg = load_config(EXPERIMENTS)
+    arms = cfg.ablations["scales"]
+    assert list(arms) == ["scales:scales=1.0", "scales:scales=1.0,0.5", "scales:scales=1.0,0.5,0.25",
+                          "scales:scales=1.0,0.5,0.25,0.125"]  # fmt: skip
+    assert cfg.ablations["axis"]["axis:axis=magnitude"] == {"type": "damgl", "scales": [1.0, 0.5, 0.25], "sign": False,
+                                                            "axis": "magnitude"}  # fmt: skip
+    runs = cfg.plan(cfg.profile("smoke"))
+    assert [r.run_id for r in runs] == ["tiny__magnitude__synthetic_small__s0", "tiny__damgl__synthetic_small__s0"]
+    assert runs[0].config_hash != runs[1].config_hash and len(runs[0].config_hash) == 16
+
+
+def test_parallel_workers_and_submitit_local_executor(smoke_results: Path, tmp_path: Path) -> None:
+    assert main(smoke_args(tmp_path / "w", "--workers", "2")) == 0
+    assert metrics_of(tmp_path / "w") == metrics_of(smoke_results)
+    submitit = pytest.importorskip("submitit")
+    cfg = load_config(EXPERIMENTS)
+    profile = cfg.profile("smoke")
+    runs = cfg.plan(profile)
+    executor = submitit.LocalExecutor(folder=str(tmp_path / "jobs"))
+    results = tmp_path / "s" / "smoke"
+    outcomes = runner.launch_slurm(runs, profile, str(EXPERIMENTS), results, "cpu", [], executor=executor)
+    assert [o.status for o in outcomes] == ["trained", "trained"]
+    assert metrics_of(tmp_path / "s") == metrics_of(smoke_results)
