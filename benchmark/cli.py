@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=_cmd_evaluate)
 
     sp = sub.add_parser("speed", help="print timings of a part of the benchmark")
-    sp.add_argument("target", choices=["metrics", "losses", "models"], help="what to time")
+    sp.add_argument("target", choices=["metrics", "losses", "models", "train"], help="what to time")
     sp.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
     sp.add_argument("--dataset", help="dataset folder (metrics: default $FUSION_DATA/TNO)")
     sp.add_argument("--repeat", type=int, default=3, help="timed passes over the images (default: 3)")

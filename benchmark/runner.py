@@ -35,7 +35,6 @@ import yaml
 from PIL import Image
 from tqdm import tqdm
 
-import baselines
 from benchmark.config import Config, ConfigError, Profile, RunSpec, load_config
 from benchmark.data import DataError, ycbcr_to_rgb
 from benchmark.evaluate import atomic_write_text
@@ -212,9 +211,8 @@ def _read_log(path: Path, upto: int) -> list[list[str]]:
     return [r for r in rows[1:] if int(r[0]) <= upto]
 
 
-def train_and_evaluate(run: RunSpec, cfg: Config, run_dir: RunDir, device: str, progress: bool = True) -> RunOutcome:
-    """Train (or resume) one run, then fuse and score its test sets; writes ``done.json`` last."""
-    start = time.perf_counter()
+def train_run(run: RunSpec, cfg: Config, run_dir: RunDir, device: str, progress: bool = True) -> tuple[Trainer, str | None]:
+    """Train (or resume) one run with logging and checkpoints; returns the trainer and an error for a NaN loss."""
     c = run.config
     spec = cfg.models[run.model]
     torch.manual_seed(run.seed)
@@ -224,14 +222,11 @@ def train_and_evaluate(run: RunSpec, cfg: Config, run_dir: RunDir, device: str, 
     trainer = Trainer(model, spec.recipe, gradient, c["steps"], device=device, lr=c["lr"])
     train_set = cfg.datasets[c["train"]["name"]].open()
     sampler = PatchSampler(load_training_images(train_set), c["patch_size"], c["batch_size"], seed=run.seed)
-    parts = list(trainer.objectives[0].terms)
-    for objective in trainer.objectives[1:]:
-        parts += [p for p in objective.terms if p not in parts]
+    parts = list(dict.fromkeys(p for objective in trainer.objectives for p in objective.terms))
     rows: list[list[str]] = []
     if run_dir.ckpt.is_file():
         trainer.load_state_dict(torch.load(run_dir.ckpt, weights_only=False), sampler)
         rows = _read_log(run_dir.log, trainer.step)
-    log_every = run.log_every
 
     def write_log() -> None:
         out = io.StringIO()
@@ -241,14 +236,14 @@ def train_and_evaluate(run: RunSpec, cfg: Config, run_dir: RunDir, device: str, 
         atomic_write_text(run_dir.log, out.getvalue())
 
     bar = tqdm(total=c["steps"], initial=trainer.step, desc=run.run_id, unit="step", disable=not progress, leave=False)
-    t_phase = time.perf_counter()
+    started = time.perf_counter()
 
     def on_step(log: StepLog) -> None:
         bar.update()
-        if log.step % log_every == 0 or log.step == c["steps"]:
+        if log.step % run.log_every == 0 or log.step == c["steps"]:
             rows.append([str(log.step), log.phase, repr(log.lr), repr(log.loss),
                          *(repr(log.parts.get(p, float("nan"))) for p in parts),
-                         f"{time.perf_counter() - t_phase:.3f}"])  # fmt: skip
+                         f"{time.perf_counter() - started:.3f}"])  # fmt: skip
             bar.set_postfix({"loss": f"{log.loss:.4f}", **{p: f"{v:.3f}" for p, v in log.parts.items()}})
         if log.step % c["checkpoint_every"] == 0 or log.step == c["steps"]:
             atomic_save(trainer.state_dict(sampler), run_dir.ckpt)
@@ -258,17 +253,26 @@ def train_and_evaluate(run: RunSpec, cfg: Config, run_dir: RunDir, device: str, 
     try:
         trainer.run(sampler, on_step=on_step)
     except NonFiniteLoss as exc:
-        bar.close()
         write_log()
-        write_json(run_dir.failed, {"run_id": run.run_id, "config_hash": run.config_hash, "error": str(exc),
+        return trainer, str(exc)
+    finally:
+        bar.close()
+    return trainer, None
+
+
+def train_and_evaluate(run: RunSpec, cfg: Config, run_dir: RunDir, device: str, progress: bool = True) -> RunOutcome:
+    """Train (or resume) one run, then fuse and score its test sets; writes ``done.json`` last."""
+    start = time.perf_counter()
+    trainer, error = train_run(run, cfg, run_dir, device, progress)
+    if error is not None:
+        write_json(run_dir.failed, {"run_id": run.run_id, "config_hash": run.config_hash, "error": error,
                                     "step": trainer.step})  # fmt: skip
-        return RunOutcome(run.run_id, "failed", str(exc), time.perf_counter() - start)
-    bar.close()
+        return RunOutcome(run.run_id, "failed", error, time.perf_counter() - start)
     metrics_rows = evaluate_run(trainer.model, run, cfg, run_dir, device)
-    means = {}
-    for test in c["test"]:
-        vals = [r for r in metrics_rows if r["test"] == test]
-        means[test] = {m: float(np.nanmean([r[m] for r in vals])) for m in metric_names()}
+    means = {
+        test: {m: float(np.nanmean([r[m] for r in metrics_rows if r["test"] == test])) for m in metric_names()}
+        for test in run.config["test"]
+    }
     write_json(run_dir.done, {"run_id": run.run_id, "config_hash": run.config_hash, "steps": trainer.step,
                               "seconds": time.perf_counter() - start, "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
                               "means": means})  # fmt: skip

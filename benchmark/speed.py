@@ -100,6 +100,22 @@ def speed_losses(args: argparse.Namespace) -> None:
             print(f"losses fwd+bwd {device} {'x'.join(map(str, shape))}, {args.threads} threads: {cells}")
 
 
+def _model_call(model, ir, vis, backward: bool):
+    """A timed call: forward without autograd (eval mode), or forward and backward (train mode)."""
+    import torch
+
+    def run() -> None:
+        if backward:
+            model.train()(ir, vis).mean().backward()
+        else:
+            with torch.no_grad():
+                model.eval()(ir, vis)
+        if ir.is_cuda:
+            torch.cuda.synchronize()
+
+    return run
+
+
 def speed_models(args: argparse.Namespace) -> None:
     """Per model: parameters, forward and forward + backward milliseconds (batch 8 of 64 x 64, one 480 x 640)."""
     import torch
@@ -117,23 +133,66 @@ def speed_models(args: argparse.Namespace) -> None:
             for shape in ((8, 1, 64, 64), (1, 1, 480, 640)):
                 ir, vis = torch.rand(shape, device=device), torch.rand(shape, device=device)
 
-                def forward() -> None:
-                    with torch.no_grad():
-                        model.eval()(ir, vis)
-                    if device == "cuda":
-                        torch.cuda.synchronize()
-
-                def forward_backward() -> None:
-                    model.train()(ir, vis).mean().backward()
-                    if device == "cuda":
-                        torch.cuda.synchronize()
-
-                t = _interleaved_median({"f": forward, "fb": forward_backward}, max(args.repeat, 5), warmup=1)
+                t = _interleaved_median(
+                    {"f": _model_call(model, ir, vis, backward=False), "fb": _model_call(model, ir, vis, backward=True)},
+                    max(args.repeat, 5),
+                    warmup=1,
+                )
                 cells.append(f"{'x'.join(map(str, shape))}: fwd {t['f'] * 1000:.1f}, fwd+bwd {t['fb'] * 1000:.1f}")
             print(f"  {name:14s} {params:>9,d} params | " + " | ".join(cells))
 
 
-_TARGETS = {"metrics": speed_metrics, "losses": speed_losses, "models": speed_models}
+def speed_train(args: argparse.Namespace) -> None:
+    """Steps per second of one model through the runner's training path and through a bare loop."""
+    import tempfile
+
+    import torch
+
+    from benchmark.config import load_config
+    from benchmark.runner import ROOT, RunDir, train_run
+
+    steps, model_name = max(args.repeat, 40), "pmgi"
+    overrides = [f"profiles.smoke.models=[{model_name}]", "profiles.smoke.losses=[damgl]", f"profiles.smoke.steps={steps}",
+                 "profiles.smoke.batch_size=8", "profiles.smoke.patch_size=64", "profiles.smoke.checkpoint_every=1000000",
+                 "profiles.smoke.log_every=10", "datasets.synthetic_small.synthetic.height=96",
+                 "datasets.synthetic_small.synthetic.width=96"]  # fmt: skip
+    cfg = load_config(ROOT / "experiments.yaml", overrides)
+    run = cfg.plan(cfg.profile("smoke"))[0]
+    spec = cfg.models[model_name]
+
+    def bare() -> float:
+        torch.manual_seed(0)
+        model = spec.build()
+        objective = spec.recipe.objective(0, {"type": "damgl"})
+        optimizer = torch.optim.Adam(model.parameters(), lr=spec.recipe.optimizer["lr"])
+        g = torch.Generator().manual_seed(0)
+        ir, vis = torch.rand(8, 1, 64, 64, generator=g), torch.rand(8, 1, 64, 64, generator=g)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            total, _ = objective(model(ir, vis), ir, vis)
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
+        return steps / (time.perf_counter() - t0)
+
+    def through_runner() -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            run_dir = RunDir(Path(tmp))
+            t0 = time.perf_counter()
+            train_run(run, cfg, run_dir, "cpu", progress=False)
+            return steps / (time.perf_counter() - t0)
+
+    rates: dict[str, list[float]] = {"bare": [], "runner": []}
+    for _ in range(3):
+        rates["bare"].append(bare())
+        rates["runner"].append(through_runner())
+    b, r = statistics.median(rates["bare"]), statistics.median(rates["runner"])
+    print(f"train speed: {model_name}, damgl, batch 8 of 64x64, {steps} steps, {args.threads} threads, median of 3")
+    print(f"  bare loop {b:.2f} steps/s, runner {r:.2f} steps/s (model build, data loading, sampling, logging, "
+          f"final checkpoint included): overhead {100 * (b / r - 1):.1f}%")
+
+
+_TARGETS = {"metrics": speed_metrics, "losses": speed_losses, "models": speed_models, "train": speed_train}
 
 
 def run_speed(target: str, args: argparse.Namespace) -> int:
