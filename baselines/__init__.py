@@ -19,10 +19,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from baselines.cddfuse import CDDFuse
 from baselines.densefuse import DenseFuseE2E
 from baselines.pmgi import PMGI
 from baselines.recipe import Phase, Recipe
 from baselines.seafusion import SeAFusion
+from baselines.swinfusion import SwinFusion
 from baselines.u2fusion import U2Fusion
 
 MODELS: dict[str, type[nn.Module]] = {
@@ -30,6 +32,8 @@ MODELS: dict[str, type[nn.Module]] = {
     "u2fusion": U2Fusion,
     "pmgi": PMGI,
     "densefuse_e2e": DenseFuseE2E,
+    "cddfuse": CDDFuse,
+    "swinfusion": SwinFusion,
 }
 
 

@@ -39,44 +39,64 @@ def gauss_down(img: np.ndarray, g: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(parallel=True, **_JIT)
-def vif_scale(refs: np.ndarray, dist: np.ndarray, g: np.ndarray, sigma_n: float) -> tuple[np.ndarray, np.ndarray]:
+def vif_scale(refs: tuple, dist: np.ndarray, g: np.ndarray, sigma_n: float) -> tuple[np.ndarray, np.ndarray]:
     """One scale of pixel-domain VIF: per reference and output row, numerator and denominator sums.
 
-    ``refs`` (K, H, W), ``dist`` (H, W); Gaussian window ``outer(g, g)`` at
-    'valid' positions. Filters d, d*d and, per reference, r, r*r, r*d (products
-    formed on the fly), then applies the reference's case analysis on ``s_r``,
+    ``refs``: a tuple of (H, W) references; ``dist`` (H, W); Gaussian window
+    ``outer(g, g)`` (symmetric ``g``) at 'valid' positions. Filters d, d*d and,
+    per reference, r, r*r, r*d (products formed on the fly; symmetric taps
+    summed in pairs), then applies the reference's case analysis on ``s_r``,
     ``s_d``, ``g`` and ``sv``. The logarithms of up to 8 consecutive factors
     (each below 1e5) are taken as the log of their product, which changes the
     sum only at the level of float64 rounding.
     """
-    k_refs, h, w = refs.shape
+    k_refs = len(refs)
+    h, w = dist.shape
     n = g.shape[0]
+    half = n // 2
     n_q = 2 + 3 * k_refs
     ho, wo = h - n + 1, w - n + 1
     num = np.zeros((k_refs, ho))
     den = np.zeros((k_refs, ho))
     for i in numba.prange(ho):
         col = np.zeros((n_q, w))
-        for t in range(n):
+        for t in range(half + 1):
             gt = g[t]
-            drow = dist[i + t]
-            for c in range(w):
-                d = drow[c]
-                col[0, c] += gt * d
-                col[1, c] += gt * (d * d)
-            for k in range(k_refs):
-                rrow = refs[k, i + t]
+            top, bottom = i + t, i + n - 1 - t
+            d1, d2 = dist[top], dist[bottom]
+            if top == bottom:
                 for c in range(w):
-                    r = rrow[c]
-                    col[2 + 3 * k, c] += gt * r
-                    col[3 + 3 * k, c] += gt * (r * r)
-                    col[4 + 3 * k, c] += gt * (r * drow[c])
+                    d = d1[c]
+                    col[0, c] += gt * d
+                    col[1, c] += gt * (d * d)
+            else:
+                for c in range(w):
+                    x, y = d1[c], d2[c]
+                    col[0, c] += gt * (x + y)
+                    col[1, c] += gt * (x * x + y * y)
+            for k in range(k_refs):
+                r1, r2 = refs[k][top], refs[k][bottom]
+                q = 2 + 3 * k
+                if top == bottom:
+                    for c in range(w):
+                        r = r1[c]
+                        col[q, c] += gt * r
+                        col[q + 1, c] += gt * (r * r)
+                        col[q + 2, c] += gt * (r * d1[c])
+                else:
+                    for c in range(w):
+                        x, y = r1[c], r2[c]
+                        col[q, c] += gt * (x + y)
+                        col[q + 1, c] += gt * (x * x + y * y)
+                        col[q + 2, c] += gt * (x * d1[c] + y * d2[c])
         loc = np.zeros((n_q, wo))
         for q in range(n_q):
-            for t in range(n):
+            for t in range(half):
                 gt = g[t]
                 for j in range(wo):
-                    loc[q, j] += gt * col[q, j + t]
+                    loc[q, j] += gt * (col[q, j + t] + col[q, j + n - 1 - t])
+            for j in range(wo):
+                loc[q, j] += g[half] * col[q, j + half]
         for k in range(k_refs):
             log_num = 0.0
             log_den = 0.0
@@ -210,7 +230,7 @@ _BOX_CHUNK = 16  # output rows per task of the SSIM kernel
 
 
 @numba.njit(inline="always", **_JIT)
-def _ssim_quantity(x: np.ndarray, ys: np.ndarray, q: int, i: int, c: int) -> np.float32:
+def _ssim_quantity(x: np.ndarray, ys: tuple, q: int, i: int, c: int) -> np.float32:
     """Quantity ``q`` of the SSIM box filters at a pixel, float32: x, x*x, then per y: y, y*y, x*y."""
     xv = np.float32(x[i, c])
     if q == 0:
@@ -218,14 +238,14 @@ def _ssim_quantity(x: np.ndarray, ys: np.ndarray, q: int, i: int, c: int) -> np.
     if q == 1:
         return xv * xv
     k, r = (q - 2) // 3, (q - 2) % 3
-    yv = np.float32(ys[k, i, c])
+    yv = np.float32(ys[k][i, c])
     if r == 0:
         return yv
     return yv * yv if r == 1 else xv * yv
 
 
 @numba.njit(parallel=True, **_JIT)
-def ssim_rows(x: np.ndarray, ys: np.ndarray) -> np.ndarray:
+def ssim_rows(x: np.ndarray, ys: tuple) -> np.ndarray:
     """Per reference and output row, sums of the old scikit-image float SSIM map of ``x`` against each of ``ys``.
 
     Reproduces the reference's float32 arithmetic: the images are float32; each
@@ -234,7 +254,8 @@ def ssim_rows(x: np.ndarray, ys: np.ndarray) -> np.ndarray:
     sums of integer-valued quantities are exact); the map formula (L = 2,
     sample covariance 49/48) runs in float32. 'valid' positions only.
     """
-    k_n, h, w = ys.shape
+    k_n = len(ys)
+    h, w = x.shape
     n_q = 2 + 3 * k_n
     ho, wo = h - _BOX + 1, w - _BOX + 1
     cov_norm = np.float32(49.0 / 48.0)
@@ -350,10 +371,18 @@ def centred_rows(f: np.ndarray, a: np.ndarray, b: np.ndarray, mf: float, ma: flo
 
 
 @numba.njit(**_JIT)
-def joint_histogram(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """256 x 256 histogram of grey-level pairs of two uint8 images."""
-    hist = np.zeros((256, 256), dtype=np.int64)
-    xf, yf = x.ravel(), y.ravel()
-    for i in range(xf.shape[0]):
-        hist[xf[i], yf[i]] += 1
-    return hist
+def histograms(f: np.ndarray, sources: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Grey-level histogram of ``f`` (256) and joint histograms (K, 256, 256) of ``f`` with each source.
+
+    Levels are the values rounded half to even (``np.rint``); inputs lie in 0..255.
+    """
+    h, w = f.shape
+    hist = np.zeros(256, dtype=np.int64)
+    joint = np.zeros((len(sources), 256, 256), dtype=np.int64)
+    for i in range(h):
+        for j in range(w):
+            lf = int(np.rint(f[i, j]))
+            hist[lf] += 1
+            for k in range(len(sources)):
+                joint[k, lf, int(np.rint(sources[k][i, j]))] += 1
+    return hist, joint

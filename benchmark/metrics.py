@@ -66,14 +66,13 @@ class _Images:
     """Validated images of one evaluation with the intermediate results several metrics share."""
 
     def __init__(self, f: np.ndarray, a: np.ndarray | None = None, b: np.ndarray | None = None):
-        self.f = f
-        self.sources = None if a is None else np.stack([a, b])  # (2, H, W), kernels take both at once
-        self.a, self.b = (None, None) if a is None else (self.sources[0], self.sources[1])
+        self.f, self.a, self.b = f, a, b
+        self.sources = () if a is None else (a, b)
 
     @cached_property
-    def levels(self) -> list[np.ndarray]:
-        """uint8 grey levels (round half to even) of f, a, b."""
-        return [np.rint(x).astype(np.uint8) for x in (self.f, self.a, self.b) if x is not None]
+    def histograms(self) -> tuple[np.ndarray, np.ndarray]:
+        """Histogram of f's grey levels (rounded half to even) and joint histograms with each source."""
+        return K.histograms(self.f, self.sources) if self.sources else K.histograms(self.f, (self.f,))
 
     @cached_property
     def neighbour(self) -> np.ndarray:
@@ -92,7 +91,7 @@ class _Images:
 
 def _en(x: _Images) -> float:
     """Entropy in bits of the 256-level histogram of ``round(f)``."""
-    counts = np.bincount(x.levels[0].ravel(), minlength=256)
+    counts = x.histograms[0]
     p = counts[counts > 0] / x.f.size
     return float(-(p * np.log2(p)).sum())
 
@@ -119,10 +118,9 @@ def _ag(x: _Images) -> float:
 # ------------------------------------------------------------ with sources
 
 
-def _mutual_information(x: np.ndarray, y: np.ndarray) -> float:
-    """Mutual information (nats) of the joint histogram of two uint8 images."""
-    joint = K.joint_histogram(x, y)
-    pxy = joint / x.size
+def _mutual_information(joint: np.ndarray) -> float:
+    """Mutual information (nats) from a joint grey-level histogram."""
+    pxy = joint / joint.sum()
     px, py = pxy.sum(axis=1), pxy.sum(axis=0)
     i, j = np.nonzero(joint)
     p = pxy[i, j]
@@ -131,8 +129,8 @@ def _mutual_information(x: np.ndarray, y: np.ndarray) -> float:
 
 def _mi(x: _Images) -> float:
     """Mutual information ``MI(F,A) + MI(F,B)`` in nats."""
-    lf, la, lb = x.levels
-    return _mutual_information(lf, la) + _mutual_information(lf, lb)
+    joint = x.histograms[1]
+    return _mutual_information(joint[0]) + _mutual_information(joint[1])
 
 
 def _scd(x: _Images) -> float:
@@ -171,16 +169,16 @@ def _gauss_1d(n: int) -> np.ndarray:
     return g / g.sum()
 
 
-def _vifp_many(refs: np.ndarray, dist: np.ndarray) -> np.ndarray:
-    """Pixel-domain multi-scale VIF of ``dist`` (H, W) against each of ``refs`` (K, H, W); 1.0 where NaN."""
+def _vifp_many(refs: tuple[np.ndarray, ...], dist: np.ndarray) -> np.ndarray:
+    """Pixel-domain multi-scale VIF of ``dist`` (H, W) against each of ``refs`` (a tuple of (H, W)); 1.0 where NaN."""
     if min(dist.shape) < 32:
         raise ValueError(f"VIF needs images of at least 32 x 32 pixels, got {dist.shape}")
-    num = np.zeros(refs.shape[0])
-    den = np.zeros(refs.shape[0])
+    num = np.zeros(len(refs))
+    den = np.zeros(len(refs))
     for scale in range(1, 5):
         g = _gauss_1d(2 ** (5 - scale) + 1)
         if scale > 1:
-            refs = np.stack([K.gauss_down(r, g) for r in refs])
+            refs = tuple(K.gauss_down(r, g) for r in refs)
             dist = K.gauss_down(dist, g)
         s_num, s_den = K.vif_scale(refs, dist, g, _VIF_SIGMA_N)
         num += s_num.sum(axis=1)

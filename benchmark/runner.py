@@ -282,6 +282,8 @@ def train_and_evaluate(run: RunSpec, cfg: Config, run_dir: RunDir, device: str, 
 def evaluate_run(model: torch.nn.Module, run: RunSpec, cfg: Config, run_dir: RunDir, device: str) -> list[dict[str, Any]]:
     """Fuse every test image at full resolution, save 8-bit Y and colour PNGs, score, write ``metrics.csv``."""
     model.eval()
+    if hasattr(model, "set_phase"):
+        model.set_phase(cfg.models[run.model].recipe.phases[-1].name)
     names = metric_names()
     rows: list[dict[str, Any]] = []
     for test in run.config["test"]:

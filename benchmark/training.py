@@ -158,6 +158,8 @@ class Trainer:
         """One optimisation step on a batch; raises :class:`NonFiniteLoss` on NaN/inf."""
         phase = self.phase_index(self.step)
         self._set_trainable(phase)
+        if hasattr(self.model, "set_phase"):  # multi-phase models (CDDFuse) change their forward pass
+            self.model.set_phase(self.recipe.phases[phase].name)
         lr = self.base_lr * lr_factor(self.recipe.schedule, self.step / self.steps_per_epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
