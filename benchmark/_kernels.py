@@ -43,9 +43,8 @@ def vif_scale(refs: tuple, dist: np.ndarray, g: np.ndarray, sigma_n: float) -> t
     """One scale of pixel-domain VIF: per reference and output row, numerator and denominator sums.
 
     ``refs``: a tuple of (H, W) references; ``dist`` (H, W); Gaussian window
-    ``outer(g, g)`` (symmetric ``g``) at 'valid' positions. Filters d, d*d and,
-    per reference, r, r*r, r*d (products formed on the fly; symmetric taps
-    summed in pairs), then applies the reference's case analysis on ``s_r``,
+    ``outer(g, g)`` at 'valid' positions. Filters d, d*d and, per reference,
+    r, r*r, r*d (products formed on the fly), then applies the reference's case analysis on ``s_r``,
     ``s_d``, ``g`` and ``sv``. The logarithms of up to 8 consecutive factors
     (each below 1e5) are taken as the log of their product, which changes the
     sum only at the level of float64 rounding.
@@ -53,50 +52,33 @@ def vif_scale(refs: tuple, dist: np.ndarray, g: np.ndarray, sigma_n: float) -> t
     k_refs = len(refs)
     h, w = dist.shape
     n = g.shape[0]
-    half = n // 2
     n_q = 2 + 3 * k_refs
     ho, wo = h - n + 1, w - n + 1
     num = np.zeros((k_refs, ho))
     den = np.zeros((k_refs, ho))
     for i in numba.prange(ho):
         col = np.zeros((n_q, w))
-        for t in range(half + 1):
+        for t in range(n):
             gt = g[t]
-            top, bottom = i + t, i + n - 1 - t
-            d1, d2 = dist[top], dist[bottom]
-            if top == bottom:
-                for c in range(w):
-                    d = d1[c]
-                    col[0, c] += gt * d
-                    col[1, c] += gt * (d * d)
-            else:
-                for c in range(w):
-                    x, y = d1[c], d2[c]
-                    col[0, c] += gt * (x + y)
-                    col[1, c] += gt * (x * x + y * y)
+            drow = dist[i + t]
+            for c in range(w):
+                d = drow[c]
+                col[0, c] += gt * d
+                col[1, c] += gt * (d * d)
             for k in range(k_refs):
-                r1, r2 = refs[k][top], refs[k][bottom]
+                rrow = refs[k][i + t]
                 q = 2 + 3 * k
-                if top == bottom:
-                    for c in range(w):
-                        r = r1[c]
-                        col[q, c] += gt * r
-                        col[q + 1, c] += gt * (r * r)
-                        col[q + 2, c] += gt * (r * d1[c])
-                else:
-                    for c in range(w):
-                        x, y = r1[c], r2[c]
-                        col[q, c] += gt * (x + y)
-                        col[q + 1, c] += gt * (x * x + y * y)
-                        col[q + 2, c] += gt * (x * d1[c] + y * d2[c])
+                for c in range(w):
+                    r = rrow[c]
+                    col[q, c] += gt * r
+                    col[q + 1, c] += gt * (r * r)
+                    col[q + 2, c] += gt * (r * drow[c])
         loc = np.zeros((n_q, wo))
         for q in range(n_q):
-            for t in range(half):
+            for t in range(n):
                 gt = g[t]
                 for j in range(wo):
-                    loc[q, j] += gt * (col[q, j + t] + col[q, j + n - 1 - t])
-            for j in range(wo):
-                loc[q, j] += g[half] * col[q, j + half]
+                    loc[q, j] += gt * col[q, j + t]
         for k in range(k_refs):
             log_num = 0.0
             log_den = 0.0
@@ -230,18 +212,19 @@ _BOX_CHUNK = 16  # output rows per task of the SSIM kernel
 
 
 @numba.njit(inline="always", **_JIT)
-def _ssim_quantity(x: np.ndarray, ys: tuple, q: int, i: int, c: int) -> np.float32:
-    """Quantity ``q`` of the SSIM box filters at a pixel, float32: x, x*x, then per y: y, y*y, x*y."""
-    xv = np.float32(x[i, c])
-    if q == 0:
-        return xv
-    if q == 1:
-        return xv * xv
-    k, r = (q - 2) // 3, (q - 2) % 3
-    yv = np.float32(ys[k][i, c])
-    if r == 0:
-        return yv
-    return yv * yv if r == 1 else xv * yv
+def _ssim_row(x: np.ndarray, ys: tuple, q: int, i: int, out: np.ndarray) -> None:
+    """Row ``i`` of SSIM quantity ``q`` (float32 products, stored as float64): x, x*x, then per y: y, y*y, x*y."""
+    xr = x[i]
+    if q < 2:
+        for c in range(xr.shape[0]):
+            v = np.float32(xr[c])
+            out[c] = np.float64(v if q == 0 else v * v)
+        return
+    yr = ys[(q - 2) // 3][i]
+    kind = (q - 2) % 3
+    for c in range(xr.shape[0]):
+        v, u = np.float32(yr[c]), np.float32(xr[c])
+        out[c] = np.float64(v if kind == 0 else (v * v if kind == 1 else u * v))
 
 
 @numba.njit(parallel=True, **_JIT)
@@ -267,19 +250,21 @@ def ssim_rows(x: np.ndarray, ys: tuple) -> np.ndarray:
     for task in numba.prange(chunks):
         i0 = task * _BOX_CHUNK
         sums = np.zeros((n_q, w))
+        new, old = np.empty(w), np.empty(w)
         for q in range(n_q):
             for t in range(_BOX):
+                _ssim_row(x, ys, q, i0 + t, new)
                 for c in range(w):
-                    sums[q, c] += np.float64(_ssim_quantity(x, ys, q, i0 + t, c))
+                    sums[q, c] += new[c]
         col = np.empty(w, dtype=np.float32)
         mean = np.empty((n_q, wo), dtype=np.float32)
         for i in range(i0, min(i0 + _BOX_CHUNK, ho)):
             for q in range(n_q):
                 if i > i0:
+                    _ssim_row(x, ys, q, i + _BOX - 1, new)
+                    _ssim_row(x, ys, q, i - 1, old)
                     for c in range(w):
-                        sums[q, c] += np.float64(_ssim_quantity(x, ys, q, i + _BOX - 1, c)) - np.float64(
-                            _ssim_quantity(x, ys, q, i - 1, c)
-                        )
+                        sums[q, c] += new[c] - old[c]
                 for c in range(w):
                     col[c] = np.float32(sums[q, c] / _BOX)
                 acc = 0.0
