@@ -201,8 +201,10 @@ class Config:
 
 
 def _parse_datasets(block: Any) -> dict[str, DatasetDef]:
+    if not isinstance(block, dict) or not block:
+        raise ConfigError(f"datasets: expected a mapping of dataset names to blocks, got {block!r}")
     out = {}
-    for name, d in _check_keys(block, list(block) if isinstance(block, dict) else [], "datasets").items():
+    for name, d in block.items():
         path = f"datasets.{name}"
         _check_keys(d, ["path", "split", "synthetic"], path)
         if ("path" in d) == ("synthetic" in d):
@@ -328,8 +330,10 @@ def parse_config(raw: dict[str, Any]) -> Config:
     """Validate a raw experiments mapping."""
     _check_keys(raw, TOP_KEYS, "experiments", required=("datasets", "models", "profiles"))
     datasets = _parse_datasets(raw["datasets"])
+    if not isinstance(raw["models"], dict) or not raw["models"]:
+        raise ConfigError(f"models: expected a mapping of model names to blocks, got {raw['models']!r}")
     models = {}
-    for name, block in _check_keys(raw["models"], list(raw["models"]), "models").items():
+    for name, block in raw["models"].items():
         if not isinstance(block, dict):
             raise ConfigError(f"models.{name}: expected a mapping with 'type' or 'class'")
         try:
