@@ -15,3 +15,11 @@ def check_pair(ir: torch.Tensor, vis: torch.Tensor) -> None:
     """Require two (N, 1, H, W) tensors of equal shape."""
     if ir.ndim != 4 or ir.shape[1] != 1 or vis.shape != ir.shape:
         raise ValueError(f"expected ir and vis of equal shape (N, 1, H, W), got {tuple(ir.shape)} and {tuple(vis.shape)}")
+
+
+def clamp_straight_through(x: torch.Tensor) -> torch.Tensor:
+    """``x`` clamped to [0, 1] in value, with the gradient of ``x`` itself (straight-through).
+
+    For networks whose release has a linear output and clamps only when saving.
+    """
+    return x + (x.clamp(0, 1) - x).detach()

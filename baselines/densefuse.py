@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.common import check_pair, conv
+from baselines.common import check_pair, clamp_straight_through, conv
 from baselines.recipe import Phase, Recipe
 
 FUSION_RULES = ("add", "l1norm")
@@ -68,8 +68,7 @@ class DenseFuseE2E(nn.Module):
         x = self.fuse(self.encode(ir), self.encode(vis))
         for layer in self.decoder:
             x = F.relu(layer(x))
-        out = self.out(x)
-        return out + (out.clamp(0, 1) - out).detach()  # value clamped, gradient of the linear output
+        return clamp_straight_through(self.out(x))
 
     recipe = Recipe(
         phases=(

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.common import check_pair
+from baselines.common import check_pair, clamp_straight_through
 from baselines.recipe import Phase, Recipe
 from losses.fusion import register_term
 from losses.gradient import SOBEL, _SobelPair
@@ -239,8 +239,7 @@ class SwinFusion(nn.Module):
         f = self.norm_re(f).permute(0, 3, 1, 2)
         f = F.leaky_relu(self.conv_last1(f), 0.2)
         f = F.leaky_relu(self.conv_last2(f), 0.2)
-        out = self.conv_last3(f)[..., :h, :w]
-        return out + (out.clamp(0, 1) - out).detach()  # value clamped, gradient of the linear output
+        return clamp_straight_through(self.conv_last3(f)[..., :h, :w])
 
     recipe = Recipe(
         phases=(

@@ -174,3 +174,12 @@ class OneInput(torch.nn.Module):
 def test_yaml_spec_errors(block: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         from_spec("m", block)
+
+
+def test_straight_through_clamp() -> None:
+    from baselines.common import clamp_straight_through
+
+    x = torch.tensor([-0.5, 0.3, 1.7], requires_grad=True)
+    y = clamp_straight_through(x)
+    y.sum().backward()
+    assert y.tolist() == pytest.approx([0.0, 0.3, 1.0]) and x.grad.tolist() == [1.0, 1.0, 1.0]
