@@ -160,54 +160,65 @@ def _magnitude(g: torch.Tensor) -> torch.Tensor:
     return g.abs().sum(0)
 
 
-def _source_gradients(sobel: _SobelPair, ir: torch.Tensor, vis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stacked gradients of both sources from one pass: (ir, vis)."""
-    g = sobel(torch.cat([ir, vis]))
-    return g[:, : ir.shape[0]], g[:, ir.shape[0] :]
+def _larger_with_sign(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Elementwise the value of larger magnitude, with its sign; ties go to ``b`` (the visible image)."""
+    return torch.where(b.abs() >= a.abs(), b, a)
 
 
-class MagnitudeGradLoss(nn.Module):
+# Target from the two sources' stacked gradients, for each mode of _SobelPair.l1.
+_TARGETS = {
+    "magnitude": lambda ga, gb: torch.maximum(_magnitude(ga), _magnitude(gb)),
+    "abs_axes": lambda ga, gb: torch.maximum(ga.abs(), gb.abs()),
+    "axes": _larger_with_sign,
+    "sum": lambda ga, gb: _larger_with_sign(ga.sum(0), gb.sum(0)),
+}
+
+
+def _gradient_loss(sobel: _SobelPair, mode: str, f: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
+    """L1 of ``f``'s gradient map against the target selected from ``sources = cat([ir, vis])``.
+
+    The sources' gradients come from one pass, without autograd.
+    """
+    g = sobel(sources)
+    n = f.shape[0]
+    return sobel.l1(f, _TARGETS[mode](g[:, :n], g[:, n:]), mode)
+
+
+class _SingleScaleLoss(nn.Module):
+    """A gradient loss at full resolution: a kernel pair and a target mode (see ``_SobelPair.l1``)."""
+
+    smooth: tuple[float, float, float] = SOBEL
+    y_sign: float = 1.0
+    padding: str = "zeros"
+    mode: str = "axes"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sobel = _SobelPair(self.smooth, self.y_sign, self.padding)
+
+    def forward(self, fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+        with _float32(fused.device):
+            f, a, b = _check_inputs(fused, ir, vis)
+            return _gradient_loss(self.sobel, self.mode, f, torch.cat([a, b]))
+
+
+class MagnitudeGradLoss(_SingleScaleLoss):
     """The conventional term (SeAFusion, CDDFuse): ``L1(|gx f| + |gy f|, max(G(a), G(b)))``."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.sobel = _SobelPair(SOBEL, -1.0)
-
-    def forward(self, fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-        with _float32(fused.device):
-            f, a, b = _check_inputs(fused, ir, vis)
-            ga, gb = _source_gradients(self.sobel, a, b)
-            return self.sobel.l1(f, torch.maximum(_magnitude(ga), _magnitude(gb)), "magnitude")
+    y_sign, mode = -1.0, "magnitude"
 
 
-class AxisMaxGradLoss(nn.Module):
+class AxisMaxGradLoss(_SingleScaleLoss):
     """LUT-Fuse's per-axis maximum of absolute gradients, replicate padding."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.sobel = _SobelPair(SOBEL, 1.0, padding="replicate")
-
-    def forward(self, fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-        with _float32(fused.device):
-            f, a, b = _check_inputs(fused, ir, vis)
-            ga, gb = _source_gradients(self.sobel, a, b)
-            return self.sobel.l1(f, torch.maximum(ga.abs(), gb.abs()), "abs_axes")
+    padding, mode = "replicate", "abs_axes"
 
 
-class SignedSumGradLoss(nn.Module):
+class SignedSumGradLoss(_SingleScaleLoss):
     """TC-MoA's released term: one signed map ``s = Sx*x + Sy*x`` with soft kernels; the source with
     the larger ``|s|`` is the target (ties to visible)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.sobel = _SobelPair(SOFT, -1.0)
-
-    def forward(self, fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-        with _float32(fused.device):
-            f, a, b = _check_inputs(fused, ir, vis)
-            ga, gb = _source_gradients(self.sobel, a, b)
-            sa, sb = ga.sum(0), gb.sum(0)
-            return self.sobel.l1(f, torch.where(sb.abs() >= sa.abs(), sb, sa), "sum")
+    smooth, y_sign, mode = SOFT, -1.0, "sum"
 
 
 def _resized_size(h: int, w: int, ratio: float) -> tuple[int, int]:
@@ -293,24 +304,16 @@ class DAMGL(nn.Module):
             return F.interpolate(x, size=size, mode="area")
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
-    def _scale_loss(self, f: torch.Tensor, ga: torch.Tensor, gb: torch.Tensor) -> torch.Tensor:
-        if self.axis == "magnitude":
-            return self.sobel.l1(f, torch.maximum(_magnitude(ga), _magnitude(gb)), "magnitude")
-        if not self.sign:
-            return self.sobel.l1(f, torch.maximum(ga.abs(), gb.abs()), "abs_axes")
-        # per axis, the source component with the larger magnitude, with its sign (ties: visible)
-        return self.sobel.l1(f, torch.where(gb.abs() >= ga.abs(), gb, ga), "axes")
-
     def forward(self, fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         with _float32(fused.device):
             f, a, b = _check_inputs(fused, ir, vis)
-            n = f.shape[0]
             sources = torch.cat([a, b])
+            mode = "magnitude" if self.axis == "magnitude" else ("axes" if self.sign else "abs_axes")
             total = f.new_zeros(())
             for ratio, weight in zip(self.scales, self.weights):
                 if weight == 0:
                     continue
                 with torch.no_grad():
-                    g_src = self.sobel(self._resize(sources, ratio))
-                total = total + weight * self._scale_loss(self._resize(f, ratio), g_src[:, :n], g_src[:, n:])
+                    src = self._resize(sources, ratio)
+                total = total + weight * _gradient_loss(self.sobel, mode, self._resize(f, ratio), src)
             return total
