@@ -269,13 +269,14 @@ def train_and_evaluate(run: RunSpec, cfg: Config, run_dir: RunDir, device: str, 
                                     "step": trainer.step})  # fmt: skip
         return RunOutcome(run.run_id, "failed", error, time.perf_counter() - start)
     metrics_rows = evaluate_run(trainer.model, run, cfg, run_dir, device)
-    means = {
-        test: {m: float(np.nanmean([r[m] for r in metrics_rows if r["test"] == test])) for m in metric_names()}
-        for test in run.config["test"]
-    }
+    means, nan_counts = {}, {}
+    for test in run.config["test"]:
+        values = {m: np.array([r[m] for r in metrics_rows if r["test"] == test], dtype=float) for m in metric_names()}
+        means[test] = {m: float(np.nanmean(v)) if (~np.isnan(v)).any() else float("nan") for m, v in values.items()}
+        nan_counts[test] = {m: int(np.isnan(v).sum()) for m, v in values.items() if np.isnan(v).any()}
     write_json(run_dir.done, {"run_id": run.run_id, "config_hash": run.config_hash, "steps": trainer.step,
                               "seconds": time.perf_counter() - start, "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-                              "means": means})  # fmt: skip
+                              "means": means, "nan_counts": nan_counts})  # fmt: skip
     return RunOutcome(run.run_id, "trained", "", time.perf_counter() - start)
 
 
@@ -407,35 +408,51 @@ def launch_slurm(runs: list[RunSpec], profile: Profile, config_path: str, result
 
 
 def summarise(runs: list[RunSpec], results: Path) -> list[dict[str, Any]]:
-    """``summary.csv``: one row per completed run and test set with the mean of each metric."""
+    """``summary.csv``: one row per completed run and test set with the mean of each metric.
+
+    A mean excludes NaN values; the ``nan_values`` column counts them (``CC:2;SCD:1``).
+    """
     rows = []
     for run in runs:
         run_dir = RunDir(results / "runs" / run.run_id)
         if not run_dir.is_done(run.config_hash):
             continue
-        means = json.loads(run_dir.done.read_text())["means"]
-        for test, values in means.items():
-            rows.append({"run_id": run.run_id, "model": run.model, "arm": run.arm, "seed": run.seed, "test": test, **values})
+        done = json.loads(run_dir.done.read_text())
+        for test, values in done["means"].items():
+            nans = done.get("nan_counts", {}).get(test, {})
+            rows.append({"run_id": run.run_id, "model": run.model, "arm": run.arm, "seed": run.seed, "test": test,
+                         "nan_values": ";".join(f"{m}:{n}" for m, n in nans.items()), **values})  # fmt: skip
     names = metric_names()
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["run_id", "model", "arm", "seed", "test", *names])
+    writer.writerow(["run_id", "model", "arm", "seed", "test", *names, "nan_values"])
     for r in rows:
-        writer.writerow([r["run_id"], r["model"], r["arm"], r["seed"], r["test"], *(repr(r[m]) for m in names)])
+        writer.writerow([r["run_id"], r["model"], r["arm"], r["seed"], r["test"], *(repr(r[m]) for m in names), r["nan_values"]])
     atomic_write_text(results / "summary.csv", out.getvalue())
     return rows
 
 
 def format_summary(rows: list[dict[str, Any]]) -> str:
-    """Means over seeds per (test, model, arm), two decimals."""
+    """Means over seeds per (test, model, arm), two decimals; ``*`` marks means that exclude NaN values."""
     names = metric_names()
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["test"], r["model"], r["arm"]), []).append(r)
     header = ["test", "model", "arm", "seeds", *names]
-    body = [[t, m, a, str(len(g)), *(f"{np.nanmean([r[n] for r in g]):.2f}" for n in names)] for (t, m, a), g in groups.items()]
+    body, notes = [], []
+    for (t, m, a), g in groups.items():
+        cells = [t, m, a, str(len(g))]
+        flagged = {item.split(":")[0] for r in g for item in r["nan_values"].split(";") if item}
+        for n in names:
+            vals = np.array([r[n] for r in g], dtype=float)
+            cells.append(("nan" if np.isnan(vals).all() else f"{np.nanmean(vals):.2f}") + ("*" if n in flagged else ""))
+        body.append(cells)
+    for r in rows:
+        if r["nan_values"]:
+            notes.append(f"* {r['run_id']} on {r['test']}: NaN values excluded from the means ({r['nan_values']})")
     widths = [max(len(x[i]) for x in [header, *body]) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in [header, *body])
+    lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in [header, *body]]
+    return "\n".join(lines + notes)
 
 
 # ---------------------------------------------------------------------- CLI

@@ -51,6 +51,16 @@ def test_smoke_profile_writes_complete_runs(smoke_results: Path) -> None:
         assert (run / "metrics.csv").read_text().startswith("test,image,EN,SD,SF,AG,MI,SCD,VIF,Qabf,SSIM,CC,PSNR,MSE")
     summary = (smoke_results / "smoke" / "summary.csv").read_text().splitlines()
     assert len(summary) == 3 and summary[0].startswith("run_id,model,arm,seed,test,EN")
+    assert summary[0].endswith(",MSE,nan_values")
+
+
+def test_summary_counts_and_flags_nan_values() -> None:
+    row = {"run_id": "m__a__t__s0", "model": "m", "arm": "a", "seed": 0, "test": "t", "nan_values": "CC:2"}
+    row |= {n: 1.0 for n in runner.metric_names()} | {"CC": 0.5}
+    text = runner.format_summary([row, {**row, "run_id": "m__a__t__s1", "seed": 1, "nan_values": "", "CC": 0.7}])
+    header, line = text.splitlines()[:2]
+    assert line.split()[header.split().index("CC")] == "0.60*" and line.split()[header.split().index("SCD")] == "1.00"
+    assert "* m__a__t__s0 on t: NaN values excluded from the means (CC:2)" in text
 
 
 def test_rerun_skips_completed_runs(smoke_results: Path, capsys: pytest.CaptureFixture) -> None:
