@@ -491,7 +491,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, args.set)
         profile = cfg.profile(args.profile)
-        device = resolve_device(args.device or profile.device)
         runs = _filter(cfg.plan(profile), args.only)
         results = Path(args.results) / profile.name
         if args.dry_run:
@@ -501,6 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{state:8s} {run.run_id}  (config {run.config_hash})")
             print(f"{len(runs)} runs in profile '{profile.name}' -> {results}")
             return 0
+        device = resolve_device(args.device or profile.device)
         print(f"profile '{profile.name}': {len(runs)} runs on {device} -> {results}")
         outcomes = launch(runs, cfg, profile, args.config, results, device, args.workers, args.launcher, args.set)
         rows = summarise(runs, results)
