@@ -295,7 +295,7 @@ def evaluate_run(model: torch.nn.Module, run: RunSpec, cfg: Config, run_dir: Run
             s = dataset[i]
             ir = torch.from_numpy(s.ir_unit)[None, None].to(device)
             vis = torch.from_numpy(s.vi_ycbcr[0])[None, None].to(device)
-            with torch.no_grad(), torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=device == "cuda"):
+            with torch.no_grad():  # float32 even on CUDA: bf16 would move saved grey levels by up to one
                 y = model(ir, vis).float()
             y = normalise(y, run.config["normalisation"])[0, 0].cpu().numpy()
             y8 = np.round(y * 255).astype(np.uint8)
