@@ -126,8 +126,23 @@ class Profile:
     checkpoint_every: int = 100
     log_every: int = 10
     normalisation: str = "clamp"
-    save_fused: bool = True
     slurm: dict[str, Any] = field(default_factory=dict)
+    loss_arms: list[str] = field(default_factory=list)  # the arms listed under 'losses'
+    ablation_arms: dict[str, dict[str, str]] = field(default_factory=dict)  # ablation -> value label -> arm name
+    ablation_on: dict[str, list] = field(default_factory=dict)  # optional models / seeds / test of ablation-only arms
+
+    def grid(self, arm: str) -> tuple[list[str], list[int], list[str]]:
+        """Models, seeds and test sets an arm runs on (ablation-only arms may use a smaller grid)."""
+        if arm in self.loss_arms:
+            return self.models, self.seeds, self.test
+        on = self.ablation_on
+        return on.get("models", self.models), on.get("seeds", self.seeds), on.get("test", self.test)
+
+    def study(self) -> dict[str, Any]:
+        """JSON-able description of the study that the reports read (arms, ablation groups, grids)."""
+        return {"profile": self.name, "train": self.train, "steps": self.steps, "arms": self.arms,
+                "loss_arms": self.loss_arms, "ablations": self.ablation_arms,
+                "grids": {arm: dict(zip(("models", "seeds", "test"), self.grid(arm))) for arm in self.arms}}  # fmt: skip
 
 
 @dataclass
@@ -147,8 +162,8 @@ class RunSpec:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-PROFILE_KEYS = ["models", "losses", "ablations", "seeds", "train", "test", "steps", "batch_size", "patch_size", "lr",
-                "device", "checkpoint_every", "log_every", "normalisation", "save_fused", "slurm"]  # fmt: skip
+PROFILE_KEYS = ["models", "losses", "ablations", "ablation_on", "seeds", "train", "test", "steps", "batch_size", "patch_size", "lr",
+                "device", "checkpoint_every", "log_every", "normalisation", "slurm"]  # fmt: skip
 TOP_KEYS = ["datasets", "models", "losses", "ablations", "profiles", "default_profile"]
 
 
@@ -178,14 +193,15 @@ class Config:
         for model in profile.models:
             spec = self.models[model]
             for arm, block in profile.arms.items():
-                for seed in profile.seeds:
+                models, seeds, tests = profile.grid(arm)
+                for seed in seeds if model in models else []:
                     recipe = spec.recipe
                     config = {
                         "model": {"name": model, **copy.deepcopy(self.raw["models"][model])},
                         "arm": {"name": arm, **block},
                         "seed": seed,
                         "train": {"name": profile.train, **self.datasets[profile.train].resolved()},
-                        "test": {t: self.datasets[t].resolved() for t in profile.test},
+                        "test": {t: self.datasets[t].resolved() for t in tests},
                         "steps": profile.steps,
                         "batch_size": profile.batch_size or recipe.batch_size,
                         "patch_size": profile.patch_size or recipe.patch_size,
@@ -270,18 +286,24 @@ def _parse_profile(name: str, b: Any, cfg: dict[str, Any], arms: dict, ablations
     _check_keys(b, PROFILE_KEYS, path, required=("models", "seeds", "train", "test", "steps"))
     models = _name_list(b["models"], list(cfg["models"]), f"{path}.models", "model")
     profile_arms: dict[str, dict[str, Any]] = {}
-    for arm in _name_list(b["losses"], list(arms), f"{path}.losses", "loss arm") if "losses" in b else []:
+    loss_arms = _name_list(b["losses"], list(arms), f"{path}.losses", "loss arm") if "losses" in b else []
+    for arm in loss_arms:
         profile_arms[arm] = arms[arm]
+    ablation_arms: dict[str, dict[str, str]] = {}
     for abl in _name_list(b["ablations"], list(ablations), f"{path}.ablations", "ablation") if "ablations" in b else []:
-        profile_arms.update(ablations[abl])
+        ablation_arms[abl] = {}
+        for arm, block in ablations[abl].items():  # an arm equal to one already planned reuses its runs
+            same = next((a for a, blk in profile_arms.items() if losses.resolved(blk) == losses.resolved(block)), None)
+            if same is None:
+                profile_arms[arm] = block
+            ablation_arms[abl][arm.split("=", 1)[1]] = same or arm
     if not profile_arms:
         raise ConfigError(f"{path}: give 'losses' and/or 'ablations': the runs need at least one gradient arm")
-    seeds = b["seeds"]
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise ConfigError(f"{path}.seeds: expected a non-empty list of integers, got {seeds!r}")
+    seeds = _seeds(b["seeds"], f"{path}.seeds")
     datasets = list(cfg["datasets"])
     train = _name_list([b["train"]], datasets, f"{path}.train", "dataset")[0]
     test = _name_list(b["test"], datasets, f"{path}.test", "dataset")
+    ablation_on = _parse_ablation_on(b.get("ablation_on"), models, test, f"{path}.ablation_on")
     for key in ("steps", "checkpoint_every", "log_every", "batch_size", "patch_size"):
         value = b.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -297,8 +319,28 @@ def _parse_profile(name: str, b: Any, cfg: dict[str, Any], arms: dict, ablations
     return Profile(
         name, models, profile_arms, seeds, train, test, b["steps"], b.get("batch_size"), b.get("patch_size"),
         b.get("lr"), device, b.get("checkpoint_every", 100), b.get("log_every", 10), norm,
-        bool(b.get("save_fused", True)), dict(b.get("slurm") or {}),
+        dict(b.get("slurm") or {}), list(loss_arms), ablation_arms, ablation_on,
     )  # fmt: skip
+
+
+def _parse_ablation_on(block: Any, models: list[str], test: list[str], path: str) -> dict[str, list]:
+    """``ablation_on: {models: [...], seeds: [...], test: [...]}``: a sub-grid of the profile for ablation-only arms."""
+    if block is None:
+        return {}
+    _check_keys(block, ["models", "seeds", "test"], path)
+    if "models" in block:
+        _name_list(block["models"], models, f"{path}.models", "profile model")
+    if "test" in block:
+        _name_list(block["test"], test, f"{path}.test", "profile test set")
+    if "seeds" in block:
+        _seeds(block["seeds"], f"{path}.seeds")
+    return dict(block)
+
+
+def _seeds(value: Any, path: str) -> list[int]:
+    if not isinstance(value, list) or not value or not all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+        raise ConfigError(f"{path}: expected a non-empty list of integers, got {value!r}")
+    return value
 
 
 def _coerce(text: str) -> Any:

@@ -502,6 +502,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         device = resolve_device(args.device or profile.device)
         print(f"profile '{profile.name}': {len(runs)} runs on {device} -> {results}")
+        results.mkdir(parents=True, exist_ok=True)
+        write_json(results / "study.json", profile.study())
         outcomes = launch(runs, cfg, profile, args.config, results, device, args.workers, args.launcher, args.set)
         rows = summarise(runs, results)
         if rows:

@@ -29,6 +29,15 @@ def names() -> list[str]:
     return [*LOSSES, *TERMS]
 
 
+def resolved(block: dict[str, Any]) -> dict[str, Any]:
+    """A loss block with every unset keyword at its default, so equal losses compare equal."""
+    cls = LOSSES.get(block["type"]) or TERMS[block["type"]]
+    params = inspect.signature(cls.__init__).parameters.values()
+    defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+    out = {"type": block["type"], **defaults, **{k: v for k, v in block.items() if k != "type"}}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
 def build(name: str, **kwargs: Any) -> nn.Module:
     """Build a gradient loss or objective term by name; errors name the key and the allowed values."""
     cls = LOSSES.get(name) or TERMS.get(name)
@@ -45,4 +54,4 @@ def build(name: str, **kwargs: Any) -> nn.Module:
     return cls(**kwargs)
 
 
-__all__ = ["LOSSES", "TERMS", "DAMGL", "FusionObjective", "build", "names", "register_term"]
+__all__ = ["LOSSES", "TERMS", "DAMGL", "FusionObjective", "build", "names", "register_term", "resolved"]
