@@ -5,16 +5,19 @@ Every loss is an ``nn.Module`` called as ``loss(fused, ir, vis)`` on
 one, the luminance, is used) and returns a scalar. Targets come from the
 sources under ``torch.no_grad``; only ``fused`` receives gradients.
 
-Cost: per scale, one convolution call gives both Sobel axes of the fused image
-(with autograd) and one more gives both axes of both sources (without). The
-losses compute in float32 with autocast disabled, so they behave the same under
-bf16/fp16 autocast and never see a half-precision overflow.
+Cost: each loss is one autograd node. Per scale, one resize call serves the
+fused image and both sources, one pass of shifted adds gives both Sobel axes of
+all three, and backward applies the hand-written Sobel and resize adjoints to
+the kept sign maps. The losses compute in float32 with autocast disabled, so
+they behave the same under bf16/fp16 autocast and never see a half-precision
+overflow.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -120,39 +123,47 @@ class _SobelPair(nn.Module):
         return _GradientL1.apply(x, target, self, mode)
 
 
+def _mapped(g: torch.Tensor, mode: str) -> torch.Tensor:
+    """The map of stacked gradients ``g`` that ``mode`` compares (see ``_SobelPair.l1``)."""
+    if mode == "axes":
+        return g
+    if mode == "abs_axes":
+        return g.abs()
+    return g.abs().sum(0) if mode == "magnitude" else g.sum(0)
+
+
+def _count(diff: torch.Tensor, mode: str) -> int:
+    """Pixels an L1 mean divides by (each axis of ``axes`` modes is a mean of its own)."""
+    return diff.numel() // (2 if mode in ("axes", "abs_axes") else 1)
+
+
+def _signs(diff: torch.Tensor, g: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """What backward keeps: ``sign(diff)`` and, for modes with ``|g|``, ``sign(g)``."""
+    return torch.sign(diff), (torch.sign(g) if mode in ("abs_axes", "magnitude") else None)
+
+
+def _unmap(d_mapped: torch.Tensor, sign_g: torch.Tensor | None, mode: str) -> torch.Tensor:
+    """Chain rule through :func:`_mapped`: the gradient with respect to the stacked ``g``."""
+    if sign_g is not None:
+        return d_mapped * sign_g
+    return d_mapped.expand(2, *d_mapped.shape) if mode == "sum" else d_mapped
+
+
 class _GradientL1(torch.autograd.Function):
     """``_SobelPair.l1`` as one autograd node (see there)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, target: torch.Tensor, sobel: _SobelPair, mode: str):  # noqa: D102
         g = sobel(x)
-        if mode == "axes":
-            mapped = g
-        elif mode == "abs_axes":
-            mapped = g.abs()
-        elif mode == "magnitude":
-            mapped = g.abs().sum(0)
-        else:
-            mapped = g.sum(0)
-        diff = mapped - target
-        per_axis = 2 if mode in ("axes", "abs_axes") else 1
-        ctx.sobel, ctx.mode, ctx.count = sobel, mode, diff.numel() // per_axis
-        ctx.save_for_backward(torch.sign(diff), torch.sign(g) if "abs" in mode or mode == "magnitude" else None)
+        diff = _mapped(g, mode) - target
+        ctx.sobel, ctx.mode, ctx.count = sobel, mode, _count(diff, mode)
+        ctx.save_for_backward(*_signs(diff, g, mode))
         return diff.abs().sum() / ctx.count
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):  # noqa: D102
         sign_diff, sign_g = ctx.saved_tensors
-        d_mapped = sign_diff * (grad_out / ctx.count)
-        if ctx.mode == "axes":
-            d_g = d_mapped
-        elif ctx.mode == "abs_axes":
-            d_g = d_mapped * sign_g
-        elif ctx.mode == "magnitude":
-            d_g = sign_g * d_mapped
-        else:
-            d_g = d_mapped.expand(2, *d_mapped.shape)
-        return ctx.sobel.adjoint(d_g), None, None, None
+        return ctx.sobel.adjoint(_unmap(sign_diff * (grad_out / ctx.count), sign_g, ctx.mode)), None, None, None
 
 
 def _magnitude(g: torch.Tensor) -> torch.Tensor:
@@ -174,14 +185,57 @@ _TARGETS = {
 }
 
 
-def _gradient_loss(sobel: _SobelPair, mode: str, f: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
-    """L1 of ``f``'s gradient map against the target selected from ``sources = cat([ir, vis])``.
+def _resize_adjoint(grad: torch.Tensor, full: torch.Tensor, resize: partial) -> torch.Tensor:
+    """Gradient with respect to ``full`` of ``sum(grad * resize(full))``."""
+    if resize.keywords.get("mode") == "bilinear":  # F.interpolate(size=...) runs upsample_bilinear2d without scales
+        return torch.ops.aten.upsample_bilinear2d_backward(grad, list(grad.shape[-2:]), list(full.shape),
+                                                           False, None, None)  # fmt: skip
+    with torch.enable_grad():
+        leaf = full.detach().requires_grad_()
+        return torch.autograd.grad(resize(leaf), leaf, grad)[0]
 
-    The sources' gradients come from one pass, without autograd.
+
+class _MultiScaleL1(torch.autograd.Function):
+    """``sum_k w_k L1(map(G(R_k f)), target_k)`` as one autograd node, targets from the sources.
+
+    Per scale ``k`` one resize call serves the fused image and both sources, and one
+    gradient pass serves all three; only the sign maps are kept for backward, which
+    applies the Sobel adjoint and the resize adjoint directly.
     """
-    g = sobel(sources)
-    n = f.shape[0]
-    return sobel.l1(f, _TARGETS[mode](g[:, :n], g[:, n:]), mode)
+
+    @staticmethod
+    def forward(ctx, f: torch.Tensor, sources: torch.Tensor, sobel: _SobelPair, mode: str, plan: tuple):  # noqa: D102
+        n, stack = f.shape[0], torch.cat([f.detach(), sources])
+        total, saved = f.new_zeros(()), []
+        for weight, resize in plan:
+            g = sobel(stack if resize is None else resize(stack))
+            gf = g[:, :n]
+            diff = _mapped(gf, mode) - _TARGETS[mode](g[:, n : 2 * n], g[:, 2 * n :])
+            share = weight / _count(diff, mode)
+            total += diff.abs().sum() * share
+            sign_diff, sign_g = _signs(diff, gf, mode)
+            saved.append((sign_diff.mul_(share), sign_g, resize))
+        ctx.sobel, ctx.mode, ctx.saved, ctx.full = sobel, mode, saved, f.detach()
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):  # noqa: D102
+        grad = None
+        for d_mapped, sign_g, resize in ctx.saved:
+            part = ctx.sobel.adjoint(_unmap(d_mapped * grad_out, sign_g, ctx.mode))
+            if resize is not None:
+                part = _resize_adjoint(part, ctx.full, resize)
+            grad = part if grad is None else grad.add_(part)
+        return grad, None, None, None, None
+
+
+def _gradient_loss(sobel: _SobelPair, mode: str, f: torch.Tensor, sources: torch.Tensor,
+                   plan: tuple = ((1.0, None),)) -> torch.Tensor:  # fmt: skip
+    """Weighted L1 of ``f``'s gradient maps against targets selected from ``sources = cat([ir, vis])``.
+
+    ``plan`` holds ``(weight, resize)`` per scale, ``resize`` a callable or ``None`` at full size.
+    """
+    return _MultiScaleL1.apply(f, sources, sobel, mode, plan)
 
 
 class _SingleScaleLoss(nn.Module):
@@ -291,29 +345,27 @@ class DAMGL(nn.Module):
             f"resize={self.resize}, padding={self.sobel.padding}"
         )
 
-    def _resize(self, x: torch.Tensor, ratio: float) -> torch.Tensor:
+    def _resizer(self, h: int, w: int, ratio: float) -> partial | None:
+        """A callable resizing ``(.., h, w)`` tensors by ``ratio`` with this loss's method, or ``None`` at 1."""
         if ratio == 1.0:
-            return x
+            return None
         if self.resize == "avgpool":
-            for _ in range(_avgpool_halvings(ratio)):
-                kh, kw = (2 if x.shape[-2] > 1 else 1), (2 if x.shape[-1] > 1 else 1)
-                x = F.avg_pool2d(x, (kh, kw))
-            return x
-        size = _resized_size(x.shape[-2], x.shape[-1], ratio)
+            return partial(_avgpool, halvings=_avgpool_halvings(ratio))
         if self.resize == "area":
-            return F.interpolate(x, size=size, mode="area")
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            return partial(F.interpolate, size=_resized_size(h, w, ratio), mode="area")
+        return partial(F.interpolate, size=_resized_size(h, w, ratio), mode="bilinear", align_corners=False)
 
     def forward(self, fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         with _float32(fused.device):
             f, a, b = _check_inputs(fused, ir, vis)
-            sources = torch.cat([a, b])
             mode = "magnitude" if self.axis == "magnitude" else ("axes" if self.sign else "abs_axes")
-            total = f.new_zeros(())
-            for ratio, weight in zip(self.scales, self.weights):
-                if weight == 0:
-                    continue
-                with torch.no_grad():
-                    src = self._resize(sources, ratio)
-                total = total + weight * _gradient_loss(self.sobel, mode, self._resize(f, ratio), src)
-            return total
+            h, w = f.shape[-2:]
+            plan = tuple((wt, self._resizer(h, w, r)) for r, wt in zip(self.scales, self.weights) if wt > 0)
+            return _gradient_loss(self.sobel, mode, f, torch.cat([a, b]), plan)
+
+
+def _avgpool(x: torch.Tensor, halvings: int) -> torch.Tensor:
+    """2x average pooling ``halvings`` times; a side of one pixel is no longer halved."""
+    for _ in range(halvings):
+        x = F.avg_pool2d(x, (2 if x.shape[-2] > 1 else 1, 2 if x.shape[-1] > 1 else 1))
+    return x
