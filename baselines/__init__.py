@@ -25,6 +25,7 @@ from baselines.pmgi import PMGI
 from baselines.recipe import Phase, Recipe
 from baselines.seafusion import SeAFusion
 from baselines.swinfusion import SwinFusion
+from baselines.tcmoa import TCMoA
 from baselines.u2fusion import U2Fusion
 
 MODELS: dict[str, type[nn.Module]] = {
@@ -34,6 +35,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "densefuse_e2e": DenseFuseE2E,
     "cddfuse": CDDFuse,
     "swinfusion": SwinFusion,
+    "tcmoa": TCMoA,
 }
 
 

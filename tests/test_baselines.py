@@ -1,4 +1,4 @@
-"""CNN baselines: parameter counts, shapes, range, determinism, training steps, registry and YAML specs."""
+"""Baselines: parameter counts, shapes, range, determinism, training steps, registry and YAML specs."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from baselines import ModelSpec, from_spec
 from benchmark.training import Trainer
 
 COUNTS = {"seafusion": 166_657, "u2fusion": 659_217, "pmgi": 42_017, "densefuse_e2e": 74_193, "cddfuse": 1_188_272,
-          "swinfusion": 965_251}  # fmt: skip
-HEAVY = ("cddfuse", "swinfusion")  # transformers: tested at a smaller odd size on the CPU
+          "swinfusion": 965_251, "tcmoa": 443_666}  # fmt: skip  (tcmoa: the CPU-sized 'tiny')
+HEAVY = ("cddfuse", "swinfusion", "tcmoa")  # transformers: tested at a smaller odd size on the CPU
 
 
 def test_swinfusion_count_is_within_one_percent_of_the_release() -> None:
@@ -67,14 +67,20 @@ def test_deterministic_under_a_seed_and_state_dict_round_trip(name: str) -> None
 @pytest.mark.parametrize("name", COUNTS)
 @pytest.mark.parametrize("arm", [None, {"type": "damgl"}])
 def test_one_step_lowers_the_recipe_loss(name: str, arm: dict | None) -> None:
+    """On the last phase (the one with the swappable gradient term); TC-MoA's gating noise is reseeded
+    so that both evaluations see the same draw."""
     model = make(name)
     trainer = Trainer(model, model.recipe, arm, steps=10)
+    last = len(model.recipe.phases) - 1
+    trainer.step = trainer.phase_end[last - 1] if last else 0  # start of the last phase
     ir, vis = pair(4, 32, 32, seed=1)
+    torch.manual_seed(7)
     before = trainer.train_step(ir, vis).loss
     model.train()
+    torch.manual_seed(7)
     with torch.no_grad():
         fused = model(ir, vis)
-        after, _ = trainer.objectives[0](fused, ir, vis, getattr(model, "aux", None))
+        after, _ = trainer.objectives[last](fused, ir, vis, getattr(model, "aux", None))
     assert after.item() < before
 
 
@@ -183,3 +189,75 @@ def test_straight_through_clamp() -> None:
     y = clamp_straight_through(x)
     y.sum().backward()
     assert y.tolist() == pytest.approx([0.0, 0.3, 1.0]) and x.grad.tolist() == [1.0, 1.0, 1.0]
+
+
+def mae_state_dict(dim: int, depth: int, ddim: int, ddepth: int, patch: int = 16) -> dict[str, torch.Tensor]:
+    """Every key of an MAE checkpoint (facebookresearch/mae, ``models_mae.py``) with its shape, filled with a
+    distinct constant per key so that a loaded value can be traced to its key."""
+    shapes = {"cls_token": (1, 1, dim), "pos_embed": (1, 197, dim), "patch_embed.proj.weight": (dim, 3, patch, patch),
+              "patch_embed.proj.bias": (dim,), "norm.weight": (dim,), "norm.bias": (dim,), "mask_token": (1, 1, ddim),
+              "decoder_embed.weight": (ddim, dim), "decoder_embed.bias": (ddim,), "decoder_pos_embed": (1, 197, ddim),
+              "decoder_norm.weight": (ddim,), "decoder_norm.bias": (ddim,),
+              "decoder_pred.weight": (patch * patch * 3, ddim), "decoder_pred.bias": (patch * patch * 3,)}  # fmt: skip
+    for prefix, width, count in (("blocks", dim, depth), ("decoder_blocks", ddim, ddepth)):
+        for i in range(count):
+            for part, shape in {"norm1.weight": (width,), "norm1.bias": (width,), "attn.qkv.weight": (3 * width, width),
+                                "attn.qkv.bias": (3 * width,), "attn.proj.weight": (width, width), "attn.proj.bias": (width,),
+                                "norm2.weight": (width,), "norm2.bias": (width,), "mlp.fc1.weight": (4 * width, width),
+                                "mlp.fc1.bias": (4 * width,), "mlp.fc2.weight": (width, 4 * width),
+                                "mlp.fc2.bias": (width,)}.items():  # fmt: skip
+                shapes[f"{prefix}.{i}.{part}"] = shape
+    return {k: torch.full(shape, 1e-3 * (i + 1)) for i, (k, shape) in enumerate(shapes.items())}
+
+
+def test_tcmoa_loads_an_mae_vit_b_checkpoint_by_its_key_names(tmp_path) -> None:
+    state = mae_state_dict(768, 12, 512, 8)
+    assert len(state) == 254
+    torch.save({"model": state}, tmp_path / "mae_vit_base.pth")
+    model = baselines.build("tcmoa", size="base", backbone_checkpoint=str(tmp_path / "mae_vit_base.pth"))
+    report = model.checkpoint_report
+    assert sorted(report["unused"]) == ["cls_token", "decoder_pos_embed", "mask_token", "pos_embed"]
+    assert len(report["loaded"]) + len(report["unused"]) == len(state)  # every key consumed
+    own = model.state_dict()
+    for key in report["loaded"]:  # nothing of the encoder and decoder is left at its random initialisation
+        assert torch.equal(own[key], state[key]), key
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == set(report["loaded"])  # the backbone is frozen, the TC-MoA modules train
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable == 3_759_397 and len(model.blocks_moa) == 3 and len(model.decoder_blocks_moa) == 2
+    bad = dict(state, **{"blocks.0.attn.qkv.weight": torch.zeros(10, 768)})
+    with pytest.raises(ValueError, match=r"checkpoint key 'blocks.0.attn.qkv.weight': shape \(10, 768\), expected \(2304, 768\)"):
+        model.load_mae(bad)
+    with pytest.raises(ValueError, match="lacks 1 backbone key"):
+        model.load_mae({k: v for k, v in state.items() if k != "norm.bias"})
+    with pytest.raises(ValueError, match="'head.weight' is not an MAE encoder/decoder key"):
+        model.load_mae(dict(state, **{"head.weight": torch.zeros(1)}))
+
+
+def test_tcmoa_large_has_about_11m_trainable_parameters_and_six_plus_two_modules() -> None:
+    with torch.device("meta"):
+        model = baselines.build("tcmoa", size="large", freeze_backbone=True)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable == 11_144_584 and abs(trainable - 11e6) / 11e6 < 0.02  # the spec: about 11M on ViT-L
+    assert len(model.blocks) == 24 and len(model.blocks_moa) == 6 and len(model.decoder_blocks_moa) == 2
+    with pytest.raises(ValueError, match="size: 'huge' is not one of"):
+        baselines.build("tcmoa", size="huge")
+
+
+def test_tcmoa_gating_keeps_two_experts_per_token_and_balances_load() -> None:
+    from baselines.tcmoa import NoisyTopKExperts, cv_squared
+
+    torch.manual_seed(0)
+    moe = NoisyTopKExperts(16, 4)
+    torch.nn.init.normal_(moe.w_gate)
+    x = torch.randn(50, 16)
+    out, balance = moe.eval()(x)
+    assert out.shape == (50, 16) and torch.isfinite(out).all()
+    gates = torch.zeros(50, 4).scatter(1, (x @ moe.w_gate).topk(2, dim=1).indices, 1.0)
+    load = gates.sum(0)
+    importance = torch.softmax((x @ moe.w_gate).topk(2, dim=1).values, dim=1).sum(0)
+    by_hand = torch.zeros(4).index_add(0, (x @ moe.w_gate).topk(2, dim=1).indices.flatten(),
+                                       torch.softmax((x @ moe.w_gate).topk(2, dim=1).values, dim=1).flatten())  # fmt: skip
+    assert torch.allclose(balance, cv_squared(by_hand) + cv_squared(load), atol=1e-6)
+    assert importance.sum().item() == pytest.approx(50.0, abs=1e-4)  # two gates per token summing to one
+    assert cv_squared(torch.ones(4)).item() == 0.0
