@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="train, fuse and score a profile (same as run_all.py; see run --help)", add_help=False)
+    sub.add_parser("report", help="tables, summary.md and figures from a profile's stored runs (see report --help)",
+                   add_help=False)  # fmt: skip
 
     ev = sub.add_parser("evaluate", help="score folders of fused images against a paired dataset")
     ev.add_argument("--dataset", required=True, help="dataset folder holding ir/ and vi/")
@@ -74,6 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmark.runner import main as run_main
 
         return run_main(argv[1:])
+    if argv[:1] == ["report"]:
+        from benchmark.reports import main as report_main
+
+        return report_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

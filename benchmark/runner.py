@@ -508,6 +508,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = summarise(runs, results)
         if rows:
             print(format_summary(rows))
+            from benchmark.reports import build_report
+
+            build_report(results)
+            print(f"tables and figures: {results / 'summary.md'} (rebuild with python -m benchmark report --results {results})")
         failed = [o for o in outcomes if o.status == "failed"]
         for o in failed:
             print(f"failed: {o.run_id}: {o.message.splitlines()[0] if o.message else ''}", file=sys.stderr)

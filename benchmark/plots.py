@@ -1,0 +1,277 @@
+"""Figures of a study (PNG and PDF under ``<results>/figures``), drawn from stored values only.
+
+- ``change_<test>``: per model, each arm's relative change of every metric's mean against
+  ``magnitude`` with a 95% bootstrap interval over images (seeds averaged first);
+- ``training_curves``: per model, the total loss of each arm (its own objective) and the
+  intensity part they share, mean over seeds with the min-max band;
+- ``qualitative_<model>_<test>``: infrared, visible and each arm's fused image for example
+  images, with a zoomed inset on the region of strongest source edges;
+- ``direction_<model>_<test>``: per arm, the angle between the fused image's Sobel gradient and
+  the selected source gradient (the source whose gradient is longer at that pixel) on edge
+  pixels, as a map and a histogram.
+
+The example images (sources and seed-0 fused images of the first two images of the first test
+set) are copied into ``<results>/examples/`` so that the figures can be redrawn from the
+repository alone. Figures carry no timestamps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from benchmark.metrics import METRICS  # noqa: E402
+
+if TYPE_CHECKING:
+    from benchmark.reports import Study
+
+EXAMPLES = 2  # images per qualitative figure
+BOOTSTRAP = 2000
+EDGE_QUANTILE = 0.9  # direction error is measured where the selected source gradient is in its top 10%
+PALETTE = ["#4d4d4d", "#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
+
+plt.rcParams.update({"font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7,
+                     "xtick.labelsize": 7, "ytick.labelsize": 7, "svg.hashsalt": "damgl-bench"})  # fmt: skip
+
+
+def save(fig: plt.Figure, folder: Path, stem: str) -> list[Path]:
+    """PNG (200 dpi) and PDF without creation dates."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for ext, meta in (("png", {"Software": None}), ("pdf", {"CreationDate": None, "Producer": None})):
+        path = folder / f"{stem}.{ext}"
+        tmp = folder / f".{stem}.{ext}.tmp"
+        fig.savefig(tmp, dpi=200, bbox_inches="tight", metadata=meta, format=ext)
+        tmp.replace(path)
+        out.append(path)
+    plt.close(fig)
+    return out
+
+
+def bootstrap_change(arm: np.ndarray, base: np.ndarray, rounds: int = BOOTSTRAP, seed: int = 0) -> tuple[float, float, float]:
+    """Relative change of the mean (percent) and its 95% percentile bootstrap interval over paired images."""
+    keep = ~(np.isnan(arm) | np.isnan(base))
+    a, b = arm[keep], base[keep]
+    if not len(a) or b.mean() == 0:
+        return np.nan, np.nan, np.nan
+    idx = np.random.default_rng(seed).integers(0, len(a), size=(rounds, len(a)))
+    changes = (a[idx].mean(1) - b[idx].mean(1)) / np.abs(b[idx].mean(1)) * 100
+    lo, hi = np.percentile(changes, [2.5, 97.5])
+    return float((a.mean() - b.mean()) / abs(b.mean()) * 100), float(lo), float(hi)
+
+
+def change_figure(study: Study, test: str, arms: list[str], base: str = "magnitude") -> plt.Figure | None:
+    values = study.values[(study.values.test == test) & study.values.arm.isin(arms)]
+    models = list(dict.fromkeys(values.model))
+    others = [a for a in arms if a != base]
+    metrics = [m for m in study.metrics if m != "MSE"]  # MSE mirrors PSNR and CC; kept in the tables
+    if base not in set(values.arm) or not others:
+        return None
+    fig, axes = plt.subplots(1, len(models), figsize=(2.4 * len(models) + 0.6, 3.2), sharey=True, squeeze=False)
+    for ax, model in zip(axes[0], models):
+        g = values[values.model == model]
+        per_image = {a: g[g.arm == a].groupby("image", sort=True)[metrics].mean() for a in arms if a in set(g.arm)}
+        for j, arm in enumerate(a for a in others if a in per_image):
+            images = per_image[arm].index.intersection(per_image[base].index)
+            for i, m in enumerate(metrics):
+                c, lo, hi = bootstrap_change(per_image[arm].loc[images, m].to_numpy(float),
+                                             per_image[base].loc[images, m].to_numpy(float))  # fmt: skip
+                y = i + (j - (len(others) - 1) / 2) * 0.22
+                ax.errorbar(c, y, xerr=[[c - lo], [hi - c]], fmt="o", ms=3, color=PALETTE[(j + 1) % len(PALETTE)],
+                            label=arm if i == 0 else None, capsize=1.5, lw=0.8)  # fmt: skip
+        ax.axvline(0, color="k", lw=0.6)
+        ax.set_title(model)
+        ax.set_xlabel(f"change vs {base} (%)")
+        ax.grid(axis="x", lw=0.3, alpha=0.5)
+    axes[0][0].set_yticks(range(len(metrics)), [f"{m} {'↑' if METRICS[m].higher_is_better else '↓'}" for m in metrics])
+    axes[0][0].invert_yaxis()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(others), bbox_to_anchor=(0.5, 0.0), frameon=False)
+    fig.suptitle(f"{test}: mean change with 95% bootstrap interval over images", y=1.0)
+    fig.tight_layout()
+    return fig
+
+
+def training_figure(study: Study, arms: list[str]) -> plt.Figure | None:
+    logs = {}
+    for run in study.runs.values():
+        cfg = run["config"]
+        if cfg["arm"]["name"] in arms and run["log"] is not None:
+            logs.setdefault(cfg["model"]["name"], {}).setdefault(cfg["arm"]["name"], []).append(run["log"])
+    if not logs:
+        return None
+    fig, axes = plt.subplots(2, len(logs), figsize=(2.4 * len(logs) + 0.4, 4.2), squeeze=False, sharex="col")
+    for col, (model, by_arm) in enumerate(logs.items()):
+        for j, arm in enumerate(a for a in arms if a in by_arm):
+            shared = [c for c in by_arm[arm][0].columns if c not in ("step", "phase", "lr", "loss", "gradient", "seconds")]
+            for row, column in enumerate(["loss", shared[0] if shared else "loss"]):
+                steps = by_arm[arm][0]["step"].to_numpy()
+                curves = np.stack([log[column].to_numpy(float)[: len(steps)] for log in by_arm[arm]])
+                ax = axes[row][col]
+                ax.plot(steps, curves.mean(0), color=PALETTE[j % len(PALETTE)], lw=0.9, label=arm)
+                ax.fill_between(steps, curves.min(0), curves.max(0), color=PALETTE[j % len(PALETTE)], alpha=0.15, lw=0)
+                ax.set_ylabel("total loss (own objective)" if row == 0 else f"'{column}' part (shared)")
+        axes[0][col].set_title(model)
+        axes[1][col].set_xlabel("step")
+    axes[0][0].legend(frameon=False)
+    fig.suptitle("Training curves: mean over seeds, band = min-max", y=1.0)
+    fig.tight_layout()
+    return fig
+
+
+def collect_examples(study: Study, model: str, test: str, arms: list[str]) -> list[str]:
+    """Copy sources and seed-0 fused images of the first :data:`EXAMPLES` images into ``examples/`` (once)."""
+    from benchmark.config import DatasetDef
+
+    images = sorted(set(study.values.loc[(study.values.test == test) & (study.values.model == model), "image"]))[:EXAMPLES]
+    folder = study.root / "examples" / test
+    run = next((r for r in study.runs.values() if r["config"]["model"]["name"] == model and test in r["config"]["test"]), None)
+    for image in images:
+        if not (folder / f"{image}_ir.png").is_file() and run is not None:
+            spec = run["config"]["test"][test]
+            if "synthetic" in spec or Path(spec["path"]).is_dir():
+                ds = DatasetDef(test, spec.get("path"), spec.get("split"), spec.get("synthetic")).open()
+                sample = next(s for s in (ds[i] for i in range(len(ds))) if s.name == image)
+                folder.mkdir(parents=True, exist_ok=True)
+                for kind, grey in (("ir", sample.ir_grey), ("vi", sample.vi_grey)):
+                    Image.fromarray(np.round(grey).astype(np.uint8)).save(folder / f"{image}_{kind}.png")
+        for arm in arms:
+            target = folder / f"{image}_{model}_{arm.replace(':', '-')}.png"
+            mine = [(r["config"]["seed"], rid) for rid, r in study.runs.items()
+                    if r["config"]["model"]["name"] == model and r["config"]["arm"]["name"] == arm]  # fmt: skip
+            source = study.root / "runs" / min(mine)[1] / "fused" / test / f"{image}.png" if mine else None
+            if not target.is_file() and source is not None and source.is_file():
+                folder.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(source.read_bytes())
+    return [i for i in images if (folder / f"{i}_ir.png").is_file()]
+
+
+def _example(study: Study, test: str, name: str) -> np.ndarray | None:
+    path = study.root / "examples" / test / f"{name}.png"
+    return np.asarray(Image.open(path), dtype=np.float64) / 255 if path.is_file() else None
+
+
+def sobel(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sobel ``gx, gy`` with zero padding (x: rightwards, y: downwards)."""
+    p = np.pad(x, 1)
+    gx = (p[:-2, 2:] + 2 * p[1:-1, 2:] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[1:-1, :-2] + p[2:, :-2])
+    gy = (p[2:, :-2] + 2 * p[2:, 1:-1] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[:-2, 1:-1] + p[:-2, 2:])
+    return gx, gy
+
+
+def direction_error(fused: np.ndarray, ir: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Angle (degrees, 0..180) between the fused gradient and the longer source gradient, and the edge mask.
+
+    Edges: pixels where the selected source gradient is in its top ``1 - EDGE_QUANTILE`` and the
+    fused gradient is not zero.
+    """
+    (fx, fy), (ax_, ay), (bx, by) = sobel(fused), sobel(ir), sobel(vis)
+    use_b = np.hypot(bx, by) >= np.hypot(ax_, ay)
+    sx, sy = np.where(use_b, bx, ax_), np.where(use_b, by, ay)
+    strength = np.hypot(sx, sy)
+    cos = (fx * sx + fy * sy) / np.maximum(np.hypot(fx, fy) * strength, 1e-12)
+    angle = np.degrees(np.arccos(np.clip(cos, -1, 1)))
+    mask = (strength >= np.quantile(strength, EDGE_QUANTILE)) & (np.hypot(fx, fy) > 0)
+    return angle, mask
+
+
+def edge_window(ir: np.ndarray, vis: np.ndarray, frac: float = 0.22) -> tuple[int, int, int, int]:
+    """``(row, col, h, w)`` of the window (``frac`` of each side) holding the most source gradient energy."""
+    energy = sum(np.hypot(*sobel(x)) for x in (ir, vis))
+    h, w = max(8, int(energy.shape[0] * frac)), max(8, int(energy.shape[1] * frac))
+    c = np.pad(energy, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    sums = c[h:, w:] - c[:-h, w:] - c[h:, :-w] + c[:-h, :-w]
+    r, col = np.unravel_index(int(np.argmax(sums)), sums.shape)
+    return int(r), int(col), h, w
+
+
+def qualitative_figure(study: Study, model: str, test: str, arms: list[str], images: list[str]) -> plt.Figure | None:
+    columns = ["infrared", "visible", *arms]
+    rows = []
+    for image in images:
+        panels = [_example(study, test, f"{image}_ir"), _example(study, test, f"{image}_vi")]
+        panels += [_example(study, test, f"{image}_{model}_{a.replace(':', '-')}") for a in arms]
+        if all(p is not None for p in panels):
+            rows.append((image, panels))
+    if not rows:
+        return None
+    fig, axes = plt.subplots(len(rows), len(columns), figsize=(1.45 * len(columns), 1.3 * len(rows) + 0.4), squeeze=False)
+    for r, (image, panels) in enumerate(rows):
+        y, x, h, w = edge_window(panels[0], panels[1])
+        for c, (title, img) in enumerate(zip(columns, panels)):
+            ax = axes[r][c]
+            ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, ec="#ffd400", lw=0.8))
+            inset = ax.inset_axes([0.0, 0.0, 0.45, 0.45])
+            inset.imshow(img[y : y + h, x : x + w], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            inset.set_xticks([])
+            inset.set_yticks([])
+            for side in inset.spines.values():
+                side.set_edgecolor("#ffd400")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(title, fontsize=7)
+        axes[r][0].set_ylabel(image, fontsize=6)
+    fig.suptitle(f"{model} on {test} (seed 0); inset: strongest source edges", fontsize=8)
+    fig.tight_layout(pad=0.3)
+    return fig
+
+
+def direction_figure(study: Study, model: str, test: str, arms: list[str], image: str) -> plt.Figure | None:
+    ir, vis = _example(study, test, f"{image}_ir"), _example(study, test, f"{image}_vi")
+    fused = {a: _example(study, test, f"{image}_{model}_{a.replace(':', '-')}") for a in arms}
+    fused = {a: f for a, f in fused.items() if f is not None}
+    if ir is None or vis is None or not fused:
+        return None
+    fig, axes = plt.subplots(2, len(fused), figsize=(1.9 * len(fused) + 0.8, 3.6), squeeze=False,
+                             gridspec_kw={"height_ratios": [1.4, 1]})  # fmt: skip
+    bins = np.linspace(0, 180, 37)
+    for c, (arm, f) in enumerate(fused.items()):
+        angle, mask = direction_error(f, ir, vis)
+        shown = np.where(mask, angle, np.nan)
+        im = axes[0][c].imshow(shown, cmap="magma", vmin=0, vmax=180, interpolation="nearest")
+        axes[0][c].set_facecolor("black")
+        axes[0][c].set_xticks([])
+        axes[0][c].set_yticks([])
+        axes[0][c].set_title(f"{arm}\nmean {np.nanmean(shown):.1f}°, median {np.nanmedian(shown):.1f}°", fontsize=7)
+        axes[1][c].hist(angle[mask], bins=bins, color=PALETTE[c % len(PALETTE)], density=True)
+        axes[1][c].set_xlabel("angle error (°)")
+        axes[1][c].set_xticks([0, 45, 90, 135, 180])
+    axes[1][0].set_ylabel("density")
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="angle (°)")
+    fig.suptitle(f"Gradient-direction error, {model} on {test}, {image} (edge pixels: top 10% source gradient)", fontsize=8)
+    return fig
+
+
+def make_figures(study: Study) -> list[Path]:
+    """Draw every figure the stored values allow; returns the files written."""
+    folder = study.root / "figures"
+    arms = [a for a in study.spec["loss_arms"] if a in set(study.values.arm)]
+    written: list[Path] = []
+    for test in study.tests(arms):
+        fig = change_figure(study, test, arms)
+        if fig is not None:
+            written += save(fig, folder, f"change_{test}")
+    fig = training_figure(study, arms)
+    if fig is not None:
+        written += save(fig, folder, "training_curves")
+    tests = study.tests(arms)
+    if tests:
+        model, test = next(iter(dict.fromkeys(study.values.model))), tests[0]
+        images = collect_examples(study, model, test, arms)
+        fig = qualitative_figure(study, model, test, arms, images)
+        if fig is not None:
+            written += save(fig, folder, f"qualitative_{model}_{test}")
+        if images:
+            fig = direction_figure(study, model, test, arms, images[0])
+            if fig is not None:
+                written += save(fig, folder, f"direction_{model}_{test}")
+    return written

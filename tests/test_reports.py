@@ -1,0 +1,177 @@
+"""Reports: statistics with known answers, table markup, LaTeX structure, figures and byte-for-byte reruns."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark import plots, reports
+from benchmark.runner import main as run_main
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments.yaml"
+
+
+def test_paired_statistics_by_hand() -> None:
+    base = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    arm = base + np.array([0.1, 0.2, 0.3, 0.4, 0.5])  # all five differences positive, distinct ranks
+    out = reports.paired(arm, base, higher_is_better=True)
+    assert out["change_pct"] == pytest.approx(0.3 / 3.0 * 100)
+    assert out["win_rate"] == 1.0 and out["pairs"] == 5
+    assert out["p_value"] == pytest.approx(2 / 2**5)  # exact two-sided signed-rank test: 2 of 32 sign patterns
+    lower = reports.paired(arm, base, higher_is_better=False)  # for MSE-like metrics the same data is a loss
+    assert lower["win_rate"] == 0.0 and lower["p_value"] == pytest.approx(0.0625)
+    ties = reports.paired(np.array([1.0, 2.0, np.nan, 4.0]), np.array([1.0, 1.0, 3.0, 5.0]), True)
+    assert ties["pairs"] == 3 and ties["win_rate"] == pytest.approx((0.5 + 1 + 0) / 3)  # NaN pair dropped, tie half
+    same = reports.paired(base, base, True)
+    assert same["p_value"] == 1.0 and same["change_pct"] == 0.0
+
+
+def test_seed_means_then_spread_over_seeds_with_nan_counted() -> None:
+    rows = []
+    for seed, values in ((0, [1.0, 3.0]), (1, [2.0, np.nan]), (2, [4.0, 6.0])):
+        for image, v in zip(("a", "b"), values):
+            rows.append({"model": "m", "arm": "x", "seed": seed, "test": "t", "image": image, "EN": v})
+    out = reports.summarise_arms(pd.DataFrame(rows), ["EN"]).iloc[0]
+    per_seed = [2.0, 2.0, 5.0]  # seed 1's mean excludes its NaN
+    assert out["EN_mean"] == pytest.approx(np.mean(per_seed))
+    assert out["EN_std"] == pytest.approx(np.std(per_seed, ddof=1))
+    assert out["EN_nan"] == 1 and out["seeds"] == 3
+
+
+def test_ranks_follow_the_metric_direction_and_ties() -> None:
+    assert reports.ranks([1.0, 3.0, 2.0], higher_is_better=True) == [2, 0, 1]
+    assert reports.ranks([1.0, 3.0, 2.0], higher_is_better=False) == [0, 2, 1]
+    assert reports.ranks([2.0, 2.0, math.nan], True) == [0, 0, 3]  # NaN below every mark
+
+
+def summary_frame() -> pd.DataFrame:
+    rows = []
+    for model, arms in (("m1", {"magnitude": (6.0, 10.0), "damgl": (7.0, 12.0), "axis_max": (6.5, 9.0)}),
+                        ("m2", {"magnitude": (5.0, 8.0), "damgl": (4.0, 7.0)})):  # fmt: skip
+        for arm, (en, mse) in arms.items():
+            rows.append({"model": model, "arm": arm, "test": "t", "seeds": 3, "EN_mean": en, "EN_std": 0.1, "EN_nan": 0,
+                         "MSE_mean": mse, "MSE_std": 1.0, "MSE_nan": 2 if (model, arm) == ("m2", "damgl") else 0})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_main_table_marks_best_bold_and_second_underlined_per_model_block() -> None:
+    table = reports.main_table(summary_frame(), ["EN", "MSE"], "T")
+    assert table.header == ["model", "arm", "seeds", "EN ↑", "MSE ↓"]
+    md = table.markdown().splitlines()
+    assert "| m1 | magnitude | 3 | 6.000 ± 0.100 | <u>10.0 ± 1.0</u> |" in md  # EN third; MSE second lowest
+    assert "| m1 | damgl | 3 | **7.000 ± 0.100** | 12.0 ± 1.0 |" in md
+    assert "| m1 | axis_max | 3 | <u>6.500 ± 0.100</u> | **9.0 ± 1.0** |" in md
+    assert "| m2 | damgl | 3 | <u>4.000 ± 0.100</u> | **7.0 ± 1.0†** |" in md  # a new block ranks on its own
+    assert "† m2 / damgl / MSE: 2 NaN value(s) excluded from the mean" in md
+    tex = table.latex()
+    assert r"\textbf{7.000 $\pm$ 0.100}" in tex and r"\underline{6.500 $\pm$ 0.100}" in tex
+    assert r"EN $\uparrow$" in tex and r"MSE $\downarrow$" in tex and r"axis\_max" in tex
+    assert tex.count(r"\midrule") == 2  # after the header and between the two model blocks
+
+
+def latex_is_well_formed(tex: str) -> bool:
+    """Balanced braces (ignoring escaped ones) and matching begin/end environments."""
+    depth = 0
+    for ch in re.sub(r"\\[{}]", "", tex):
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if depth < 0:
+            return False
+    stack = []
+    for kind, env in re.findall(r"\\(begin|end)\{(\w+)\}", tex):
+        if kind == "begin":
+            stack.append(env)
+        elif not stack or stack.pop() != env:
+            return False
+    return depth == 0 and not stack and tex.startswith("\\documentclass") and "\\usepackage{booktabs}" in tex
+
+
+@pytest.fixture(scope="module")
+def smoke_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Smoke profile with two seeds and the sign ablation: tiny model, seconds on a CPU."""
+    results = tmp_path_factory.mktemp("report")
+    args = ["--config", str(EXPERIMENTS), "--profile", "smoke", "--results", str(results),
+            "--set", "profiles.smoke.seeds=[0, 1]", "--set", "profiles.smoke.ablations=[sign]"]  # fmt: skip
+    assert run_main(args) == 0
+    return results / "smoke"
+
+
+def test_report_writes_tables_summary_and_figures(smoke_study: Path) -> None:
+    files = reports.build_report(smoke_study)
+    names = {p.relative_to(smoke_study).as_posix() for p in files}
+    for stem in ("main_synthetic_small_test", "paired_synthetic_small_test", "ablation_sign_synthetic_small_test"):
+        for ext in ("csv", "md", "tex"):
+            assert (smoke_study / "tables" / f"{stem}.{ext}").is_file()
+        assert latex_is_well_formed((smoke_study / "tables" / f"{stem}.tex").read_text())
+    for fig in ("change_synthetic_small_test", "training_curves", "qualitative_tiny_synthetic_small_test",
+                "direction_tiny_synthetic_small_test"):  # fmt: skip
+        assert {f"figures/{fig}.png", f"figures/{fig}.pdf"} <= names
+    summary = (smoke_study / "summary.md").read_text()
+    assert "- runs: 6 of 6 complete, 0 failed, 0 missing" in summary and "## Ablation: sign" in summary
+    paired = pd.read_csv(smoke_study / "tables" / "paired_synthetic_small_test.csv")
+    assert list(paired.arm) == ["damgl"] and set(paired.seeds) == {2} and set(paired.images) == {2}
+    ablation_pairs = pd.read_csv(smoke_study / "tables" / "ablation_sign_synthetic_small_test_paired.csv")
+    assert list(ablation_pairs.arm) == ["sign=true", "sign=false"]  # each setting against magnitude
+    main = pd.read_csv(smoke_study / "tables" / "main_synthetic_small_test.csv")
+    assert list(main.arm) == ["magnitude", "damgl"] and set(main.seeds) == {2}  # ablation-only arm not in the main table
+    ablation = (smoke_study / "tables" / "ablation_sign_synthetic_small_test.md").read_text()
+    assert "| tiny | sign=true | 2 |" in ablation and "| tiny | sign=false | 2 |" in ablation
+
+
+def test_figures_have_the_expected_panels(smoke_study: Path) -> None:
+    study = reports.load_study(smoke_study)
+    arms = ["magnitude", "damgl"]
+    assert len(plots.change_figure(study, "synthetic_small_test", arms).axes) == 1  # one panel per model
+    images = plots.collect_examples(study, "tiny", "synthetic_small_test", arms)
+    assert images == ["syn12_000", "syn12_001"]
+    grid = plots.qualitative_figure(study, "tiny", "synthetic_small_test", arms, images)
+    assert len(grid.axes) == 2 * 4 and all(len(ax.child_axes) == 1 for ax in grid.axes)  # 2 images x 4, each zoomed
+    assert [ax.get_title() for ax in grid.axes[:4]] == ["infrared", "visible", *arms]
+    direction = plots.direction_figure(study, "tiny", "synthetic_small_test", arms, images[0])
+    assert len(direction.axes) == 2 * 2 + 1  # map and histogram per arm, one colour bar
+
+
+def test_direction_error_by_hand() -> None:
+    ramp = np.tile(np.linspace(0, 1, 16), (16, 1))  # gradient along +x everywhere inside
+    flat = np.zeros_like(ramp)
+    angle, mask = plots.direction_error(ramp, ramp, flat)
+    assert mask.any() and np.allclose(angle[mask], 0.0)
+    angle, mask = plots.direction_error(1 - ramp, ramp, flat)  # reversed edge direction
+    inside = mask.copy()
+    inside[[0, -1], :] = inside[:, [0, -1]] = False
+    assert np.allclose(angle[inside], 180.0)
+
+
+def test_rerun_regenerates_tables_byte_for_byte_without_runs_images(smoke_study: Path, tmp_path: Path) -> None:
+    reports.build_report(smoke_study)
+    copy = tmp_path / "copy"
+    shutil.copytree(smoke_study, copy, ignore=shutil.ignore_patterns("fused", "fused_rgb", "checkpoints", "tables",
+                                                                      "summary.md", "figures"))  # fmt: skip
+    files = reports.build_report(copy)
+    for path in (smoke_study / "tables").iterdir():
+        assert (copy / "tables" / path.name).read_bytes() == path.read_bytes(), path.name
+    summary = (smoke_study / "summary.md").read_text()
+    assert (copy / "summary.md").read_text() == summary
+    assert any(p.name == "qualitative_tiny_synthetic_small_test.png" for p in files)  # drawn from examples/
+
+
+def test_report_errors_name_the_folder(tmp_path: Path) -> None:
+    with pytest.raises(reports.ReportError, match=r"study.json: not found"):
+        reports.build_report(tmp_path)
+    assert subprocess.run(["python", "-m", "benchmark", "report", "--results", str(tmp_path)],
+                          capture_output=True, text=True).returncode == 2  # fmt: skip
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
+def test_latex_compiles(smoke_study: Path, tmp_path: Path) -> None:
+    reports.build_report(smoke_study, figures=False)
+    tex = tmp_path / "t.tex"
+    tex.write_text((smoke_study / "tables" / "main_synthetic_small_test.tex").read_text())
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", tex.name], cwd=tmp_path, capture_output=True)
+    assert done.returncode == 0, done.stdout[-2000:]
