@@ -110,18 +110,25 @@ def training_figure(study: Study, arms: list[str]) -> plt.Figure | None:
     fig, axes = plt.subplots(2, len(logs), figsize=(2.4 * len(logs) + 0.4, 4.2), squeeze=False, sharex="col")
     for col, (model, by_arm) in enumerate(logs.items()):
         for j, arm in enumerate(a for a in arms if a in by_arm):
-            shared = [c for c in by_arm[arm][0].columns if c not in ("step", "phase", "lr", "loss", "gradient", "seconds")]
+            log0 = by_arm[arm][0]
+            shared = [c for c in log0.columns if c not in ("step", "phase", "lr", "loss", "gradient", "seconds")
+                      and not np.isnan(float(log0[c].iloc[-1]))]  # a part of the last phase, equal in every arm
+            for change in log0["step"][log0["phase"].ne(log0["phase"].shift()) & (log0.index > 0)]:
+                for ax in axes[:, col]:
+                    ax.axvline(change, color="k", lw=0.5, ls=":")
+            shared.sort(key=lambda c: c != "intensity")  # the intensity term where the recipe has one
             for row, column in enumerate(["loss", shared[0] if shared else "loss"]):
                 steps = by_arm[arm][0]["step"].to_numpy()
                 curves = np.stack([log[column].to_numpy(float)[: len(steps)] for log in by_arm[arm]])
                 ax = axes[row][col]
                 ax.plot(steps, curves.mean(0), color=PALETTE[j % len(PALETTE)], lw=0.9, label=arm)
                 ax.fill_between(steps, curves.min(0), curves.max(0), color=PALETTE[j % len(PALETTE)], alpha=0.15, lw=0)
-                ax.set_ylabel("total loss (own objective)" if row == 0 else f"'{column}' part (shared)")
+                ax.set_ylabel("total loss" if row == 0 else f"'{column}' part")
         axes[0][col].set_title(model)
         axes[1][col].set_xlabel("step")
     axes[0][0].legend(frameon=False)
-    fig.suptitle("Training curves: mean over seeds, band = min-max", y=1.0)
+    fig.suptitle("Training curves (top: each arm's own total loss; bottom: a part all arms share), mean over seeds,\n"
+                 "band = min-max; dotted: recipe phase change", y=1.02)
     fig.tight_layout()
     return fig
 

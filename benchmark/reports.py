@@ -267,7 +267,9 @@ def main_table(summary: pd.DataFrame, metrics: Sequence[str], title: str, label:
             r = r._asdict()
             cells, row_marks = [model, (labels or {}).get(r["arm"], r["arm"]), str(r["seeds"])], [None, None, None]
             for m in metrics:
-                text = f"{_num(r[f'{m}_mean'], DECIMALS[m])} ± {_num(r[f'{m}_std'], DECIMALS[m])}"
+                text = _num(r[f"{m}_mean"], DECIMALS[m])
+                if r["seeds"] > 1:
+                    text += f" ± {_num(r[f'{m}_std'], DECIMALS[m])}"
                 if r[f"{m}_nan"]:
                     text += "†"
                     notes.append(f"† {model} / {cells[1]} / {m}: {r[f'{m}_nan']} NaN value(s) excluded from the mean")
@@ -277,7 +279,8 @@ def main_table(summary: pd.DataFrame, metrics: Sequence[str], title: str, label:
             rows.append(cells)
             marks.append(row_marks)
     if (summary["seeds"] < 3).any():
-        notes.append("Fewer than 3 seeds in some rows: the ± is a spread of few runs, not a reliable estimate.")
+        notes.append("Fewer than 3 seeds in some rows: the ± is a spread of few runs, not a reliable estimate "
+                     "(one seed: the mean alone).")
     return Table(title, header, rows, marks, blocks, notes)
 
 
@@ -291,7 +294,7 @@ def paired_markup(table: pd.DataFrame, metrics: Sequence[str], title: str) -> Ta
             cells, row_marks = [model, r["arm"], f"{r['seeds']}/{r['images']}"], [None, None, None]
             for m in metrics:
                 change, win, p = r[f"{m}_change_pct"], r[f"{m}_win_rate"], r[f"{m}_p_value"]
-                cells.append(f"{_num(change, 1)}% ({_num(100 * win, 0)}%, p={format_p(p)})")
+                cells.append(f"{_num(change, 1)}% ({_num(100 * win, 0)}%, {format_p(p)})")
                 better = not math.isnan(change) and (change > 0) == METRICS[m].higher_is_better and change != 0
                 row_marks.append(0 if better and p < 0.05 else None)
             rows.append(cells)
@@ -305,9 +308,10 @@ def paired_markup(table: pd.DataFrame, metrics: Sequence[str], title: str) -> Ta
 
 
 def format_p(p: float) -> str:
+    """``p=0.028``, ``p<0.001`` or ``p=nan``."""
     if math.isnan(p):
-        return "nan"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
+        return "p=nan"
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
 
 
 def to_csv(frame: pd.DataFrame) -> str:
@@ -345,7 +349,7 @@ def provenance(study: Study) -> list[str]:
         f"- runs: {len(study.runs)} of {planned} complete, {len(study.failed)} failed, {len(study.missing)} missing",
         f"- finished: {min(d['finished'] for d in done)} to {max(d['finished'] for d in done)}",
         f"- code: commit(s) {values('git_commit')}",
-        f"- device: {values('device')}, {values('torch_threads')} threads; host {values('platform')}",
+        f"- device: {values('device')} (torch threads per run: {values('torch_threads')}); host {values('platform')}",
         f"- versions: python {values('python')}, torch {values('torch')}, numpy {values('numpy')}, "
         f"numba {values('numba')}, piq {values('piq')}",
         f"- metrics: {CONVENTION}; every value is traceable to `runs/<run>/metrics.csv` with that run's "
@@ -384,6 +388,8 @@ def build_report(root: str | Path, figures: bool = True) -> list[Path]:
         names = {arm: ", ".join(f"{name}={v}" for v, a in labels.items() if a == arm) for arm in arms}
         for test in list(dict.fromkeys(vals.test)):
             here = vals[vals.test == test]
+            if not here.arm.isin(arms).any():  # only the magnitude rows so far
+                continue
             summary = summarise_arms(here[here.arm.isin(arms)], metrics)
             summary["arm"] = pd.Categorical(summary["arm"], categories=arms, ordered=True)
             summary = summary.sort_values(["model", "arm"], kind="stable").assign(arm=lambda d: d["arm"].astype(str))

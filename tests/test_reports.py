@@ -74,6 +74,8 @@ def test_main_table_marks_best_bold_and_second_underlined_per_model_block() -> N
     assert r"\textbf{7.000 $\pm$ 0.100}" in tex and r"\underline{6.500 $\pm$ 0.100}" in tex
     assert r"EN $\uparrow$" in tex and r"MSE $\downarrow$" in tex and r"axis\_max" in tex
     assert tex.count(r"\midrule") == 2  # after the header and between the two model blocks
+    one_seed = reports.main_table(summary_frame().assign(seeds=1), ["EN"], "T").markdown()
+    assert "| m1 | damgl | 1 | **7.000** |" in one_seed and "one seed: the mean alone" in one_seed
 
 
 def latex_is_well_formed(tex: str) -> bool:
@@ -175,3 +177,25 @@ def test_latex_compiles(smoke_study: Path, tmp_path: Path) -> None:
     tex.write_text((smoke_study / "tables" / "main_synthetic_small_test.tex").read_text())
     done = subprocess.run(["pdflatex", "-interaction=nonstopmode", tex.name], cwd=tmp_path, capture_output=True)
     assert done.returncode == 0, done.stdout[-2000:]
+
+
+COMMITTED = Path(__file__).resolve().parents[1] / "results" / "real-cpu"
+
+
+@pytest.mark.skipif(not (COMMITTED / "study.json").is_file(), reason="no committed study under results/real-cpu")
+def test_committed_study_tables_regenerate_byte_for_byte(tmp_path: Path) -> None:
+    copy = tmp_path / "real-cpu"
+    shutil.copytree(COMMITTED, copy, ignore=shutil.ignore_patterns("tables", "figures", "summary.md"))
+    reports.build_report(copy, figures=False)
+    committed = sorted(p.name for p in (COMMITTED / "tables").iterdir())
+    assert committed == sorted(p.name for p in (copy / "tables").iterdir())
+    for name in committed:
+        assert (copy / "tables" / name).read_bytes() == (COMMITTED / "tables" / name).read_bytes(), name
+
+
+@pytest.mark.skipif(not (COMMITTED / "study.json").is_file(), reason="no committed study under results/real-cpu")
+def test_readme_quotes_the_committed_main_table() -> None:
+    readme = (COMMITTED.parents[1] / "README.md").read_text()
+    table = (COMMITTED / "tables" / "main_roadscene_test.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("|")]
+    assert "\n".join(rows) in readme
