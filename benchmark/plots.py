@@ -136,6 +136,7 @@ def training_figure(study: Study, arms: list[str]) -> plt.Figure | None:
 def collect_examples(study: Study, model: str, test: str, arms: list[str]) -> list[str]:
     """Copy sources and seed-0 fused images of the first :data:`EXAMPLES` images into ``examples/`` (once)."""
     from benchmark.config import DatasetDef
+    from benchmark.data import PairedDataset
 
     images = sorted(set(study.values.loc[(study.values.test == test) & (study.values.model == model), "image"]))[:EXAMPLES]
     folder = study.root / "examples" / test
@@ -143,8 +144,10 @@ def collect_examples(study: Study, model: str, test: str, arms: list[str]) -> li
     for image in images:
         if not (folder / f"{image}_ir.png").is_file() and run is not None:
             spec = run["config"]["test"][test]
-            if "synthetic" in spec or Path(spec["path"]).is_dir():
-                ds = DatasetDef(test, spec.get("path"), spec.get("split"), spec.get("synthetic")).open()
+            if "synthetic" in spec or Path(spec["path"]).is_dir():  # recorded paths are as the run saw them
+                split = Path(spec["split"]) if spec.get("split") else None
+                ds = DatasetDef(test, synthetic=spec["synthetic"]).open() if "synthetic" in spec else PairedDataset(
+                    Path(spec["path"]), split)  # fmt: skip
                 sample = next(s for s in (ds[i] for i in range(len(ds))) if s.name == image)
                 folder.mkdir(parents=True, exist_ok=True)
                 for kind, grey in (("ir", sample.ir_grey), ("vi", sample.vi_grey)):
