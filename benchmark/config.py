@@ -64,6 +64,11 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=,-]+", "-", text).strip("-")
 
 
+def run_id(model: str, arm: str, train: str, seed: int) -> str:
+    """The readable name of a run's directory: ``<model>__<arm>__<train>__s<seed>``."""
+    return "__".join([_slug(model), _slug(arm), _slug(train), f"s{seed}"])
+
+
 @dataclass
 class DatasetDef:
     """A dataset: a folder (relative paths under ``$FUSION_DATA``) with optional split, or the synthetic generator."""
@@ -211,8 +216,7 @@ class Config:
                     }
                     if config["patch_size"] is None:
                         raise ConfigError(f"profiles.{profile.name}.patch_size: model '{model}' trains on whole images; set a patch size")
-                    run_id = "__".join([_slug(model), _slug(arm), _slug(profile.train), f"s{seed}"])
-                    runs.append(RunSpec(run_id, model, arm, seed, config, profile.log_every))
+                    runs.append(RunSpec(run_id(model, arm, profile.train, seed), model, arm, seed, config, profile.log_every))
         return runs
 
 

@@ -38,6 +38,7 @@ import pandas as pd
 import yaml
 from scipy.stats import wilcoxon
 
+from benchmark.config import run_id
 from benchmark.evaluate import atomic_write_text
 from benchmark.metrics import METRICS, metric_names
 
@@ -73,12 +74,6 @@ class Study:
         return list(dict.fromkeys(t for t in planned if t in present))
 
 
-def _run_id(model: str, arm: str, train: str, seed: int) -> str:
-    from benchmark.config import _slug
-
-    return "__".join([_slug(model), _slug(arm), _slug(train), f"s{seed}"])
-
-
 def load_study(root: str | Path) -> Study:
     """Read ``study.json`` and the completed runs it plans; missing and failed runs are listed, not hidden."""
     root = Path(root)
@@ -90,13 +85,13 @@ def load_study(root: str | Path) -> Study:
     for arm, grid in spec["grids"].items():
         for model in grid["models"]:
             for seed in grid["seeds"]:
-                run_id = _run_id(model, arm, spec["train"], seed)
-                folder = root / "runs" / run_id
+                rid = run_id(model, arm, spec["train"], seed)
+                folder = root / "runs" / rid
                 if (folder / "failed.json").is_file():
-                    failed[run_id] = json.loads((folder / "failed.json").read_text()).get("error", "").splitlines()[0]
+                    failed[rid] = json.loads((folder / "failed.json").read_text()).get("error", "").splitlines()[0]
                     continue
                 if not (folder / "done.json").is_file():
-                    missing.append(run_id)
+                    missing.append(rid)
                     continue
                 config = yaml.safe_load((folder / "config.yaml").read_text())
                 done = json.loads((folder / "done.json").read_text())
@@ -108,8 +103,8 @@ def load_study(root: str | Path) -> Study:
                 table.insert(0, "model", model)
                 frames.append(table)
                 log = folder / "train_log.csv"
-                runs[run_id] = {"config": config, "env": json.loads((folder / "env.json").read_text()), "done": done,
-                                "log": pd.read_csv(log) if log.is_file() else None}  # fmt: skip
+                runs[rid] = {"config": config, "env": json.loads((folder / "env.json").read_text()), "done": done,
+                             "log": pd.read_csv(log) if log.is_file() else None}  # fmt: skip
     if not frames:
         raise ReportError(f"{root}: no completed runs yet ({len(missing)} planned, {len(failed)} failed)")
     return Study(root, spec, pd.concat(frames, ignore_index=True), runs, missing, failed)
