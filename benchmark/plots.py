@@ -28,9 +28,15 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from benchmark.metrics import METRICS  # noqa: E402
+from benchmark.reports import paired_images  # noqa: E402
 
 if TYPE_CHECKING:
     from benchmark.reports import Study
+
+
+def fused_example(image: str, model: str, arm: str) -> str:
+    """File stem of an example fused image under ``examples/<test>/``."""
+    return f"{image}_{model}_{arm.replace(':', '-')}"
 
 EXAMPLES = 2  # images per qualitative figure
 BOOTSTRAP = 2000
@@ -77,12 +83,10 @@ def change_figure(study: Study, test: str, arms: list[str], base: str = "magnitu
     fig, axes = plt.subplots(1, len(models), figsize=(2.4 * len(models) + 0.6, 3.2), sharey=True, squeeze=False)
     for ax, model in zip(axes[0], models):
         g = values[values.model == model]
-        per_image = {a: g[g.arm == a].groupby("image", sort=True)[metrics].mean() for a in arms if a in set(g.arm)}
-        for j, arm in enumerate(a for a in others if a in per_image):
-            images = per_image[arm].index.intersection(per_image[base].index)
+        for j, arm in enumerate(a for a in others if a in set(g.arm)):
+            ours, theirs, _ = paired_images(g, arm, base, metrics)  # the paired tables' seed averaging
             for i, m in enumerate(metrics):
-                c, lo, hi = bootstrap_change(per_image[arm].loc[images, m].to_numpy(float),
-                                             per_image[base].loc[images, m].to_numpy(float))  # fmt: skip
+                c, lo, hi = bootstrap_change(ours[m].to_numpy(float), theirs[m].to_numpy(float))
                 y = i + (j - (len(others) - 1) / 2) * 0.22
                 ax.errorbar(c, y, xerr=[[c - lo], [hi - c]], fmt="o", ms=3, color=PALETTE[(j + 1) % len(PALETTE)],
                             label=arm if i == 0 else None, capsize=1.5, lw=0.8)  # fmt: skip
@@ -153,7 +157,7 @@ def collect_examples(study: Study, model: str, test: str, arms: list[str]) -> li
                 for kind, grey in (("ir", sample.ir_grey), ("vi", sample.vi_grey)):
                     Image.fromarray(np.round(grey).astype(np.uint8)).save(folder / f"{image}_{kind}.png")
         for arm in arms:
-            target = folder / f"{image}_{model}_{arm.replace(':', '-')}.png"
+            target = folder / f"{fused_example(image, model, arm)}.png"
             mine = [(r["config"]["seed"], rid) for rid, r in study.runs.items()
                     if r["config"]["model"]["name"] == model and r["config"]["arm"]["name"] == arm]  # fmt: skip
             source = study.root / "runs" / min(mine)[1] / "fused" / test / f"{image}.png" if mine else None
@@ -207,7 +211,7 @@ def qualitative_figure(study: Study, model: str, test: str, arms: list[str], ima
     rows = []
     for image in images:
         panels = [_example(study, test, f"{image}_ir"), _example(study, test, f"{image}_vi")]
-        panels += [_example(study, test, f"{image}_{model}_{a.replace(':', '-')}") for a in arms]
+        panels += [_example(study, test, fused_example(image, model, a)) for a in arms]
         if all(p is not None for p in panels):
             rows.append((image, panels))
     if not rows:
@@ -237,7 +241,7 @@ def qualitative_figure(study: Study, model: str, test: str, arms: list[str], ima
 
 def direction_figure(study: Study, model: str, test: str, arms: list[str], image: str) -> plt.Figure | None:
     ir, vis = _example(study, test, f"{image}_ir"), _example(study, test, f"{image}_vi")
-    fused = {a: _example(study, test, f"{image}_{model}_{a.replace(':', '-')}") for a in arms}
+    fused = {a: _example(study, test, fused_example(image, model, a)) for a in arms}
     fused = {a: f for a, f in fused.items() if f is not None}
     if ir is None or vis is None or not fused:
         return None
@@ -266,14 +270,14 @@ def make_figures(study: Study) -> list[Path]:
     folder = study.root / "figures"
     arms = [a for a in study.spec["loss_arms"] if a in set(study.values.arm)]
     written: list[Path] = []
-    for test in study.tests(arms):
+    tests = study.tests(arms)
+    for test in tests:
         fig = change_figure(study, test, arms)
         if fig is not None:
             written += save(fig, folder, f"change_{test}")
     fig = training_figure(study, arms)
     if fig is not None:
         written += save(fig, folder, "training_curves")
-    tests = study.tests(arms)
     if tests:
         model, test = next(iter(dict.fromkeys(study.values.model))), tests[0]
         images = collect_examples(study, model, test, arms)

@@ -155,6 +155,16 @@ def paired(arm: np.ndarray, base: np.ndarray, higher_is_better: bool) -> dict[st
     return {"change_pct": float(change), "win_rate": float(win), "p_value": p, "pairs": int(len(a))}
 
 
+def paired_images(values: pd.DataFrame, arm: str, base: str, metrics: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """Per-image values of ``arm`` and ``base`` (one model, one test set), each averaged over the seeds both
+    have, on the images both have; returns ``(arm, base, number of seeds)``."""
+    seeds = set(values.loc[values.arm == arm, "seed"]) & set(values.loc[values.arm == base, "seed"])
+    pick = values[values.seed.isin(seeds)]
+    a, b = (pick[pick.arm == x].groupby("image", sort=True)[list(metrics)].mean() for x in (arm, base))
+    images = a.index.intersection(b.index)
+    return a.loc[images], b.loc[images], len(seeds)
+
+
 def paired_table(values: pd.DataFrame, metrics: Sequence[str], base: str = BASE_ARM) -> pd.DataFrame:
     """Every arm against ``base`` per (model, test), on per-image values averaged over the seeds both have."""
     rows = []
@@ -162,17 +172,13 @@ def paired_table(values: pd.DataFrame, metrics: Sequence[str], base: str = BASE_
         if base not in set(g.arm):
             continue
         for arm in [a for a in dict.fromkeys(g.arm) if a != base]:
-            seeds = sorted(set(g.loc[g.arm == arm, "seed"]) & set(g.loc[g.arm == base, "seed"]))
+            ours, theirs, seeds = paired_images(g, arm, base, metrics)
             if not seeds:
                 continue
-            pick = g[g.seed.isin(seeds)]
-            per_image = {x: pick[pick.arm == x].groupby("image", sort=True)[list(metrics)].mean() for x in (arm, base)}
-            images = per_image[arm].index.intersection(per_image[base].index)
-            row: dict[str, Any] = {"model": model, "test": test, "arm": arm, "base": base, "seeds": len(seeds),
-                                   "images": len(images)}  # fmt: skip
+            row: dict[str, Any] = {"model": model, "test": test, "arm": arm, "base": base, "seeds": seeds,
+                                   "images": len(ours)}  # fmt: skip
             for m in metrics:
-                stats = paired(per_image[arm].loc[images, m].to_numpy(float), per_image[base].loc[images, m].to_numpy(float),
-                               METRICS[m].higher_is_better)  # fmt: skip
+                stats = paired(ours[m].to_numpy(float), theirs[m].to_numpy(float), METRICS[m].higher_is_better)
                 for k, v in stats.items():
                     row[f"{m}_{k}"] = v
             rows.append(row)
