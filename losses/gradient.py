@@ -5,12 +5,14 @@ Every loss is an ``nn.Module`` called as ``loss(fused, ir, vis)`` on
 one, the luminance, is used) and returns a scalar. Targets come from the
 sources under ``torch.no_grad``; only ``fused`` receives gradients.
 
-Cost: each loss is one autograd node. Per scale, one resize call serves the
-fused image and both sources, one pass of shifted adds gives both Sobel axes of
-all three, and backward applies the hand-written Sobel and resize adjoints to
-the kept sign maps. The losses compute in float32 with autocast disabled, so
-they behave the same under bf16/fp16 autocast and never see a half-precision
-overflow.
+Cost: each loss is one autograd node. The fused image and both sources sit on
+one zero-framed canvas at full size and one canvas for all coarser scales, so
+one pass of shifted adds gives both Sobel axes of every image on a canvas, and
+one selection and one comparison follow. A resize by an integer factor is a sum
+of strided views. Only sign maps are kept; backward applies the hand-written
+Sobel and resize adjoints to them. The losses compute in float32 with autocast
+disabled, so they behave the same under bf16/fp16 autocast and never see a
+half-precision overflow.
 """
 
 from __future__ import annotations
@@ -51,24 +53,84 @@ def _check_inputs(fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> t
     return fused.float(), ir.float(), vis_y.float()
 
 
+def _every(x: torch.Tensor, dim: int, start: int, step: int, count: int) -> torch.Tensor:
+    """A view of ``count`` entries of ``x`` along ``dim`` (-1 or -2), from ``start`` every ``step``."""
+    stride = list(x.stride())
+    size, offset = list(x.shape), x.storage_offset() + start * stride[dim]
+    size[dim], stride[dim] = count, stride[dim] * step
+    return x.as_strided(size, stride, offset)
+
+
+FRAME = 2  # width of the frame around each image on a canvas
+
+
+class _Canvas:
+    """Where the images of one loss call sit in a single zero buffer, one block per scale.
+
+    An image of size (h, w) takes a block of (h + 4, w + 4): the inner ring of its frame holds
+    the filter's padding, the outer ring stays zero, so a 3x3 filter never mixes two blocks and
+    the adjoint of a replicate-padded filter has room for its ring. The tallest block sits at the
+    top left, the others fill columns to its right, top to bottom. One pass of each operation then
+    serves every scale, which matters on small images, where the cost per call dominates.
+
+    Filter outputs (and adjoints) lose one pixel on each side: their views use ``shift=1``.
+    """
+
+    def __init__(self, sizes: Sequence[tuple[int, int]]):
+        height = max(h for h, _ in sizes) + 2 * FRAME
+        origins: dict[int, tuple[int, int]] = {}
+        x = y = column = 0
+        for k in sorted(range(len(sizes)), key=lambda k: -sizes[k][0]):
+            rows, cols = sizes[k][0] + 2 * FRAME, sizes[k][1] + 2 * FRAME
+            if y + rows > height:
+                x, y, column = x + column, 0, 0
+            origins[k] = (y, x)
+            y, column = y + rows, max(column, cols)
+        self.sizes = [tuple(s) for s in sizes]
+        self.origins = [origins[k] for k in range(len(sizes))]
+        self.shape = (height, x + column)
+
+    def view(self, t: torch.Tensor, k: int, shift: int = FRAME, grow: int = 0) -> torch.Tensor:
+        """Image ``k`` inside ``t`` (grown by ``grow`` pixels on each side)."""
+        (r, c), (h, w) = self.origins[k], self.sizes[k]
+        (sr, sc), first = t.stride()[-2:], shift - grow
+        return t.as_strided((*t.shape[:-2], h + 2 * grow, w + 2 * grow), t.stride(),
+                            t.storage_offset() + (r + first) * sr + (c + first) * sc)  # fmt: skip
+
+    def blank(self, like: torch.Tensor, lead: tuple[int, ...]) -> torch.Tensor:
+        """A ``(*lead, *shape)`` buffer, zero outside the images; the images are left to the caller."""
+        if len(self.sizes) > 1:
+            return like.new_zeros((*lead, *self.shape))
+        buf, m = like.new_empty((*lead, *self.shape)), FRAME
+        buf[..., :m, :].zero_()
+        buf[..., -m:, :].zero_()
+        buf[..., m:-m, :m].zero_()
+        buf[..., m:-m, -m:].zero_()
+        return buf
+
+    def count(self, k: int) -> int:
+        """Pixels of image ``k``."""
+        return self.sizes[k][0] * self.sizes[k][1]
+
+
 class _SobelPair(nn.Module):
     """A separable 3x3 gradient on both axes, and L1 losses on it with a hand-written backward pass.
 
     ``gx`` correlates with ``outer(smooth, [-1, 0, 1])`` and ``gy`` with
     ``y_sign * outer([-1, 0, 1], smooth)``: Sobel is ``smooth = (1, 2, 1)``,
-    TC-MoA's soft kernels ``(0.2, 1, 0.2)``. Both run as shifted adds, which
-    equal the convolution up to float rounding; each kernel's flip is its
-    negative (symmetric smoothing, antisymmetric difference), so the backward
-    pass is minus the same operator. On a CPU this costs a fraction of a
-    one-channel convolution and of autograd through the slices.
+    TC-MoA's soft kernels ``(0.2, 1, 0.2)``. Both run as shifted adds on a
+    padded canvas (see :class:`_Canvas`), which equal the convolution up to
+    float rounding; each kernel's flip is its negative (symmetric smoothing,
+    antisymmetric difference), so the backward pass is minus the same operator.
+    On a CPU this costs a fraction of a one-channel convolution.
     """
 
     def __init__(self, smooth: Sequence[float], y_sign: float, padding: str = "zeros"):
         super().__init__()
         if padding not in PADDINGS:
             raise ValueError(f"padding: '{padding}' is not one of {list(PADDINGS)}")
-        if len(smooth) != 3 or smooth[0] != smooth[2]:
-            raise ValueError(f"smooth: expected symmetric weights (w0, w1, w0), got {smooth!r}")
+        if len(smooth) != 3 or smooth[0] != smooth[2] or 1.0 not in smooth[:2]:
+            raise ValueError(f"smooth: expected symmetric weights (1, w, 1) or (w, 1, w), got {smooth!r}")
         self.padding = padding
         self.smooth = tuple(float(v) for v in smooth)
         self.y_sign = float(y_sign)
@@ -78,41 +140,71 @@ class _SobelPair(nn.Module):
         s, d = torch.tensor(self.smooth, dtype=torch.float64), torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)
         return torch.stack([torch.outer(s, d), self.y_sign * torch.outer(d, s)])
 
-    def _valid(self, p: torch.Tensor, axis: int, out: torch.Tensor | None = None) -> torch.Tensor:
-        """'Valid' correlation of a padded (.., H + 2, W + 2) tensor with the kernel of one axis (0: x, 1: y)."""
-        across, along = (-2, -1) if axis == 0 else (-1, -2)
-        n = p.shape[across] - 2
-        w0, w1, _ = self.smooth
-        ends = p.narrow(across, 0, n) + p.narrow(across, 2, n)
-        smoothed = (ends if w0 == 1 else w0 * ends) + w1 * p.narrow(across, 1, n)
-        m = p.shape[along] - 2
-        out = torch.sub(smoothed.narrow(along, 2, m), smoothed.narrow(along, 0, m), out=out)
-        return out.mul_(self.y_sign) if axis == 1 and self.y_sign != 1 else out
+    def pad(self, ring: torch.Tensor) -> None:
+        """Fill the padding ring around an image written inside ``ring`` (the canvas is zero already)."""
+        if self.padding == "replicate":
+            ring[..., 1:-1, 0] = ring[..., 1:-1, 1]
+            ring[..., 1:-1, -1] = ring[..., 1:-1, -2]
+            ring[..., 0, :] = ring[..., 1, :]
+            ring[..., -1, :] = ring[..., -2, :]
 
-    def _pad(self, x: torch.Tensor) -> torch.Tensor:
-        return F.pad(x, (1, 1, 1, 1), mode="replicate" if self.padding == "replicate" else "constant")
+    def _smoothed(self, p: torch.Tensor, dim: int) -> torch.Tensor:
+        """'Valid' filtering of ``p`` with the smoothing weights along ``dim``."""
+        n = p.shape[dim] - 2
+        w0, w1, _ = self.smooth
+        ends, mid = p.narrow(dim, 0, n) + p.narrow(dim, 2, n), p.narrow(dim, 1, n)
+        return ends.add_(mid, alpha=w1) if w0 == 1 else torch.add(mid, ends, alpha=w0, out=ends)
+
+    @staticmethod
+    def _ends(s: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(s[2:], s[:-2])`` along ``dim``: the two taps of the difference ``[-1, 0, 1]``."""
+        m = s.shape[dim] - 2
+        return s.narrow(dim, 2, m), s.narrow(dim, 0, m)
+
+    def gradients(self, p: torch.Tensor) -> torch.Tensor:
+        """``[gx, gy]`` of the padded ``p`` (S, 1, H, W), 'valid': shape (2, S, 1, H - 2, W - 2)."""
+        out = p.new_empty((2, *p.shape[:-2], p.shape[-2] - 2, p.shape[-1] - 2))
+        hi, lo = self._ends(self._smoothed(p, -2), -1)
+        torch.sub(hi, lo, out=out[0])
+        hi, lo = self._ends(self._smoothed(p, -1), -2)
+        torch.sub(*((hi, lo) if self.y_sign > 0 else (lo, hi)), out=out[1])
+        if abs(self.y_sign) != 1:
+            out[1].mul_(abs(self.y_sign))
+        return out
+
+    def adjoint(self, maps: torch.Tensor) -> torch.Tensor:
+        """Gradient with respect to the padded input of ``sum(maps * gradients(p))``, 'valid' as there.
+
+        ``maps`` (2, N, 1, H, W) must be zero outside the images; the result (N, 1, H - 2, W - 2)
+        lines up with :meth:`gradients`' output. :meth:`image_grad` takes one image's part.
+        """
+        hi, lo = self._ends(self._smoothed(maps[0], -2), -1)
+        grad = torch.sub(lo, hi)
+        hi, lo = self._ends(self._smoothed(maps[1], -1), -2)
+        if self.y_sign < 0:
+            hi, lo = lo, hi
+        if abs(self.y_sign) != 1:
+            return grad.add_(torch.sub(lo, hi), alpha=abs(self.y_sign))
+        return grad.add_(lo).sub_(hi)
+
+    def image_grad(self, adjoint: torch.Tensor, canvas: _Canvas, k: int) -> torch.Tensor:
+        """Image ``k``'s part of :meth:`adjoint`, its padding ring folded back onto the edge it copied."""
+        if self.padding == "zeros":
+            return canvas.view(adjoint, k, shift=1)
+        ring = canvas.view(adjoint, k, shift=1, grow=1)
+        ring[..., 1, :] += ring[..., 0, :]
+        ring[..., -2, :] += ring[..., -1, :]
+        ring[..., :, 1] += ring[..., :, 0]
+        ring[..., :, -2] += ring[..., :, -1]
+        return ring[..., 1:-1, 1:-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Stacked gradients ``(2, *x.shape)``: ``[gx, gy]`` (no autograd; for targets)."""
-        p = self._pad(x.detach())
-        out = x.new_empty((2, *x.shape))
-        self._valid(p, 0, out[0])
-        self._valid(p, 1, out[1])
-        return out
-
-    def adjoint(self, g: torch.Tensor) -> torch.Tensor:
-        """Gradient with respect to ``x`` of ``sum(g * forward(x))``."""
-        pad = 2 if self.padding == "replicate" else 1  # replicate: on the padded image, folded below
-        grad = self._valid(F.pad(g[0], (pad,) * 4), 0)
-        grad += self._valid(F.pad(g[1], (pad,) * 4), 1)
-        grad.neg_()
-        if self.padding == "replicate":  # each padded pixel copied an edge pixel: add its gradient there
-            grad[..., 1, :] += grad[..., 0, :]
-            grad[..., -2, :] += grad[..., -1, :]
-            grad[..., :, 1] += grad[..., :, 0]
-            grad[..., :, -2] += grad[..., :, -1]
-            grad = grad[..., 1:-1, 1:-1]
-        return grad
+        canvas = _Canvas([tuple(x.shape[-2:])])
+        p = canvas.blank(x, x.shape[:-2])
+        canvas.view(p, 0).copy_(x.detach())
+        self.pad(canvas.view(p, 0, grow=1))
+        return canvas.view(self.gradients(p), 0, shift=1)
 
     def l1(self, x: torch.Tensor, target: torch.Tensor, mode: str) -> torch.Tensor:
         """L1 between a map of ``x``'s gradients and a fixed ``target``, differentiable in ``x``.
@@ -124,29 +216,43 @@ class _SobelPair(nn.Module):
 
 
 def _mapped(g: torch.Tensor, mode: str) -> torch.Tensor:
-    """The map of stacked gradients ``g`` that ``mode`` compares (see ``_SobelPair.l1``)."""
+    """The map of stacked gradients ``g`` (2, S, ..) that ``mode`` compares (see ``_SobelPair.l1``)."""
     if mode == "axes":
         return g
     if mode == "abs_axes":
         return g.abs()
-    return g.abs().sum(0) if mode == "magnitude" else g.sum(0)
+    return torch.add(*g.abs()) if mode == "magnitude" else torch.add(*g)
 
 
-def _count(diff: torch.Tensor, mode: str) -> int:
-    """Pixels an L1 mean divides by (each axis of ``axes`` modes is a mean of its own)."""
-    return diff.numel() // (2 if mode in ("axes", "abs_axes") else 1)
+def _larger_with_sign(m: torch.Tensor, n: int) -> torch.Tensor:
+    """Elementwise, of ``m[.., :n]`` (ir) and ``m[.., n:]`` (vis), the value of larger magnitude with its sign;
+    ties go to the visible image.
+
+    ``lerp(a, b, w)`` returns ``b - (b - a) (1 - w)`` for ``w >= 0.5``, so with a 0/1 float mask it picks
+    exactly; this is several times faster than ``where`` with a boolean mask on a CPU.
+    """
+    size = m.abs()
+    a, b = m.narrow(-4, 0, n), m.narrow(-4, n, n)
+    take_b = torch.ge(size.narrow(-4, n, n), size.narrow(-4, 0, n), out=torch.empty_like(a))
+    return torch.lerp(a, b, take_b)
 
 
-def _signs(diff: torch.Tensor, g: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """What backward keeps: ``sign(diff)`` and, for modes with ``|g|``, ``sign(g)``."""
-    return torch.sign(diff), (torch.sign(g) if mode in ("abs_axes", "magnitude") else None)
+def _source_target(m: torch.Tensor, n: int, mode: str) -> torch.Tensor:
+    """The target from the mapped source gradients ``m`` (ir items, then vis items, on axis -4)."""
+    if mode in ("axes", "sum"):
+        return _larger_with_sign(m, n)
+    return torch.maximum(m.narrow(-4, 0, n), m.narrow(-4, n, n))
 
 
-def _unmap(d_mapped: torch.Tensor, sign_g: torch.Tensor | None, mode: str) -> torch.Tensor:
-    """Chain rule through :func:`_mapped`: the gradient with respect to the stacked ``g``."""
-    if sign_g is not None:
-        return d_mapped * sign_g
-    return d_mapped.expand(2, *d_mapped.shape) if mode == "sum" else d_mapped
+def _write_signs(out: torch.Tensor, gf: torch.Tensor, diff: torch.Tensor, mode: str) -> None:
+    """Write ``d |diff| / d gf`` into ``out`` (2, N, .., h, w) for the stacked gradients ``gf``."""
+    if mode == "axes":
+        torch.sign(diff, out=out)
+    elif mode == "sum":
+        torch.sign(diff, out=out[0])
+        out[1].copy_(out[0])
+    else:  # through |g|
+        torch.mul(torch.sign(gf), torch.sign(diff), out=out)
 
 
 class _GradientL1(torch.autograd.Function):
@@ -156,86 +262,188 @@ class _GradientL1(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, target: torch.Tensor, sobel: _SobelPair, mode: str):  # noqa: D102
         g = sobel(x)
         diff = _mapped(g, mode) - target
-        ctx.sobel, ctx.mode, ctx.count = sobel, mode, _count(diff, mode)
-        ctx.save_for_backward(*_signs(diff, g, mode))
-        return diff.abs().sum() / ctx.count
+        canvas = _Canvas([tuple(x.shape[-2:])])
+        maps = canvas.blank(x, (2, *x.shape[:-2]))
+        _write_signs(canvas.view(maps, 0), g, diff, mode)
+        ctx.sobel, ctx.canvas, ctx.count = sobel, canvas, g[0].numel()
+        ctx.save_for_backward(maps)
+        return diff.abs_().sum() / ctx.count
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):  # noqa: D102
-        sign_diff, sign_g = ctx.saved_tensors
-        return ctx.sobel.adjoint(_unmap(sign_diff * (grad_out / ctx.count), sign_g, ctx.mode)), None, None, None
+        (maps,) = ctx.saved_tensors
+        grad = ctx.sobel.image_grad(ctx.sobel.adjoint(maps), ctx.canvas, 0) * (grad_out / ctx.count)
+        return grad, None, None, None
 
 
-def _magnitude(g: torch.Tensor) -> torch.Tensor:
-    """``|gx| + |gy|`` of stacked gradients."""
-    return g.abs().sum(0)
+def _resized_size(h: int, w: int, ratio: float) -> tuple[int, int]:
+    """``(max(1, round(H r)), max(1, round(W r)))`` with Python's rounding, as the release."""
+    return max(1, int(round(h * ratio))), max(1, int(round(w * ratio)))
 
 
-def _larger_with_sign(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Elementwise the value of larger magnitude, with its sign; ties go to ``b`` (the visible image)."""
-    return torch.where(b.abs() >= a.abs(), b, a)
+def _avgpool_halvings(ratio: float) -> int:
+    """Number of 2x poolings for a ratio that is a power of 1/2; ValueError otherwise."""
+    k = -math.log2(ratio)
+    if abs(k - round(k)) > 1e-9:
+        raise ValueError(f"scales: resize 'avgpool' needs ratios that are powers of 1/2, got {ratio}")
+    return int(round(k))
 
 
-# Target from the two sources' stacked gradients, for each mode of _SobelPair.l1.
-_TARGETS = {
-    "magnitude": lambda ga, gb: torch.maximum(_magnitude(ga), _magnitude(gb)),
-    "abs_axes": lambda ga, gb: torch.maximum(ga.abs(), gb.abs()),
-    "axes": _larger_with_sign,
-    "sum": lambda ga, gb: _larger_with_sign(ga.sum(0), gb.sum(0)),
-}
+def _avgpool(x: torch.Tensor, halvings: int) -> torch.Tensor:
+    """2x average pooling ``halvings`` times; a side of one pixel is no longer halved."""
+    for _ in range(halvings):
+        x = F.avg_pool2d(x, (2 if x.shape[-2] > 1 else 1, 2 if x.shape[-1] > 1 else 1))
+    return x
 
 
-def _resize_adjoint(grad: torch.Tensor, full: torch.Tensor, resize: partial) -> torch.Tensor:
-    """Gradient with respect to ``full`` of ``sum(grad * resize(full))``."""
-    if resize.keywords.get("mode") == "bilinear":  # F.interpolate(size=...) runs upsample_bilinear2d without scales
-        return torch.ops.aten.upsample_bilinear2d_backward(grad, list(grad.shape[-2:]), list(full.shape),
-                                                           False, None, None)  # fmt: skip
-    with torch.enable_grad():
-        leaf = full.detach().requires_grad_()
-        return torch.autograd.grad(resize(leaf), leaf, grad)[0]
+def _pooled_side(n: int, halvings: int) -> tuple[int, bool]:
+    """The side after ``halvings`` 2x poolings, and whether every pooling kept all pixels."""
+    exact = True
+    for _ in range(halvings):
+        if n > 1:
+            exact, n = exact and n % 2 == 0, n // 2
+    return n, exact
+
+
+def _taps(method: str, n_in: int, n_out: int) -> tuple[int, tuple[int, ...], float] | None:
+    """One axis of a resize by an integer factor ``k`` as ``(k, taps, factor)``: output ``i`` is ``factor`` times the
+    sum of inputs ``k i + t`` over the taps; ``None`` when ``n_in`` is not ``k n_out``.
+
+    Bilinear with align_corners=False samples ``k i + (k - 1) / 2``: the mean of two neighbours for even ``k``, one
+    pixel for odd ``k``. Area and exact 2x poolings take the mean of the ``k`` pixels.
+    """
+    k = n_in // n_out
+    if k * n_out != n_in:
+        return None
+    if method != "bilinear":
+        return k, tuple(range(k)), 1.0 / k
+    return (k, (k // 2 - 1, k // 2), 0.5) if k % 2 == 0 else (k, ((k - 1) // 2,), 1.0)
+
+
+class _Resize:
+    """One resize of ``(.., H, W)`` tensors with its adjoint, for one loss scale.
+
+    When both sides shrink by integer factors (128 -> 64 -> 32), the resize is a sum of strided
+    views and its adjoint a few strided adds: exact, and far cheaper than the general kernels,
+    which serve every other size. The strided path leaves out the constant ``factor``; every loss
+    here is positively homogeneous in the resized images, so the caller folds it into the weight.
+    """
+
+    def __init__(self, method: str, h: int, w: int, ratio: float):
+        if method == "avgpool":
+            halvings = _avgpool_halvings(ratio)
+            (self.h, exact_h), (self.w, exact_w) = _pooled_side(h, halvings), _pooled_side(w, halvings)
+            self.general = partial(_avgpool, halvings=halvings)
+        else:
+            (self.h, self.w), exact_h, exact_w = _resized_size(h, w, ratio), True, True
+            extra = {"align_corners": False} if method == "bilinear" else {}
+            self.general = partial(F.interpolate, size=(self.h, self.w), mode=method, **extra)
+        self.method = method
+        self.rows, self.cols = _taps(method, h, self.h), _taps(method, w, self.w)
+        self.strided = exact_h and exact_w and self.rows is not None and self.cols is not None
+        self.factor = self.rows[2] * self.cols[2] if self.strided else 1.0
+
+    def __call__(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Write the resized ``x`` (divided by ``factor``) into ``out``."""
+        if not self.strided:
+            return out.copy_(self.general(x))
+        (kh, rows, _), (kw, cols, _) = self.rows, self.cols
+        summed = [_every(x, -1, t, kw, self.w) for t in cols]
+        across = summed[0] if len(summed) == 1 else sum(summed[2:], torch.add(summed[0], summed[1]))
+        parts = [_every(across, -2, t, kh, self.h) for t in rows]
+        if len(parts) == 1:
+            return out.copy_(parts[0])
+        torch.add(parts[0], parts[1], out=out)
+        for part in parts[2:]:
+            out.add_(part)
+        return out
+
+    def adjoint_add(self, grad: torch.Tensor, g: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """Add ``scale`` times the adjoint of :meth:`__call__` applied to ``g`` into ``grad`` (full size)."""
+        if self.strided:
+            (kh, rows, _), (kw, cols, _) = self.rows, self.cols
+            if len(cols) == kw:  # every column takes part: repeat each value
+                spread = g.repeat_interleave(kw, -1)
+            else:  # taps are consecutive columns of each group of kw
+                spread = g.new_zeros((*g.shape, kw))
+                spread[..., cols[0] : cols[-1] + 1] = g.unsqueeze(-1)
+                spread = spread.flatten(-2)
+            for r in rows:  # full rows, contiguous along the width
+                _every(grad, -2, r, kh, self.h).addcmul_(spread, scale)
+            return grad
+        if self.method == "bilinear":  # F.interpolate(size=...) runs upsample_bilinear2d without scales
+            full = torch.ops.aten.upsample_bilinear2d_backward(g, [self.h, self.w], list(grad.shape),
+                                                               False, None, None)  # fmt: skip
+        else:
+            with torch.enable_grad():
+                leaf = grad.new_zeros(grad.shape).requires_grad_()
+                full = torch.autograd.grad(self.general(leaf), leaf, g)[0]
+        return grad.addcmul_(full, scale)
 
 
 class _MultiScaleL1(torch.autograd.Function):
     """``sum_k w_k L1(map(G(R_k f)), target_k)`` as one autograd node, targets from the sources.
 
-    Per scale ``k`` one resize call serves the fused image and both sources, and one
-    gradient pass serves all three; only the sign maps are kept for backward, which
-    applies the Sobel adjoint and the resize adjoint directly.
+    The fused image and both sources share one canvas at full size and one for all coarser scales
+    (see :class:`_Canvas`), so one gradient pass, one target selection and one comparison serve
+    each canvas. Per scale, one resize writes all three images into place. Only the sign maps are
+    kept; backward applies one adjoint per canvas, then each scale's weight and resize adjoint.
     """
 
     @staticmethod
-    def forward(ctx, f: torch.Tensor, sources: torch.Tensor, sobel: _SobelPair, mode: str, plan: tuple):  # noqa: D102
-        n, stack = f.shape[0], torch.cat([f.detach(), sources])
-        total, saved = f.new_zeros(()), []
-        for weight, resize in plan:
-            g = sobel(stack if resize is None else resize(stack))
-            gf = g[:, :n]
-            diff = _mapped(gf, mode) - _TARGETS[mode](g[:, n : 2 * n], g[:, 2 * n :])
-            share = weight / _count(diff, mode)
-            total += diff.abs().sum() * share
-            sign_diff, sign_g = _signs(diff, gf, mode)
-            saved.append((sign_diff.mul_(share), sign_g, resize))
-        ctx.sobel, ctx.mode, ctx.saved, ctx.full = sobel, mode, saved, f.detach()
+    def forward(ctx, f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, sobel: _SobelPair, mode: str,  # noqa: D102
+                plan: tuple) -> torch.Tensor:  # fmt: skip
+        n, size = f.shape[0], tuple(f.shape[-2:])
+        full = [k for k, (_, resize) in enumerate(plan) if resize is None]
+        groups = [group for group in (full, [k for k in range(len(plan)) if k not in full]) if group]
+        total, stack, kept, all_maps = f.new_zeros(()), None, [], []
+        for group in groups:
+            canvas = _Canvas([size if plan[k][1] is None else (plan[k][1].h, plan[k][1].w) for k in group])
+            p = canvas.blank(f, (3 * n, 1))
+            for i, k in enumerate(group):
+                image, resize = canvas.view(p, i), plan[k][1]
+                if resize is None and stack is None:
+                    for j, x in enumerate((f, a, b)):
+                        image[j * n : (j + 1) * n].copy_(x)
+                    stack = image
+                elif resize is None:
+                    image.copy_(stack)
+                else:
+                    stack = torch.cat([f, a, b]) if stack is None else stack
+                    resize(stack, image)
+                sobel.pad(canvas.view(p, i, grow=1))
+            g = sobel.gradients(p)
+            m = _mapped(g, mode)  # the stacked images are on axis -4
+            diff = m.narrow(-4, 0, n) - _source_target(m.narrow(-4, n, 2 * n), n, mode)
+            maps = canvas.blank(f, (2, n, 1))
+            for i in range(len(group)):
+                _write_signs(canvas.view(maps, i), canvas.view(g.narrow(1, 0, n), i, 1), canvas.view(diff, i, 1), mode)
+            diff.abs_()
+            shares = []
+            for i, k in enumerate(group):
+                weight, resize = plan[k]
+                shares.append(weight * (1.0 if resize is None else resize.factor) / (n * canvas.count(i)))
+                total += canvas.view(diff, i, 1).sum() * shares[-1]
+            kept.append((canvas, group, shares))
+            all_maps.append(maps)
+        ctx.sobel, ctx.kept, ctx.plan, ctx.shape = sobel, kept, plan, f.shape
+        ctx.save_for_backward(*all_maps)
         return total
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):  # noqa: D102
         grad = None
-        for d_mapped, sign_g, resize in ctx.saved:
-            part = ctx.sobel.adjoint(_unmap(d_mapped * grad_out, sign_g, ctx.mode))
-            if resize is not None:
-                part = _resize_adjoint(part, ctx.full, resize)
-            grad = part if grad is None else grad.add_(part)
-        return grad, None, None, None, None
-
-
-def _gradient_loss(sobel: _SobelPair, mode: str, f: torch.Tensor, sources: torch.Tensor,
-                   plan: tuple = ((1.0, None),)) -> torch.Tensor:  # fmt: skip
-    """Weighted L1 of ``f``'s gradient maps against targets selected from ``sources = cat([ir, vis])``.
-
-    ``plan`` holds ``(weight, resize)`` per scale, ``resize`` a callable or ``None`` at full size.
-    """
-    return _MultiScaleL1.apply(f, sources, sobel, mode, plan)
+        for (canvas, group, shares), maps in zip(ctx.kept, ctx.saved_tensors):
+            adjoint = ctx.sobel.adjoint(maps)
+            for i, k in enumerate(group):
+                part, resize, scale = ctx.sobel.image_grad(adjoint, canvas, i), ctx.plan[k][1], grad_out * shares[i]
+                if resize is None:
+                    grad = part * scale if grad is None else grad.addcmul_(part, scale)
+                    continue
+                if grad is None:
+                    grad = part.new_zeros(ctx.shape)
+                resize.adjoint_add(grad, part, scale)
+        return grad, None, None, None, None, None
 
 
 class _SingleScaleLoss(nn.Module):
@@ -253,7 +461,7 @@ class _SingleScaleLoss(nn.Module):
     def forward(self, fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         with _float32(fused.device):
             f, a, b = _check_inputs(fused, ir, vis)
-            return _gradient_loss(self.sobel, self.mode, f, torch.cat([a, b]))
+            return _MultiScaleL1.apply(f, a, b, self.sobel, self.mode, ((1.0, None),))
 
 
 class MagnitudeGradLoss(_SingleScaleLoss):
@@ -273,19 +481,6 @@ class SignedSumGradLoss(_SingleScaleLoss):
     the larger ``|s|`` is the target (ties to visible)."""
 
     smooth, y_sign, mode = SOFT, -1.0, "sum"
-
-
-def _resized_size(h: int, w: int, ratio: float) -> tuple[int, int]:
-    """``(max(1, round(H r)), max(1, round(W r)))`` with Python's rounding, as the release."""
-    return max(1, int(round(h * ratio))), max(1, int(round(w * ratio)))
-
-
-def _avgpool_halvings(ratio: float) -> int:
-    """Number of 2x poolings for a ratio that is a power of 1/2; ValueError otherwise."""
-    k = -math.log2(ratio)
-    if abs(k - round(k)) > 1e-9:
-        raise ValueError(f"scales: resize 'avgpool' needs ratios that are powers of 1/2, got {ratio}")
-    return int(round(k))
 
 
 class DAMGL(nn.Module):
@@ -345,27 +540,12 @@ class DAMGL(nn.Module):
             f"resize={self.resize}, padding={self.sobel.padding}"
         )
 
-    def _resizer(self, h: int, w: int, ratio: float) -> partial | None:
-        """A callable resizing ``(.., h, w)`` tensors by ``ratio`` with this loss's method, or ``None`` at 1."""
-        if ratio == 1.0:
-            return None
-        if self.resize == "avgpool":
-            return partial(_avgpool, halvings=_avgpool_halvings(ratio))
-        if self.resize == "area":
-            return partial(F.interpolate, size=_resized_size(h, w, ratio), mode="area")
-        return partial(F.interpolate, size=_resized_size(h, w, ratio), mode="bilinear", align_corners=False)
-
     def forward(self, fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         with _float32(fused.device):
             f, a, b = _check_inputs(fused, ir, vis)
             mode = "magnitude" if self.axis == "magnitude" else ("axes" if self.sign else "abs_axes")
             h, w = f.shape[-2:]
-            plan = tuple((wt, self._resizer(h, w, r)) for r, wt in zip(self.scales, self.weights) if wt > 0)
-            return _gradient_loss(self.sobel, mode, f, torch.cat([a, b]), plan)
+            plan = tuple((wt, None if r == 1 else _Resize(self.resize, h, w, r))
+                         for r, wt in zip(self.scales, self.weights) if wt > 0)  # fmt: skip
+            return _MultiScaleL1.apply(f, a, b, self.sobel, mode, plan)
 
-
-def _avgpool(x: torch.Tensor, halvings: int) -> torch.Tensor:
-    """2x average pooling ``halvings`` times; a side of one pixel is no longer halved."""
-    for _ in range(halvings):
-        x = F.avg_pool2d(x, (2 if x.shape[-2] > 1 else 1, 2 if x.shape[-1] > 1 else 1))
-    return x

@@ -115,12 +115,16 @@ def test_zero_when_fused_has_the_selected_gradients() -> None:
         ("damgl", {"sign": False, "axis": "magnitude", "scales": [0.5]}),
         ("damgl", {"resize": "area"}),
         ("damgl", {"resize": "avgpool", "padding": "replicate"}),
+        ("damgl", {"scales": [1.0, 1 / 3], "padding": "replicate"}),
+        ("damgl", {"scales": [0.5, 1 / 3], "resize": "area"}),
     ],
 )
-def test_matches_plain_transcription(name: str, kwargs: dict) -> None:
+@pytest.mark.parametrize("size", [(61, 45), (64, 48), (48, 72)])
+def test_matches_plain_transcription(name: str, kwargs: dict, size: tuple[int, int]) -> None:
     """Values to 1e-6, and gradients with respect to the fused image (hand-written backward, resize adjoints
-    included) to 1e-6 of autograd through the transcription, on odd sizes."""
-    f, a, b = rand(3, 61, 45, seed=10), rand(3, 61, 45, seed=11), rand(3, 61, 45, seed=12)
+    included) to 1e-6 of autograd through the transcription. Odd sizes take the general resize kernels;
+    sides that 2, 3, 4 and 8 divide take the strided resize."""
+    f, a, b = (rand(3, *size, seed=seed) for seed in (10, 11, 12))
     f_ours, f_theirs = f.clone().requires_grad_(), f.clone().requires_grad_()
     ours = build(name, **kwargs)(f_ours, a, b)
     if name == "damgl":
@@ -229,3 +233,30 @@ def test_bad_shapes() -> None:
         build("damgl")(torch.rand(2, 3, 8, 8), torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8))
     with pytest.raises(ValueError, match="ir must match fused"):
         build("damgl")(torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 9), torch.rand(2, 1, 8, 8))
+
+
+@pytest.mark.parametrize("method", ["bilinear", "area", "avgpool"])
+@pytest.mark.parametrize("size,ratio", [((64, 48), 0.5), ((64, 48), 0.25), ((48, 72), 0.125), ((61, 45), 0.5)])
+def test_resize_and_its_adjoint(method: str, size: tuple[int, int], ratio: float) -> None:
+    """The strided resize (integer factors) equals the general kernel up to its folded constant, and
+    adjoint_add is the adjoint: <R x, g> = <x, R^T g>."""
+    resize = losses.gradient._Resize(method, *size, ratio)
+    assert resize.strided == (size != (61, 45))
+    x, g = rand(2, *size, seed=1), rand(2, resize.h, resize.w, seed=2)
+    out = x.new_empty(g.shape)
+    resize(x, out)
+    assert torch.allclose(out * resize.factor, resize.general(x), rtol=0, atol=1e-6)
+    back = resize.adjoint_add(torch.zeros_like(x), g, torch.tensor(1.0))
+    assert (out * g).sum().item() == pytest.approx((x * back).sum().item(), rel=1e-5)
+
+
+def test_canvas_blocks_are_disjoint_and_framed() -> None:
+    sizes = [(128, 96), (64, 48), (32, 24), (16, 12), (64, 48)]
+    canvas = losses.gradient._Canvas(sizes)
+    marks = torch.zeros(canvas.shape, dtype=torch.int64)
+    for k, (h, w) in enumerate(sizes):
+        block = canvas.view(marks, k, grow=losses.gradient.FRAME)
+        assert block.shape == (h + 4, w + 4)
+        block += 1
+    assert marks.max().item() == 1  # no pixel belongs to two blocks
+    assert canvas.shape[0] == 128 + 4
