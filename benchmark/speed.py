@@ -62,8 +62,8 @@ def speed_metrics(args: argparse.Namespace) -> None:
     ))
 
 
-def _interleaved_median(fns: dict, rounds: int, warmup: int = 3) -> dict[str, float]:
-    """Median seconds of each callable, timed round-robin so that machine noise hits all alike."""
+def _interleaved(fns: dict, rounds: int, warmup: int = 3) -> dict[str, list[float]]:
+    """Seconds of each callable per round, timed round-robin so that machine noise hits all alike."""
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for i in range(warmup + rounds):
         for name, fn in fns.items():
@@ -71,7 +71,12 @@ def _interleaved_median(fns: dict, rounds: int, warmup: int = 3) -> dict[str, fl
             fn()
             if i >= warmup:
                 samples[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(v) for name, v in samples.items()}
+    return samples
+
+
+def _interleaved_median(fns: dict, rounds: int, warmup: int = 3) -> dict[str, float]:
+    """Median seconds of each callable, timed round-robin (see :func:`_interleaved`)."""
+    return {name: statistics.median(v) for name, v in _interleaved(fns, rounds, warmup).items()}
 
 
 def speed_losses(args: argparse.Namespace) -> None:
@@ -94,10 +99,14 @@ def speed_losses(args: argparse.Namespace) -> None:
             g = torch.Generator().manual_seed(0)
             f, a, b = (torch.rand(shape, generator=g).to(device) for _ in range(3))
             fns = {name: step(losses.build(name).to(device), f, a, b) for name in losses.LOSSES}
-            times = _interleaved_median(fns, max(args.repeat, 20))
-            base = times["magnitude"]
-            cells = ", ".join(f"{n} {t * 1000:.2f} ms ({t / base:.2f}x)" for n, t in times.items())
+            samples = _interleaved(fns, max(args.repeat, 20))
+            base = samples["magnitude"]
+            cells = ", ".join(
+                f"{n} {statistics.median(t) * 1000:.2f} ms ({statistics.median(x / y for x, y in zip(t, base)):.2f}x)"
+                for n, t in samples.items()
+            )
             print(f"losses fwd+bwd {device} {'x'.join(map(str, shape))}, {args.threads} threads: {cells}")
+    print("median ms over rounds; ratio: median over rounds of the loss's time over magnitude's in the same round")
 
 
 def _model_call(model, ir, vis, backward: bool):

@@ -61,27 +61,24 @@ def _every(x: torch.Tensor, dim: int, start: int, step: int, count: int) -> torc
     return x.as_strided(size, stride, offset)
 
 
-FRAME = 2  # width of the frame around each image on a canvas
-
-
 class _Canvas:
     """Where the images of one loss call sit in a single zero buffer, one block per scale.
 
-    An image of size (h, w) takes a block of (h + 4, w + 4): the inner ring of its frame holds
-    the filter's padding, the outer ring stays zero, so a 3x3 filter never mixes two blocks and
-    the adjoint of a replicate-padded filter has room for its ring. The tallest block sits at the
-    top left, the others fill columns to its right, top to bottom. One pass of each operation then
-    serves every scale, which matters on small images, where the cost per call dominates.
-
-    Filter outputs (and adjoints) lose one pixel on each side: their views use ``shift=1``.
+    An image of size (h, w) takes a block of (h + 2 frame, w + 2 frame). With zero padding a
+    1-pixel zero frame is the padding, and a 3x3 filter never mixes two blocks. Replicate padding
+    takes a 2-pixel frame: the inner ring holds the copied edge, the outer ring stays zero and
+    gives the adjoint room for the inner one. The tallest block sits at the top left, the others
+    fill columns to its right, top to bottom. One pass of each operation then serves every image
+    on the canvas, which matters on small images, where the cost per call dominates.
     """
 
-    def __init__(self, sizes: Sequence[tuple[int, int]]):
-        height = max(h for h, _ in sizes) + 2 * FRAME
+    def __init__(self, sizes: Sequence[tuple[int, int]], frame: int):
+        self.frame = frame
+        height = max(h for h, _ in sizes) + 2 * frame
         origins: dict[int, tuple[int, int]] = {}
         x = y = column = 0
         for k in sorted(range(len(sizes)), key=lambda k: -sizes[k][0]):
-            rows, cols = sizes[k][0] + 2 * FRAME, sizes[k][1] + 2 * FRAME
+            rows, cols = sizes[k][0] + 2 * frame, sizes[k][1] + 2 * frame
             if y + rows > height:
                 x, y, column = x + column, 0, 0
             origins[k] = (y, x)
@@ -90,10 +87,11 @@ class _Canvas:
         self.origins = [origins[k] for k in range(len(sizes))]
         self.shape = (height, x + column)
 
-    def view(self, t: torch.Tensor, k: int, shift: int = FRAME, grow: int = 0) -> torch.Tensor:
-        """Image ``k`` inside ``t`` (grown by ``grow`` pixels on each side)."""
+    def view(self, t: torch.Tensor, k: int, valid: bool = False, grow: int = 0) -> torch.Tensor:
+        """Image ``k`` inside ``t`` (grown by ``grow`` pixels on each side): a canvas-sized tensor, or with
+        ``valid`` a 3x3 filter's 'valid' output (or adjoint), which lacks one pixel on each side."""
         (r, c), (h, w) = self.origins[k], self.sizes[k]
-        (sr, sc), first = t.stride()[-2:], shift - grow
+        (sr, sc), first = t.stride()[-2:], self.frame - valid - grow
         return t.as_strided((*t.shape[:-2], h + 2 * grow, w + 2 * grow), t.stride(),
                             t.storage_offset() + (r + first) * sr + (c + first) * sc)  # fmt: skip
 
@@ -101,7 +99,7 @@ class _Canvas:
         """A ``(*lead, *shape)`` buffer, zero outside the images; the images are left to the caller."""
         if len(self.sizes) > 1:
             return like.new_zeros((*lead, *self.shape))
-        buf, m = like.new_empty((*lead, *self.shape)), FRAME
+        buf, m = like.new_empty((*lead, *self.shape)), self.frame
         buf[..., :m, :].zero_()
         buf[..., -m:, :].zero_()
         buf[..., m:-m, :m].zero_()
@@ -134,6 +132,7 @@ class _SobelPair(nn.Module):
         self.padding = padding
         self.smooth = tuple(float(v) for v in smooth)
         self.y_sign = float(y_sign)
+        self.frame = 2 if padding == "replicate" else 1  # see _Canvas
 
     def kernels(self) -> torch.Tensor:
         """The two 3x3 cross-correlation kernels, shape (2, 3, 3), float64."""
@@ -190,8 +189,8 @@ class _SobelPair(nn.Module):
     def image_grad(self, adjoint: torch.Tensor, canvas: _Canvas, k: int) -> torch.Tensor:
         """Image ``k``'s part of :meth:`adjoint`, its padding ring folded back onto the edge it copied."""
         if self.padding == "zeros":
-            return canvas.view(adjoint, k, shift=1)
-        ring = canvas.view(adjoint, k, shift=1, grow=1)
+            return canvas.view(adjoint, k, valid=True)
+        ring = canvas.view(adjoint, k, valid=True, grow=1)
         ring[..., 1, :] += ring[..., 0, :]
         ring[..., -2, :] += ring[..., -1, :]
         ring[..., :, 1] += ring[..., :, 0]
@@ -200,11 +199,11 @@ class _SobelPair(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Stacked gradients ``(2, *x.shape)``: ``[gx, gy]`` (no autograd; for targets)."""
-        canvas = _Canvas([tuple(x.shape[-2:])])
+        canvas = _Canvas([tuple(x.shape[-2:])], self.frame)
         p = canvas.blank(x, x.shape[:-2])
         canvas.view(p, 0).copy_(x.detach())
         self.pad(canvas.view(p, 0, grow=1))
-        return canvas.view(self.gradients(p), 0, shift=1)
+        return canvas.view(self.gradients(p), 0, valid=True)
 
     def l1(self, x: torch.Tensor, target: torch.Tensor, mode: str) -> torch.Tensor:
         """L1 between a map of ``x``'s gradients and a fixed ``target``, differentiable in ``x``.
@@ -262,7 +261,7 @@ class _GradientL1(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, target: torch.Tensor, sobel: _SobelPair, mode: str):  # noqa: D102
         g = sobel(x)
         diff = _mapped(g, mode) - target
-        canvas = _Canvas([tuple(x.shape[-2:])])
+        canvas = _Canvas([tuple(x.shape[-2:])], sobel.frame)
         maps = canvas.blank(x, (2, *x.shape[:-2]))
         _write_signs(canvas.view(maps, 0), g, diff, mode)
         ctx.sobel, ctx.canvas, ctx.count = sobel, canvas, g[0].numel()
@@ -398,7 +397,7 @@ class _MultiScaleL1(torch.autograd.Function):
         groups = [group for group in (full, [k for k in range(len(plan)) if k not in full]) if group]
         total, stack, kept, all_maps = f.new_zeros(()), None, [], []
         for group in groups:
-            canvas = _Canvas([size if plan[k][1] is None else (plan[k][1].h, plan[k][1].w) for k in group])
+            canvas = _Canvas([size if plan[k][1] is None else (plan[k][1].h, plan[k][1].w) for k in group], sobel.frame)
             p = canvas.blank(f, (3 * n, 1))
             for i, k in enumerate(group):
                 image, resize = canvas.view(p, i), plan[k][1]
@@ -417,13 +416,13 @@ class _MultiScaleL1(torch.autograd.Function):
             diff = m.narrow(-4, 0, n) - _source_target(m.narrow(-4, n, 2 * n), n, mode)
             maps = canvas.blank(f, (2, n, 1))
             for i in range(len(group)):
-                _write_signs(canvas.view(maps, i), canvas.view(g.narrow(1, 0, n), i, 1), canvas.view(diff, i, 1), mode)
+                _write_signs(canvas.view(maps, i), canvas.view(g.narrow(1, 0, n), i, True), canvas.view(diff, i, True), mode)
             diff.abs_()
             shares = []
             for i, k in enumerate(group):
                 weight, resize = plan[k]
                 shares.append(weight * (1.0 if resize is None else resize.factor) / (n * canvas.count(i)))
-                total += canvas.view(diff, i, 1).sum() * shares[-1]
+                total += canvas.view(diff, i, True).sum() * shares[-1]
             kept.append((canvas, group, shares))
             all_maps.append(maps)
         ctx.sobel, ctx.kept, ctx.plan, ctx.shape = sobel, kept, plan, f.shape

@@ -252,11 +252,12 @@ def test_resize_and_its_adjoint(method: str, size: tuple[int, int], ratio: float
 
 def test_canvas_blocks_are_disjoint_and_framed() -> None:
     sizes = [(128, 96), (64, 48), (32, 24), (16, 12), (64, 48)]
-    canvas = losses.gradient._Canvas(sizes)
-    marks = torch.zeros(canvas.shape, dtype=torch.int64)
-    for k, (h, w) in enumerate(sizes):
-        block = canvas.view(marks, k, grow=losses.gradient.FRAME)
-        assert block.shape == (h + 4, w + 4)
-        block += 1
-    assert marks.max().item() == 1  # no pixel belongs to two blocks
-    assert canvas.shape[0] == 128 + 4
+    for frame in (1, 2):
+        canvas = losses.gradient._Canvas(sizes, frame)
+        marks = torch.zeros(canvas.shape, dtype=torch.int64)
+        for k, (h, w) in enumerate(sizes):
+            block = canvas.view(marks, k, grow=frame)
+            assert block.shape == (h + 2 * frame, w + 2 * frame)
+            block += 1
+        assert marks.max().item() == 1  # no pixel belongs to two blocks
+        assert canvas.shape[0] == 128 + 2 * frame
