@@ -319,6 +319,16 @@ def _taps(method: str, n_in: int, n_out: int) -> tuple[int, tuple[int, ...], flo
     return (k, (k // 2 - 1, k // 2), 0.5) if k % 2 == 0 else (k, ((k - 1) // 2,), 1.0)
 
 
+def _summed(views: list[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
+    """The sum of same-shaped tensors, written into ``out`` when given (a lone view is returned as is)."""
+    if len(views) == 1:
+        return views[0] if out is None else out.copy_(views[0])
+    total = torch.add(views[0], views[1], out=out)
+    for view in views[2:]:
+        total.add_(view)
+    return total
+
+
 class _Resize:
     """One resize of ``(.., H, W)`` tensors with its adjoint, for one loss scale.
 
@@ -347,15 +357,8 @@ class _Resize:
         if not self.strided:
             return out.copy_(self.general(x))
         (kh, rows, _), (kw, cols, _) = self.rows, self.cols
-        summed = [_every(x, -1, t, kw, self.w) for t in cols]
-        across = summed[0] if len(summed) == 1 else sum(summed[2:], torch.add(summed[0], summed[1]))
-        parts = [_every(across, -2, t, kh, self.h) for t in rows]
-        if len(parts) == 1:
-            return out.copy_(parts[0])
-        torch.add(parts[0], parts[1], out=out)
-        for part in parts[2:]:
-            out.add_(part)
-        return out
+        across = _summed([_every(x, -1, t, kw, self.w) for t in cols])  # along the width first, as PyTorch
+        return _summed([_every(across, -2, t, kh, self.h) for t in rows], out)
 
     def adjoint_add(self, grad: torch.Tensor, g: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """Add ``scale`` times the adjoint of :meth:`__call__` applied to ``g`` into ``grad`` (full size)."""
@@ -397,7 +400,8 @@ class _MultiScaleL1(torch.autograd.Function):
         groups = [group for group in (full, [k for k in range(len(plan)) if k not in full]) if group]
         total, stack, kept, all_maps = f.new_zeros(()), None, [], []
         for group in groups:
-            canvas = _Canvas([size if plan[k][1] is None else (plan[k][1].h, plan[k][1].w) for k in group], sobel.frame)
+            sizes = [size if plan[k][1] is None else (plan[k][1].h, plan[k][1].w) for k in group]
+            canvas = _Canvas(sizes, sobel.frame)
             p = canvas.blank(f, (3 * n, 1))
             for i, k in enumerate(group):
                 image, resize = canvas.view(p, i), plan[k][1]
@@ -414,15 +418,13 @@ class _MultiScaleL1(torch.autograd.Function):
             g = sobel.gradients(p)
             m = _mapped(g, mode)  # the stacked images are on axis -4
             diff = m.narrow(-4, 0, n) - _source_target(m.narrow(-4, n, 2 * n), n, mode)
-            maps = canvas.blank(f, (2, n, 1))
-            for i in range(len(group)):
-                _write_signs(canvas.view(maps, i), canvas.view(g.narrow(1, 0, n), i, True), canvas.view(diff, i, True), mode)
-            diff.abs_()
-            shares = []
+            gf, maps, shares = g.narrow(1, 0, n), canvas.blank(f, (2, n, 1)), []
             for i, k in enumerate(group):
                 weight, resize = plan[k]
                 shares.append(weight * (1.0 if resize is None else resize.factor) / (n * canvas.count(i)))
-                total += canvas.view(diff, i, True).sum() * shares[-1]
+                region = canvas.view(diff, i, valid=True)
+                _write_signs(canvas.view(maps, i), canvas.view(gf, i, valid=True), region, mode)
+                total += region.abs().sum() * shares[-1]
             kept.append((canvas, group, shares))
             all_maps.append(maps)
         ctx.sobel, ctx.kept, ctx.plan, ctx.shape = sobel, kept, plan, f.shape
@@ -435,7 +437,8 @@ class _MultiScaleL1(torch.autograd.Function):
         for (canvas, group, shares), maps in zip(ctx.kept, ctx.saved_tensors):
             adjoint = ctx.sobel.adjoint(maps)
             for i, k in enumerate(group):
-                part, resize, scale = ctx.sobel.image_grad(adjoint, canvas, i), ctx.plan[k][1], grad_out * shares[i]
+                part, resize = ctx.sobel.image_grad(adjoint, canvas, i), ctx.plan[k][1]
+                scale = grad_out * shares[i]
                 if resize is None:
                     grad = part * scale if grad is None else grad.addcmul_(part, scale)
                     continue
