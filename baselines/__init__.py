@@ -1,8 +1,11 @@
 """Re-implemented fusion networks, by name, and models given as import paths.
 
-``build("seafusion")`` makes a registered model; :func:`from_spec` reads a YAML
-block, either ``{type: seafusion, ...kwargs}`` or
+``build("seafusion")`` makes a registered model; a YAML block is either
+``{type: seafusion, ...kwargs}`` or
 ``{class: my_package.my_module:MyNet, kwargs: {...}, recipe: {...}}``.
+:func:`check_block` validates a block's form without importing or building
+anything (what loading ``experiments.yaml`` does); :func:`from_spec` resolves
+it, builds the model once and checks its interface (what planning a run does).
 Every model takes ``(ir, vis_y)`` as ``(N, 1, H, W)`` in [0, 1] and returns the
 fused luminance of the same shape in [0, 1]; its class carries a
 :class:`~baselines.recipe.Recipe`.
@@ -10,7 +13,6 @@ fused luminance of the same shape in [0, 1]; its class carries a
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 from dataclasses import dataclass
@@ -27,8 +29,9 @@ from baselines.seafusion import SeAFusion
 from baselines.swinfusion import SwinFusion
 from baselines.tcmoa import TCMoA
 from baselines.u2fusion import U2Fusion
+from benchmark.registry import Registry, check_kwargs
 
-MODELS: dict[str, type[nn.Module]] = {
+MODELS: Registry[type[nn.Module]] = Registry("model", {
     "seafusion": SeAFusion,
     "u2fusion": U2Fusion,
     "pmgi": PMGI,
@@ -36,41 +39,29 @@ MODELS: dict[str, type[nn.Module]] = {
     "cddfuse": CDDFuse,
     "swinfusion": SwinFusion,
     "tcmoa": TCMoA,
-}
+})  # fmt: skip
 
 
 def list() -> list[str]:  # noqa: A001 - the registry's public name, as timm's
     """Registered model names."""
-    return [*MODELS]
-
-
-def _check_kwargs(cls: type, kwargs: dict[str, Any], where: str) -> None:
-    params = inspect.signature(cls.__init__).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return
-    allowed = [p for p in params if p != "self"]
-    unknown = [k for k in kwargs if k not in allowed]
-    if unknown:
-        hint = difflib.get_close_matches(unknown[0], allowed, n=1)
-        extra = f" (did you mean '{hint[0]}'?)" if hint else ""
-        raise ValueError(f"{where}: unknown key '{unknown[0]}'{extra}; allowed: {', '.join(allowed) or 'none'}")
+    return MODELS.list()
 
 
 def build(name: str, **kwargs: Any) -> nn.Module:
-    """Build a registered model; an unknown name lists the valid ones."""
-    if name not in MODELS:
-        hint = difflib.get_close_matches(str(name), MODELS, n=1)
-        extra = f" (did you mean '{hint[0]}'?)" if hint else ""
-        raise ValueError(f"unknown model '{name}'{extra}; valid: {', '.join(MODELS)}")
-    _check_kwargs(MODELS[name], kwargs, name)
-    return MODELS[name](**kwargs)
+    """Build a registered model; an unknown name or keyword lists the valid ones."""
+    return MODELS.build(name, **kwargs)
+
+
+def _split_class_path(path: str) -> tuple[str, str]:
+    module_name, sep, attr = str(path).partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"class: '{path}' is not of the form 'package.module:ClassName'")
+    return module_name, attr
 
 
 def import_class(path: str) -> type[nn.Module]:
     """Resolve ``package.module:ClassName``, saying which part fails."""
-    module_name, sep, attr = str(path).partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"class: '{path}' is not of the form 'package.module:ClassName'")
+    module_name, attr = _split_class_path(path)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -114,24 +105,39 @@ def _recipe_from(cls: type, block: dict[str, Any] | None, where: str) -> Recipe:
                          f"'gradient_weight' and 'optimizer': {exc}") from None  # fmt: skip
 
 
+def check_block(name: str, block: dict[str, Any]) -> None:
+    """Validate a YAML model block's form without importing a class or building a model.
+
+    A registered ``type`` must exist and take the given keywords; a ``class`` path must have the
+    form ``package.module:ClassName``.
+    """
+    block = dict(block)
+    where = f"models.{name}"
+    block.pop("recipe", None)
+    if "class" in block:
+        _split_class_path(block.pop("class"))
+        block.pop("kwargs", None)
+        if block:
+            raise ValueError(f"{where}: unknown key(s) {sorted(block)}; with 'class' allowed: class, kwargs, recipe")
+    elif "type" in block:
+        check_kwargs(MODELS.get(block.pop("type")), block, where)
+    else:
+        raise ValueError(f"{where}: expected 'type' (one of {', '.join(MODELS)}) or 'class' (package.module:Class)")
+
+
 def from_spec(name: str, block: dict[str, Any]) -> ModelSpec:
-    """Resolve a YAML model block: ``{type: NAME, **kwargs, recipe: {...}}`` or ``{class: PATH, kwargs, recipe}``."""
+    """Resolve a YAML model block, build the model once and check its interface (see :func:`check_model`)."""
+    check_block(name, block)
     block = dict(block)
     where = f"models.{name}"
     recipe_block = block.pop("recipe", None)
     if "class" in block:
         cls = import_class(block.pop("class"))
         kwargs = dict(block.pop("kwargs", {}) or {})
-        if block:
-            raise ValueError(f"{where}: unknown key(s) {sorted(block)}; with 'class' allowed: class, kwargs, recipe")
-    elif "type" in block:
-        kind = block.pop("type")
-        if kind not in MODELS:
-            build(kind)  # raises with the valid names
-        cls, kwargs = MODELS[kind], block
+        check_kwargs(cls, kwargs, where)
     else:
-        raise ValueError(f"{where}: expected 'type' (one of {', '.join(MODELS)}) or 'class' (package.module:Class)")
-    _check_kwargs(cls, kwargs, where)
+        cls = MODELS.get(block.pop("type"))
+        kwargs = block
     spec = ModelSpec(name, cls, kwargs, _recipe_from(cls, recipe_block, where))
     check_model(spec.build(), where)
     return spec
@@ -157,4 +163,4 @@ def check_model(model: nn.Module, where: str = "model") -> None:
         raise ValueError(f"{where}: forward must return (N, 1, H, W) = (2, 1, 33, 37) for inputs of that shape, got {shape}")
 
 
-__all__ = ["MODELS", "ModelSpec", "Phase", "Recipe", "build", "check_model", "from_spec", "import_class", "list"]
+__all__ = ["MODELS", "ModelSpec", "Phase", "Recipe", "build", "check_block", "check_model", "from_spec", "import_class", "list"]

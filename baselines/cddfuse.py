@@ -28,8 +28,7 @@ from torch import nn
 
 from baselines.common import check_pair
 from baselines.recipe import Phase, Recipe
-from losses.fusion import register_term
-from losses.gradient import SOBEL, _SobelPair
+from losses import Sobel
 
 
 class ChannelLayerNorm(nn.Module):
@@ -135,6 +134,46 @@ class DetailBranch(nn.Sequential):
         super().__init__(*(DetailNode(dim) for _ in range(nodes)))
 
 
+def correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean over batch and channels of the spatial Pearson correlation, clamped to [-1, 1] (the release's ``cc``)."""
+    eps = torch.finfo(torch.float32).eps
+    a = a.flatten(2).float()
+    b = b.flatten(2).float()
+    a, b = a - a.mean(-1, keepdim=True), b - b.mean(-1, keepdim=True)
+    cc = (a * b).sum(-1) / (eps + a.pow(2).sum(-1).sqrt() * b.pow(2).sum(-1).sqrt())
+    return cc.clamp(-1.0, 1.0).mean()
+
+
+class DecompositionLoss(nn.Module):
+    """``CC(detail_vis, detail_ir)^2 / (1.01 + CC(base_vis, base_ir))`` from the model's ``aux``."""
+
+    needs_aux = True
+
+    def forward(self, fused, ir, vis, aux) -> torch.Tensor:
+        return correlation(aux["detail_vis"], aux["detail_ir"]) ** 2 / (1.01 + correlation(aux["base_vis"], aux["base_ir"]))
+
+
+class ReconstructionLoss(nn.Module):
+    """Phase I: per modality ``5 (1 - SSIM) / 2 + MSE``, plus ``5 L1`` between the visible image's and its
+    reconstruction's normalised Sobel components."""
+
+    needs_aux = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sobel = Sobel(padding="replicate")
+
+    def forward(self, fused, ir, vis, aux) -> torch.Tensor:
+        total = fused.new_zeros((), dtype=torch.float32)
+        for source, recon in ((vis[:, :1], aux["recon_vis"]), (ir[:, :1], aux["recon_ir"])):
+            source, recon = source.float(), recon.float()
+            ssim = piq.ssim(recon.clamp(0, 1), source.clamp(0, 1), data_range=1.0)
+            total = total + 5 * (1 - ssim) / 2 + F.mse_loss(recon, source)
+        # kornia's L1 averages over both components of Sobel / 8: (sum of per-axis means) / 2 / 8
+        target = self.sobel(vis[:, :1].float())
+        return total + 5 * self.sobel.l1(aux["recon_vis"].float(), target, "axes") / 16
+
+
 class CDDFuse(nn.Module):
     """Shared Restormer encoder with base/detail branches, fusion layers, decoder with the visible residual.
 
@@ -210,48 +249,5 @@ class CDDFuse(nn.Module):
         grad_clip=0.01,
         output_normalisation="image_minmax",
         notes="Two stages as phases; joint gradient clipping (see module docstring).",
+        terms={"cddfuse_reconstruction": ReconstructionLoss, "cddfuse_decomposition": DecompositionLoss},
     )
-
-
-def correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean over batch and channels of the spatial Pearson correlation, clamped to [-1, 1] (the release's ``cc``)."""
-    eps = torch.finfo(torch.float32).eps
-    a = a.flatten(2).float()
-    b = b.flatten(2).float()
-    a, b = a - a.mean(-1, keepdim=True), b - b.mean(-1, keepdim=True)
-    cc = (a * b).sum(-1) / (eps + a.pow(2).sum(-1).sqrt() * b.pow(2).sum(-1).sqrt())
-    return cc.clamp(-1.0, 1.0).mean()
-
-
-class DecompositionLoss(nn.Module):
-    """``CC(detail_vis, detail_ir)^2 / (1.01 + CC(base_vis, base_ir))`` from the model's ``aux``."""
-
-    needs_aux = True
-
-    def forward(self, fused, ir, vis, aux) -> torch.Tensor:
-        return correlation(aux["detail_vis"], aux["detail_ir"]) ** 2 / (1.01 + correlation(aux["base_vis"], aux["base_ir"]))
-
-
-class ReconstructionLoss(nn.Module):
-    """Phase I: per modality ``5 (1 - SSIM) / 2 + MSE``, plus ``5 L1`` between the visible image's and its
-    reconstruction's normalised Sobel components."""
-
-    needs_aux = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sobel = _SobelPair(SOBEL, 1.0, padding="replicate")
-
-    def forward(self, fused, ir, vis, aux) -> torch.Tensor:
-        total = fused.new_zeros((), dtype=torch.float32)
-        for source, recon in ((vis[:, :1], aux["recon_vis"]), (ir[:, :1], aux["recon_ir"])):
-            source, recon = source.float(), recon.float()
-            ssim = piq.ssim(recon.clamp(0, 1), source.clamp(0, 1), data_range=1.0)
-            total = total + 5 * (1 - ssim) / 2 + F.mse_loss(recon, source)
-        # kornia's L1 averages over both components of Sobel / 8: (sum of per-axis means) / 2 / 8
-        target = self.sobel(vis[:, :1].float())
-        return total + 5 * self.sobel.l1(aux["recon_vis"].float(), target, "axes") / 16
-
-
-register_term("cddfuse_decomposition", DecompositionLoss)
-register_term("cddfuse_reconstruction", ReconstructionLoss)

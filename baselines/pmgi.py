@@ -23,7 +23,6 @@ from torch import nn
 
 from baselines.common import check_pair, conv
 from baselines.recipe import Phase, Recipe
-from losses.fusion import register_term
 
 _LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
 
@@ -55,9 +54,6 @@ class LaplacianL2Loss(nn.Module):
             la, lb = lap(ir[:, :1]), lap(vis[:, :1])
         return self.ir_weight * F.mse_loss(lf, la) + self.vis_weight * F.mse_loss(lf, lb)
 
-
-register_term("pmgi_intensity", PMGIIntensityLoss)
-register_term("laplacian_l2", LaplacianL2Loss)
 
 
 class _ConvBN(nn.Sequential):
@@ -115,4 +111,5 @@ class PMGI(nn.Module):
         batch_size=32,
         output_normalisation="image_minmax",
         notes="Release loss weights kept; the compared gradient arms use weight 10.",
+        terms={"pmgi_intensity": PMGIIntensityLoss, "laplacian_l2": LaplacianL2Loss},
     )

@@ -6,6 +6,8 @@ import copy
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from torch import nn
+
 from losses import FusionObjective
 from losses.fusion import GRADIENT_SLOT
 
@@ -48,6 +50,8 @@ class Recipe:
         output_normalisation: what the release applied before saving fused images (one of
             :data:`OUTPUT_NORMALISATIONS`); recorded, applied only if a run asks for it.
         notes: where the recipe departs from or goes beyond the paper.
+        terms: the model's own objective terms by name (``{"pmgi_intensity": PMGIIntensityLoss}``),
+            available to this recipe's phases only.
     """
 
     phases: tuple[Phase, ...]
@@ -59,6 +63,7 @@ class Recipe:
     grad_clip: float | None = None
     output_normalisation: str = "clamp"
     notes: str = ""
+    terms: dict[str, type[nn.Module]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.output_normalisation not in OUTPUT_NORMALISATIONS:
@@ -76,7 +81,7 @@ class Recipe:
             if "weight" in gradient:
                 raise ValueError("the gradient arm must not set 'weight': the recipe's gradient_weight is used")
             parts[GRADIENT_SLOT] = {**gradient, "weight": self.gradient_weight}
-        return FusionObjective(parts)
+        return FusionObjective(parts, self.terms)
 
     def with_overrides(self, overrides: dict[str, Any]) -> Recipe:
         """A copy with top-level fields replaced (from YAML); unknown keys are an error naming them."""

@@ -30,8 +30,7 @@ from torch import nn
 
 from baselines.common import check_pair, clamp_straight_through
 from baselines.recipe import Phase, Recipe
-from losses.fusion import register_term
-from losses.gradient import SOBEL, _SobelPair
+from losses import Sobel
 
 
 def window_partition(x: torch.Tensor, ws: int) -> torch.Tensor:
@@ -186,6 +185,23 @@ class FusionStage(nn.Module):
         return x, y
 
 
+class GradientWeightedSSIMLoss(nn.Module):
+    """``1 - (w_a SSIM(f, a) + w_b SSIM(f, b))`` with ``w`` proportional to each source's mean Sobel magnitude."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sobel = Sobel()
+
+    def forward(self, fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+        a, b, f = ir[:, :1].float(), vis[:, :1].float(), fused.float().clamp(0, 1)
+        with torch.no_grad():
+            ga, gb = self.sobel(a).abs().sum(0).mean(), self.sobel(b).abs().sum(0).mean()
+            wa = ga / (ga + gb + 1e-12)
+        ssim_a = piq.ssim(f, a.clamp(0, 1), data_range=1.0)
+        ssim_b = piq.ssim(f, b.clamp(0, 1), data_range=1.0)
+        return 1 - (wa * ssim_a + (1 - wa) * ssim_b)
+
+
 class SwinFusion(nn.Module):
     """Shallow convs, Swin extraction per modality, two cross-attention fusion stages, Swin reconstruction."""
 
@@ -256,24 +272,5 @@ class SwinFusion(nn.Module):
         batch_size=16,
         output_normalisation="clamp",
         notes="TV-like term of the release not specified, left out; see module docstring.",
+        terms={"swinfusion_ssim": GradientWeightedSSIMLoss},
     )
-
-
-class GradientWeightedSSIMLoss(nn.Module):
-    """``1 - (w_a SSIM(f, a) + w_b SSIM(f, b))`` with ``w`` proportional to each source's mean Sobel magnitude."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sobel = _SobelPair(SOBEL, 1.0)
-
-    def forward(self, fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-        a, b, f = ir[:, :1].float(), vis[:, :1].float(), fused.float().clamp(0, 1)
-        with torch.no_grad():
-            ga, gb = self.sobel(a).abs().sum(0).mean(), self.sobel(b).abs().sum(0).mean()
-            wa = ga / (ga + gb + 1e-12)
-        ssim_a = piq.ssim(f, a.clamp(0, 1), data_range=1.0)
-        ssim_b = piq.ssim(f, b.clamp(0, 1), data_range=1.0)
-        return 1 - (wa * ssim_a + (1 - wa) * ssim_b)
-
-
-register_term("swinfusion_ssim", GradientWeightedSSIMLoss)

@@ -47,7 +47,6 @@ from torch import nn
 
 from baselines.common import check_pair
 from baselines.recipe import Phase, Recipe
-from losses.fusion import register_term
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -355,9 +354,6 @@ class GatingBalanceLoss(nn.Module):
         return aux["balance"].float()
 
 
-register_term("tcmoa_prompt", PromptLoss)
-register_term("tcmoa_balance", GatingBalanceLoss)
-
 TCMoA.recipe = Recipe(
     phases=(
         Phase("warmup", {"pixel": {"type": "mean_l1", "weight": 1.0}, "prompt": {"type": "tcmoa_prompt", "weight": 20.0},
@@ -376,5 +372,6 @@ TCMoA.recipe = Recipe(
     output_normalisation="clamp",
     notes="LLVIP training in the paper, 20 epochs with 2 warm-up epochs; the EMA of the release is not used. "
     "The cosine schedule to 1e-6 is replaced by a constant rate.",
+    terms={"tcmoa_prompt": PromptLoss, "tcmoa_balance": GatingBalanceLoss},
 )
 

@@ -24,8 +24,7 @@ from torch import nn
 
 from baselines.common import check_pair, conv
 from baselines.recipe import Phase, Recipe
-from losses.fusion import register_term
-from losses.gradient import SOBEL, _SobelPair
+from losses import Sobel
 
 
 class U2FusionAdaptiveLoss(nn.Module):
@@ -36,7 +35,7 @@ class U2FusionAdaptiveLoss(nn.Module):
         if temperature <= 0:
             raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
         self.mse_weight, self.temperature = mse_weight, temperature
-        self.sobel = _SobelPair(SOBEL, 1.0)
+        self.sobel = Sobel()
 
     def source_weights(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         """(N, 2) softmax weights of infrared and visible from their mean squared gradient."""
@@ -56,8 +55,6 @@ class U2FusionAdaptiveLoss(nn.Module):
             total = total + (s[:, i] * ((1 - ssim) + self.mse_weight * mse)).mean()
         return total
 
-
-register_term("u2fusion_adaptive", U2FusionAdaptiveLoss)
 
 
 class U2Fusion(nn.Module):
@@ -88,4 +85,5 @@ class U2Fusion(nn.Module):
         batch_size=18,
         output_normalisation="image_minmax",
         notes="VGG information weights replaced by gradient energy; gradient slot added for the arms.",
+        terms={"u2fusion_adaptive": U2FusionAdaptiveLoss},
     )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from benchmark.data import DataError, PairedDataset
+from benchmark.data import DataError, PairedDataset, data_root
 
 
 def _split_names(values: Sequence[str] | None) -> list[str] | None:
@@ -16,10 +17,21 @@ def _split_names(values: Sequence[str] | None) -> list[str] | None:
     return [name for value in values for name in value.split(",") if name]
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from benchmark.evaluate import evaluate_folders, format_means, write_csv
+def _dataset_folder(value: str) -> Path:
+    """``--dataset``: a folder as given, else a name under ``$FUSION_DATA`` (``VIFB``), as the runner resolves it."""
+    given = Path(value)
+    if given.is_dir() or given.is_absolute():
+        return given
+    under = data_root() / given
+    if under.is_dir():
+        return under
+    raise DataError(f"--dataset {value}: no such folder here or under FUSION_DATA={data_root()}")
 
-    dataset = PairedDataset(args.dataset, args.split)
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from benchmark.fuse import evaluate_folders, format_means, write_csv
+
+    dataset = PairedDataset(_dataset_folder(args.dataset), args.split)
     result = evaluate_folders(
         dataset, args.fused, _split_names(args.metrics), allow_missing=args.allow_missing, convention=args.convention
     )
@@ -47,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                    add_help=False)  # fmt: skip
 
     ev = sub.add_parser("evaluate", help="score folders of fused images against a paired dataset")
-    ev.add_argument("--dataset", required=True, help="dataset folder holding ir/ and vi/")
+    ev.add_argument("--dataset", required=True,
+                    help="dataset folder holding ir/ and vi/, or its name under $FUSION_DATA (e.g. VIFB)")  # fmt: skip
     ev.add_argument("--split", help="split file: one image file name per line")
     ev.add_argument(
         "--fused", required=True, action="append", help="folder of fused images (its name is the method name); repeatable"

@@ -3,18 +3,19 @@
 Every mistake stops before any training with a message that names the key
 path (``profiles.quick.losses[1]``) and the allowed values; a mistyped key gets
 a suggestion. ``--set key.path=value`` overrides any field (the value is read
-as YAML). :func:`load_config` returns a :class:`Config`; :meth:`Config.plan`
-expands a profile into :class:`RunSpec` objects, each with its resolved,
-hashable configuration.
+as YAML). :func:`load_config` returns a :class:`Config`; :func:`benchmark.plan.plan`
+expands a profile into runs.
+
+Loading is cheap: it validates every block's form, but imports no model class,
+builds no network and reads no dataset. A model is built and checked, and a
+dataset folder listed, when a planned run needs it, so a profile is never
+blocked by a model or a dataset it does not use.
 """
 
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
-import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ import yaml
 
 import baselines
 import losses
-from benchmark.data import DataError, PairedDataset, data_root
+from benchmark.data import DataError, PairedDataset, data_root, open_dataset
+from benchmark.registry import suggest
 from benchmark.synthetic import SyntheticDataset
 
 NORMALISATIONS = ("clamp", "image_minmax", "recipe")
@@ -34,9 +36,6 @@ class ConfigError(ValueError):
     """An invalid experiments file or override."""
 
 
-def _suggest(key: str, allowed: list[str]) -> str:
-    hint = difflib.get_close_matches(str(key), allowed, n=1)
-    return f" (did you mean '{hint[0]}'?)" if hint else ""
 
 
 def _check_keys(block: Any, allowed: list[str], path: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -44,7 +43,7 @@ def _check_keys(block: Any, allowed: list[str], path: str, required: tuple[str, 
         raise ConfigError(f"{path}: expected a mapping with keys {allowed}, got {block!r}")
     for key in block:
         if key not in allowed:
-            raise ConfigError(f"{path}.{key}: unknown key{_suggest(key, allowed)}; allowed: {', '.join(allowed)}")
+            raise ConfigError(f"{path}.{key}: unknown key{suggest(key, allowed)}; allowed: {', '.join(allowed)}")
     for key in required:
         if key not in block:
             raise ConfigError(f"{path}.{key}: missing; required keys: {', '.join(required)}")
@@ -56,17 +55,8 @@ def _name_list(value: Any, valid: list[str], path: str, what: str) -> list[str]:
         raise ConfigError(f"{path}: expected a non-empty list of {what} names, got {value!r}")
     for i, name in enumerate(value):
         if name not in valid:
-            raise ConfigError(f"{path}[{i}]: unknown {what} '{name}'{_suggest(name, valid)}; defined: {', '.join(valid)}")
+            raise ConfigError(f"{path}[{i}]: unknown {what} '{name}'{suggest(name, valid)}; defined: {', '.join(valid)}")
     return value
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.=,-]+", "-", text).strip("-")
-
-
-def run_id(model: str, arm: str, train: str, seed: int) -> str:
-    """The readable name of a run's directory: ``<model>__<arm>__<train>__s<seed>``."""
-    return "__".join([_slug(model), _slug(arm), _slug(train), f"s{seed}"])
 
 
 @dataclass
@@ -78,14 +68,20 @@ class DatasetDef:
     split: str | None = None
     synthetic: dict[str, Any] | None = None
 
-    def resolved(self) -> dict[str, Any]:
-        """JSON-able description used in run configs (absolute paths)."""
+    def source(self) -> dict[str, Any]:
+        """Where the images are read from: ``{"synthetic": {...}}`` or ``{"path": ..., "split": ...}`` (absolute)."""
         if self.synthetic is not None:
-            return {"synthetic": self.synthetic}
-        out = {"path": str(self.folder())}
-        if self.split:
-            out["split"] = str(self.split_file())
-        return out
+            return {"synthetic": dict(self.synthetic)}
+        split = self.split_file()
+        return {"path": str(self.folder().resolve()), "split": str(split.resolve()) if split else None}
+
+    def identity(self) -> dict[str, Any]:
+        """What the images are, independent of where they lie: the generator's settings, or the number of
+        pairs and a digest of their stems in order (reads the folder listing)."""
+        if self.synthetic is not None:
+            return {"synthetic": dict(self.synthetic)}
+        names = self.open().names()
+        return {"images": len(names), "stems_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]}
 
     def folder(self) -> Path:
         p = Path(self.path)
@@ -98,9 +94,7 @@ class DatasetDef:
         return p if p.is_absolute() else data_root() / p
 
     def open(self) -> PairedDataset | SyntheticDataset:
-        if self.synthetic is not None:
-            return SyntheticDataset(**self.synthetic, name=self.name)
-        return PairedDataset(self.folder(), self.split_file(), name=self.name)
+        return open_dataset(self.source(), self.name)
 
     def check(self, path: str) -> None:
         """Fail early if the folder or split file is missing."""
@@ -150,23 +144,6 @@ class Profile:
                 "grids": {arm: dict(zip(("models", "seeds", "test"), self.grid(arm))) for arm in self.arms}}  # fmt: skip
 
 
-@dataclass
-class RunSpec:
-    """One training run and its evaluation: readable id, resolved config, hash."""
-
-    run_id: str
-    model: str
-    arm: str
-    seed: int
-    config: dict[str, Any]
-    log_every: int = 10  # not part of the config hash: logging does not change results
-
-    @property
-    def config_hash(self) -> str:
-        text = json.dumps(self.config, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 PROFILE_KEYS = ["models", "losses", "ablations", "ablation_on", "seeds", "train", "test", "steps", "batch_size", "patch_size", "lr",
                 "device", "checkpoint_every", "log_every", "normalisation", "slurm"]  # fmt: skip
 TOP_KEYS = ["datasets", "models", "losses", "ablations", "profiles", "default_profile"]
@@ -178,46 +155,28 @@ class Config:
 
     raw: dict[str, Any]
     datasets: dict[str, DatasetDef]
-    models: dict[str, baselines.ModelSpec]
+    model_blocks: dict[str, dict[str, Any]]
     losses: dict[str, dict[str, Any]]
     ablations: dict[str, dict[str, dict[str, Any]]]  # ablation -> arm name -> loss block
     profiles: dict[str, Profile]
     default_profile: str
+    _models: dict[str, baselines.ModelSpec] = field(default_factory=dict, repr=False)
 
     def profile(self, name: str | None) -> Profile:
         name = name or self.default_profile
         if name not in self.profiles:
-            raise ConfigError(f"--profile: unknown profile '{name}'{_suggest(name, list(self.profiles))}; defined: {', '.join(self.profiles)}")
+            raise ConfigError(f"--profile: unknown profile '{name}'{suggest(name, list(self.profiles))}; defined: {', '.join(self.profiles)}")
         return self.profiles[name]
 
-    def plan(self, profile: Profile) -> list[RunSpec]:
-        """Expand models x arms x seeds into runs (data folders checked first)."""
-        for ds in [profile.train, *profile.test]:
-            self.datasets[ds].check(f"datasets.{ds}")
-        runs = []
-        for model in profile.models:
-            spec = self.models[model]
-            for arm, block in profile.arms.items():
-                models, seeds, tests = profile.grid(arm)
-                for seed in seeds if model in models else []:
-                    recipe = spec.recipe
-                    config = {
-                        "model": {"name": model, **copy.deepcopy(self.raw["models"][model])},
-                        "arm": {"name": arm, **block},
-                        "seed": seed,
-                        "train": {"name": profile.train, **self.datasets[profile.train].resolved()},
-                        "test": {t: self.datasets[t].resolved() for t in tests},
-                        "steps": profile.steps,
-                        "batch_size": profile.batch_size or recipe.batch_size,
-                        "patch_size": profile.patch_size or recipe.patch_size,
-                        "lr": profile.lr,
-                        "normalisation": recipe.output_normalisation if profile.normalisation == "recipe" else profile.normalisation,
-                        "checkpoint_every": profile.checkpoint_every,
-                    }
-                    if config["patch_size"] is None:
-                        raise ConfigError(f"profiles.{profile.name}.patch_size: model '{model}' trains on whole images; set a patch size")
-                    runs.append(RunSpec(run_id(model, arm, profile.train, seed), model, arm, seed, config, profile.log_every))
-        return runs
+    def model(self, name: str) -> baselines.ModelSpec:
+        """The resolved model (class imported, built once and checked on first use)."""
+        if name not in self._models:
+            try:
+                self._models[name] = baselines.from_spec(name, self.model_blocks[name])
+            except ValueError as exc:
+                message = str(exc)
+                raise ConfigError(message if message.startswith("models.") else f"models.{name}: {message}") from None
+        return self._models[name]
 
 
 def _parse_datasets(block: Any) -> dict[str, DatasetDef]:
@@ -246,7 +205,7 @@ def _parse_losses(block: Any) -> dict[str, dict[str, Any]]:
         if not isinstance(b, dict) or "type" not in b:
             raise ConfigError(f"{path}: expected a block with 'type' (one of {', '.join(losses.LOSSES)})")
         if b["type"] not in losses.LOSSES:
-            raise ConfigError(f"{path}.type: unknown gradient loss '{b['type']}'{_suggest(b['type'], list(losses.LOSSES))}; valid: {', '.join(losses.LOSSES)}")
+            raise ConfigError(f"{path}.type: unknown gradient loss '{b['type']}'{suggest(b['type'], list(losses.LOSSES))}; valid: {', '.join(losses.LOSSES)}")
         if "weight" in b:
             raise ConfigError(f"{path}.weight: a gradient arm has no weight (each model's recipe sets it)")
         _build_loss(b, path)
@@ -268,7 +227,7 @@ def _parse_ablations(block: Any, loss_arms: dict[str, dict[str, Any]]) -> dict[s
         path = f"ablations.{name}"
         _check_keys(b, ["base", "vary", "fixed"], path, required=("base", "vary"))
         if b["base"] not in loss_arms:
-            raise ConfigError(f"{path}.base: unknown loss arm '{b['base']}'{_suggest(b['base'], list(loss_arms))}; defined: {', '.join(loss_arms)}")
+            raise ConfigError(f"{path}.base: unknown loss arm '{b['base']}'{suggest(b['base'], list(loss_arms))}; defined: {', '.join(loss_arms)}")
         vary = b["vary"]
         if not isinstance(vary, dict) or len(vary) != 1:
             raise ConfigError(f"{path}.vary: expected one switch with a list of values, e.g. {{scales: [[1], [1, 0.5]]}}")
@@ -364,7 +323,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             if not isinstance(node, dict) or part not in node:
                 where = ".".join(parts[: i + 1])
                 options = list(node) if isinstance(node, dict) else []
-                raise ConfigError(f"--set {key}: '{where}' does not exist{_suggest(part, options)}")
+                raise ConfigError(f"--set {key}: '{where}' does not exist{suggest(part, options)}")
             node = node[part]
         if not isinstance(node, dict):
             raise ConfigError(f"--set {key}: '{'.'.join(parts[:-1])}' is not a mapping")
@@ -378,12 +337,11 @@ def parse_config(raw: dict[str, Any]) -> Config:
     datasets = _parse_datasets(raw["datasets"])
     if not isinstance(raw["models"], dict) or not raw["models"]:
         raise ConfigError(f"models: expected a mapping of model names to blocks, got {raw['models']!r}")
-    models = {}
     for name, block in raw["models"].items():
         if not isinstance(block, dict):
             raise ConfigError(f"models.{name}: expected a mapping with 'type' or 'class'")
         try:
-            models[name] = baselines.from_spec(name, block)
+            baselines.check_block(name, block)
         except ValueError as exc:
             message = str(exc)
             raise ConfigError(message if message.startswith("models.") else f"models.{name}: {message}") from None
@@ -392,8 +350,8 @@ def parse_config(raw: dict[str, Any]) -> Config:
     profiles = {name: _parse_profile(name, b, raw, arms, ablations) for name, b in raw["profiles"].items()}
     default = raw.get("default_profile", next(iter(profiles)))
     if default not in profiles:
-        raise ConfigError(f"default_profile: unknown profile '{default}'{_suggest(default, list(profiles))}")
-    return Config(raw, datasets, models, arms, ablations, profiles, default)
+        raise ConfigError(f"default_profile: unknown profile '{default}'{suggest(default, list(profiles))}")
+    return Config(raw, datasets, dict(raw["models"]), arms, ablations, profiles, default)
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:

@@ -14,9 +14,11 @@ the offending path.
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -232,3 +234,20 @@ class PairedDataset:
                 f"{pair.vi} is {vi.shape[1]}x{vi.shape[0]} (width x height); nothing is resized"
             )
         return Sample(pair.name, to_grey(ir), to_grey(vi), rgb_to_ycbcr(vi))
+
+
+def open_dataset(source: dict[str, Any], name: str) -> Any:
+    """A dataset from its description: ``{"synthetic": {...}}`` or ``{"path": folder, "split": file or None}``."""
+    if "synthetic" in source:
+        from benchmark.synthetic import SyntheticDataset
+
+        return SyntheticDataset(**source["synthetic"], name=name)
+    split = source.get("split")
+    return PairedDataset(Path(source["path"]), Path(split) if split else None, name=name)
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    """An 8-bit grey (H, W) or RGB (H, W, 3) array encoded as PNG."""
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()

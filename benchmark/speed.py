@@ -28,7 +28,8 @@ def _median_ms(samples: list[float]) -> float:
 
 def speed_metrics(args: argparse.Namespace) -> None:
     """Median milliseconds per image for the full metric set (fused = rounded mean of the sources)."""
-    from benchmark.metrics import METRICS, _as_image, _Images, evaluate
+    from benchmark.metrics import METRICS, evaluate, get_convention
+    from benchmark.metrics.core import as_images
 
     root = Path(args.dataset) if args.dataset else data_root() / "TNO"
     if not root.is_dir():
@@ -48,7 +49,7 @@ def speed_metrics(args: argparse.Namespace) -> None:
             t0 = time.perf_counter()
             evaluate(f, a, b)
             totals.append(time.perf_counter() - t0)
-            shared = _Images(_as_image(f, "fused"), _as_image(a, "ir"), _as_image(b, "vis"))
+            shared = get_convention().prepare(*as_images((f, "fused"), (a, "ir"), (b, "vis")))
             for name, info in METRICS.items():
                 t0 = time.perf_counter()
                 info.impl(shared)
@@ -166,7 +167,10 @@ def speed_train(args: argparse.Namespace) -> None:
     import torch
 
     from benchmark.config import load_config
-    from benchmark.runner import ROOT, RunDir, train_run
+    from benchmark.launch import ROOT
+    from benchmark.plan import plan
+    from benchmark.store import RunDir
+    from benchmark.train import train_run
 
     steps, model_name = max(args.repeat, 40), "pmgi"
     overrides = [f"profiles.smoke.models=[{model_name}]", "profiles.smoke.losses=[damgl]", f"profiles.smoke.steps={steps}",
@@ -174,8 +178,8 @@ def speed_train(args: argparse.Namespace) -> None:
                  "profiles.smoke.log_every=10", "datasets.synthetic_small.synthetic.height=96",
                  "datasets.synthetic_small.synthetic.width=96"]  # fmt: skip
     cfg = load_config(ROOT / "experiments.yaml", overrides)
-    run = cfg.plan(cfg.profile("smoke"))[0]
-    spec = cfg.models[model_name]
+    run = plan(cfg, cfg.profile("smoke"))[0]
+    spec = cfg.model(model_name)
 
     def bare() -> float:
         torch.manual_seed(0)

@@ -6,12 +6,12 @@ A recipe maps a part name to a block ``{type: ..., weight: ..., **kwargs}``::
      "gradient": {"type": "damgl", "weight": 10, "scales": [1, 0.5, 0.25]},
      "ssim": {"type": "ssim", "weight": 0.5}}
 
-The part called ``gradient`` is the slot the benchmark swaps:
-:meth:`FusionObjective.with_gradient` replaces its type and options and keeps
-its weight and every other part. Terms are called as ``term(fused, ir, vis)``;
-a term whose ``needs_aux`` is true also receives ``aux``, the dict of extra
-outputs a model returns (features, gating losses), so models can add their
-own terms (see :func:`register_term`).
+The part called ``gradient`` is the slot the benchmark swaps; the one way to
+fill it is :meth:`baselines.Recipe.objective`, which gives the arm the recipe's
+``gradient_weight``. Terms are called as ``term(fused, ir, vis)``; a term whose
+``needs_aux`` is true also receives ``aux``, the dict of extra outputs a model
+returns (features, gating losses). A model adds its own terms explicitly: its
+recipe lists them (``Recipe.terms``), and only its objectives see them.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import piq
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from benchmark.registry import Registry
 
 GRADIENT_SLOT = "gradient"
 
@@ -63,31 +65,37 @@ class SSIMLoss(nn.Module):
         return self.ir_weight * (1 - s_ir) + (1 - self.ir_weight) * (1 - s_vis)
 
 
-TERMS: dict[str, type[nn.Module]] = {"max_l1": MaxL1, "mean_l1": MeanL1, "ssim": SSIMLoss}
+TERMS: Registry[type[nn.Module]] = Registry("loss", {"max_l1": MaxL1, "mean_l1": MeanL1, "ssim": SSIMLoss})
 
 
-def register_term(name: str, cls: type[nn.Module]) -> type[nn.Module]:
-    """Make a model-specific term available to recipes under ``name``."""
-    from losses import LOSSES
-
-    if name in TERMS or name in LOSSES:
-        raise ValueError(f"term name '{name}' is already taken")
-    TERMS[name] = cls
-    return cls
+def build_from(registry: Registry[type[nn.Module]], name: str, kwargs: Mapping[str, Any]) -> nn.Module:
+    """Build ``name`` from ``registry``; an unknown name reads ``type: unknown loss 'x' ...``."""
+    try:
+        registry.get(name)
+    except ValueError as exc:
+        raise ValueError(f"type: {exc}") from None
+    return registry.build(name, **kwargs)
 
 
 class FusionObjective(nn.Module):
-    """Weighted sum of terms built from a recipe; returns ``(total, {part: weighted value})``."""
+    """Weighted sum of terms built from a recipe; returns ``(total, {part: weighted value})``.
 
-    def __init__(self, recipe: Mapping[str, Mapping[str, Any]]):
+    Args:
+        recipe: ``{part: {type, weight, **kwargs}}``.
+        terms: model-specific term classes by name, beside the gradient losses and :data:`TERMS`;
+            a name already taken is an error.
+    """
+
+    def __init__(self, recipe: Mapping[str, Mapping[str, Any]], terms: Mapping[str, type[nn.Module]] | None = None):
         super().__init__()
-        from losses import build
+        from losses import ALL
 
+        registry = ALL.extended(dict(terms or {}))
         if not recipe:
             raise ValueError("recipe: expected at least one term")
         self.recipe = copy.deepcopy(dict(recipe))
         self.weights: dict[str, float] = {}
-        terms = {}
+        modules = {}
         for part, block in self.recipe.items():
             if not isinstance(block, Mapping) or "type" not in block:
                 raise ValueError(f"recipe.{part}: expected a block with 'type' and 'weight', got {block!r}")
@@ -97,21 +105,11 @@ class FusionObjective(nn.Module):
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
                 raise ValueError(f"recipe.{part}.weight: expected a non-negative number, got {weight!r}")
             try:
-                terms[part] = build(kind, **options)
+                modules[part] = build_from(registry, kind, options)
             except ValueError as exc:
                 raise ValueError(f"recipe.{part}: {exc}") from None
             self.weights[part] = float(weight)
-        self.terms = nn.ModuleDict(terms)
-
-    def with_gradient(self, block: Mapping[str, Any]) -> FusionObjective:
-        """The same objective with the ``gradient`` part replaced by ``block`` (its weight kept)."""
-        if GRADIENT_SLOT not in self.recipe:
-            raise ValueError(f"this recipe has no '{GRADIENT_SLOT}' part to swap; parts: {list(self.recipe)}")
-        if "weight" in block:
-            raise ValueError("the gradient arm must not set 'weight': the recipe's gradient weight is kept")
-        recipe = copy.deepcopy(self.recipe)
-        recipe[GRADIENT_SLOT] = {**dict(block), "weight": self.recipe[GRADIENT_SLOT].get("weight", 1.0)}
-        return FusionObjective(recipe)
+        self.terms = nn.ModuleDict(modules)
 
     def forward(
         self, fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor, aux: Mapping[str, Any] | None = None

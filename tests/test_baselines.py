@@ -9,7 +9,7 @@ import torch
 
 import baselines
 from baselines import ModelSpec, from_spec
-from benchmark.training import Trainer
+from benchmark.train import Trainer
 
 COUNTS = {"seafusion": 166_657, "u2fusion": 659_217, "pmgi": 42_017, "densefuse_e2e": 74_193, "cddfuse": 1_188_272,
           "swinfusion": 965_251, "tcmoa": 443_666}  # fmt: skip  (tcmoa: the CPU-sized 'tiny')

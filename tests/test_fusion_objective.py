@@ -1,4 +1,4 @@
-"""Fusion objectives built from recipes, and swapping the gradient slot."""
+"""Fusion objectives built from recipes, swapping the gradient slot, and model-specific terms."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from baselines.recipe import Phase, Recipe
 from losses import FusionObjective, build
-from losses.fusion import TERMS, register_term
+from losses.fusion import TERMS
 
 SEAFUSION = {"intensity": {"type": "max_l1", "weight": 1}, "gradient": {"type": "magnitude", "weight": 10}}
 
@@ -28,8 +29,10 @@ def test_parts_are_weighted_terms() -> None:
 
 def test_swapping_gradient_keeps_weight_and_other_terms() -> None:
     f, a, b = batch(1)
-    base = FusionObjective(SEAFUSION)
-    swapped = base.with_gradient({"type": "damgl", "scales": [1, 0.5]})
+    recipe = Recipe((Phase("fusion", SEAFUSION), Phase("frozen", SEAFUSION, swap_gradient=False)), gradient_weight=10.0,
+                    optimizer={"type": "adam", "lr": 1e-3})  # fmt: skip
+    base = recipe.objective(0)
+    swapped = recipe.objective(0, {"type": "damgl", "scales": [1, 0.5]})
     assert swapped.recipe["gradient"] == {"type": "damgl", "scales": [1, 0.5], "weight": 10}
     assert swapped.recipe["intensity"] == base.recipe["intensity"]
     _, p_base = base(f, a, b)
@@ -38,9 +41,8 @@ def test_swapping_gradient_keeps_weight_and_other_terms() -> None:
     assert p_new["gradient"].item() == pytest.approx(10 * build("damgl", scales=[1, 0.5])(f, a, b).item())
     assert base.recipe["gradient"]["type"] == "magnitude"  # the original is untouched
     with pytest.raises(ValueError, match="must not set 'weight'"):
-        base.with_gradient({"type": "damgl", "weight": 1})
-    with pytest.raises(ValueError, match="no 'gradient' part to swap"):
-        FusionObjective({"intensity": {"type": "max_l1"}}).with_gradient({"type": "damgl"})
+        recipe.objective(0, {"type": "damgl", "weight": 1})
+    assert recipe.objective(1, {"type": "damgl"}).recipe == SEAFUSION  # a phase that keeps its own term
 
 
 def test_recipe_errors_name_the_part() -> None:
@@ -62,14 +64,13 @@ def test_model_specific_term_receives_aux() -> None:
             return aux["penalty"]
 
     name = "test_aux_penalty"
-    register_term(name, AuxPenalty)
-    try:
-        f, a, b = batch(2)
-        total, parts = FusionObjective({**SEAFUSION, "extra": {"type": name, "weight": 3}})(
-            f, a, b, {"penalty": torch.tensor(2.0)}
-        )
-        assert parts["extra"].item() == 6.0
-        with pytest.raises(ValueError, match="already taken"):
-            register_term("damgl", AuxPenalty)
-    finally:
-        TERMS.pop(name)
+    f, a, b = batch(2)
+    total, parts = FusionObjective({**SEAFUSION, "extra": {"type": name, "weight": 3}}, terms={name: AuxPenalty})(
+        f, a, b, {"penalty": torch.tensor(2.0)}
+    )
+    assert parts["extra"].item() == 6.0
+    assert name not in TERMS  # registered for that objective only, not globally
+    with pytest.raises(ValueError, match="already taken"):
+        FusionObjective(SEAFUSION, terms={"damgl": AuxPenalty})
+    with pytest.raises(ValueError, match=f"recipe.extra: type: unknown loss '{name}'"):
+        FusionObjective({**SEAFUSION, "extra": {"type": name, "weight": 3}})

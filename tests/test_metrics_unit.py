@@ -72,7 +72,8 @@ def test_public_functions_match_evaluate() -> None:
     f, a, b = rng.integers(0, 256, (3, 40, 44)).astype(np.float64)
     all_values = M.evaluate(f, a, b)
     for name, info in M.METRICS.items():
-        single = info.fn(f) if not info.needs_sources else info.fn(f, a, b)
+        fn = M.get_convention().function(name)
+        single = fn(f) if not info.needs_sources else fn(f, a, b)
         assert single == all_values[name] or (math.isnan(single) and math.isnan(all_values[name]))
 
 

@@ -12,8 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark import plots, reports
+from benchmark import reports
+from benchmark.reports import figures as plots
+from benchmark.reports import stats, tables
 from benchmark.runner import main as run_main
+from benchmark.store import StoreError, load_study
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments.yaml"
 
@@ -21,15 +24,15 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments.yaml"
 def test_paired_statistics_by_hand() -> None:
     base = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
     arm = base + np.array([0.1, 0.2, 0.3, 0.4, 0.5])  # all five differences positive, distinct ranks
-    out = reports.paired(arm, base, higher_is_better=True)
+    out = stats.paired(arm, base, higher_is_better=True)
     assert out["change_pct"] == pytest.approx(0.3 / 3.0 * 100)
     assert out["win_rate"] == 1.0 and out["pairs"] == 5
     assert out["p_value"] == pytest.approx(2 / 2**5)  # exact two-sided signed-rank test: 2 of 32 sign patterns
-    lower = reports.paired(arm, base, higher_is_better=False)  # for MSE-like metrics the same data is a loss
+    lower = stats.paired(arm, base, higher_is_better=False)  # for MSE-like metrics the same data is a loss
     assert lower["win_rate"] == 0.0 and lower["p_value"] == pytest.approx(0.0625)
-    ties = reports.paired(np.array([1.0, 2.0, np.nan, 4.0]), np.array([1.0, 1.0, 3.0, 5.0]), True)
+    ties = stats.paired(np.array([1.0, 2.0, np.nan, 4.0]), np.array([1.0, 1.0, 3.0, 5.0]), True)
     assert ties["pairs"] == 3 and ties["win_rate"] == pytest.approx((0.5 + 1 + 0) / 3)  # NaN pair dropped, tie half
-    same = reports.paired(base, base, True)
+    same = stats.paired(base, base, True)
     assert same["p_value"] == 1.0 and same["change_pct"] == 0.0
 
 
@@ -38,7 +41,7 @@ def test_seed_means_then_spread_over_seeds_with_nan_counted() -> None:
     for seed, values in ((0, [1.0, 3.0]), (1, [2.0, np.nan]), (2, [4.0, 6.0])):
         for image, v in zip(("a", "b"), values):
             rows.append({"model": "m", "arm": "x", "seed": seed, "test": "t", "image": image, "EN": v})
-    out = reports.summarise_arms(pd.DataFrame(rows), ["EN"]).iloc[0]
+    out = stats.summarise_arms(pd.DataFrame(rows), ["EN"]).iloc[0]
     per_seed = [2.0, 2.0, 5.0]  # seed 1's mean excludes its NaN
     assert out["EN_mean"] == pytest.approx(np.mean(per_seed))
     assert out["EN_std"] == pytest.approx(np.std(per_seed, ddof=1))
@@ -46,9 +49,9 @@ def test_seed_means_then_spread_over_seeds_with_nan_counted() -> None:
 
 
 def test_ranks_follow_the_metric_direction_and_ties() -> None:
-    assert reports.ranks([1.0, 3.0, 2.0], higher_is_better=True) == [2, 0, 1]
-    assert reports.ranks([1.0, 3.0, 2.0], higher_is_better=False) == [0, 2, 1]
-    assert reports.ranks([2.0, 2.0, math.nan], True) == [0, 0, 3]  # NaN below every mark
+    assert stats.ranks([1.0, 3.0, 2.0], higher_is_better=True) == [2, 0, 1]
+    assert stats.ranks([1.0, 3.0, 2.0], higher_is_better=False) == [0, 2, 1]
+    assert stats.ranks([2.0, 2.0, math.nan], True) == [0, 0, 3]  # NaN below every mark
 
 
 def summary_frame() -> pd.DataFrame:
@@ -62,7 +65,7 @@ def summary_frame() -> pd.DataFrame:
 
 
 def test_main_table_marks_best_bold_and_second_underlined_per_model_block() -> None:
-    table = reports.main_table(summary_frame(), ["EN", "MSE"], "T")
+    table = tables.main_table(summary_frame(), ["EN", "MSE"], "T")
     assert table.header == ["model", "arm", "seeds", "EN ↑", "MSE ↓"]
     md = table.markdown().splitlines()
     assert "| m1 | magnitude | 3 | 6.000 ± 0.100 | <u>10.0 ± 1.0</u> |" in md  # EN third; MSE second lowest
@@ -74,7 +77,7 @@ def test_main_table_marks_best_bold_and_second_underlined_per_model_block() -> N
     assert r"\textbf{7.000 $\pm$ 0.100}" in tex and r"\underline{6.500 $\pm$ 0.100}" in tex
     assert r"EN $\uparrow$" in tex and r"MSE $\downarrow$" in tex and r"axis\_max" in tex
     assert tex.count(r"\midrule") == 2  # after the header and between the two model blocks
-    one_seed = reports.main_table(summary_frame().assign(seeds=1), ["EN"], "T").markdown()
+    one_seed = tables.main_table(summary_frame().assign(seeds=1), ["EN"], "T").markdown()
     assert "| m1 | damgl | 1 | **7.000** |" in one_seed and "one seed: the mean alone" in one_seed
 
 
@@ -127,7 +130,7 @@ def test_report_writes_tables_summary_and_figures(smoke_study: Path) -> None:
 
 
 def test_figures_have_the_expected_panels(smoke_study: Path) -> None:
-    study = reports.load_study(smoke_study)
+    study = load_study(smoke_study)
     arms = ["magnitude", "damgl"]
     assert len(plots.change_figure(study, "synthetic_small_test", arms).axes) == 1  # one panel per model
     images = plots.collect_examples(study, "tiny", "synthetic_small_test", arms)
@@ -164,7 +167,7 @@ def test_rerun_regenerates_tables_byte_for_byte_without_runs_images(smoke_study:
 
 
 def test_report_errors_name_the_folder(tmp_path: Path) -> None:
-    with pytest.raises(reports.ReportError, match=r"study.json: not found"):
+    with pytest.raises(StoreError, match=r"study.json: not found"):
         reports.build_report(tmp_path)
     assert subprocess.run(["python", "-m", "benchmark", "report", "--results", str(tmp_path)],
                           capture_output=True, text=True).returncode == 2  # fmt: skip

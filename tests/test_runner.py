@@ -10,10 +10,18 @@ import pytest
 import torch
 import yaml
 
-from benchmark import runner
+import pandas as pd
+
+from benchmark import launch
 from benchmark.config import ConfigError, load_config
-from benchmark.runner import RunDir, RunLock, execute, main
-from benchmark.training import Trainer
+from benchmark.launch import execute
+from benchmark.metrics import metric_names
+from benchmark.plan import plan
+from benchmark.reports import format_summary
+from benchmark.runner import main
+from benchmark.store import ResultsFolder, RunDir, RunLock, Study
+from benchmark.train import Trainer
+from tests.conftest import need, real_data
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments.yaml"
@@ -55,9 +63,13 @@ def test_smoke_profile_writes_complete_runs(smoke_results: Path) -> None:
 
 
 def test_summary_counts_and_flags_nan_values() -> None:
-    row = {"run_id": "m__a__t__s0", "model": "m", "arm": "a", "seed": 0, "test": "t", "nan_values": "CC:2"}
-    row |= {n: 1.0 for n in runner.metric_names()} | {"CC": 0.5}
-    text = runner.format_summary([row, {**row, "run_id": "m__a__t__s1", "seed": 1, "nan_values": "", "CC": 0.7}])
+    rows = []
+    for seed, cc in ((0, [0.5, float("nan"), float("nan")]), (1, [0.7, 0.7, 0.7])):
+        for image, value in zip("abc", cc):
+            rows.append({"run_id": f"m__a__t__s{seed}", "model": "m", "arm": "a", "seed": seed, "test": "t",
+                         "image": image, **{n: 1.0 for n in metric_names()}, "CC": value})  # fmt: skip
+    spec = {"arms": {"a": {}}, "grids": {"a": {"models": ["m"], "seeds": [0, 1], "test": ["t"]}}}
+    text = format_summary(Study(ResultsFolder("unused"), spec, pd.DataFrame(rows), {}))
     header, line = text.splitlines()[:2]
     assert line.split()[header.split().index("CC")] == "0.60*" and line.split()[header.split().index("SCD")] == "1.00"
     assert "* m__a__t__s0 on t: NaN values excluded from the means (CC:2)" in text
@@ -105,7 +117,7 @@ def test_changed_config_is_never_reused(smoke_results: Path, tmp_path: Path, cap
 
 def test_lock_keeps_a_second_process_off(tmp_path: Path) -> None:
     cfg = load_config(EXPERIMENTS)
-    run = cfg.plan(cfg.profile("smoke"))[0]
+    run = plan(cfg, cfg.profile("smoke"))[0]
     run_dir = RunDir(tmp_path / "runs" / run.run_id)
     run_dir.root.mkdir(parents=True)
     holder = RunLock(run_dir.lock)
@@ -210,7 +222,7 @@ def test_ablation_arms_and_run_ids() -> None:
                           "scales:scales=1.0,0.5,0.25,0.125"]  # fmt: skip
     assert cfg.ablations["axis"]["axis:axis=magnitude"] == {"type": "damgl", "scales": [1.0, 0.5, 0.25], "sign": False,
                                                             "axis": "magnitude"}  # fmt: skip
-    runs = cfg.plan(cfg.profile("smoke"))
+    runs = plan(cfg, cfg.profile("smoke"))
     assert [r.run_id for r in runs] == ["tiny__magnitude__synthetic_small__s0", "tiny__damgl__synthetic_small__s0"]
     assert runs[0].config_hash != runs[1].config_hash and len(runs[0].config_hash) == 16
 
@@ -221,15 +233,16 @@ def test_parallel_workers_and_submitit_local_executor(smoke_results: Path, tmp_p
     submitit = pytest.importorskip("submitit")
     cfg = load_config(EXPERIMENTS)
     profile = cfg.profile("smoke")
-    runs = cfg.plan(profile)
+    runs = plan(cfg, profile)
     executor = submitit.LocalExecutor(folder=str(tmp_path / "jobs"))
     results = tmp_path / "s" / "smoke"
-    outcomes = runner.launch_slurm(runs, profile, str(EXPERIMENTS), results, "cpu", [], executor=executor)
+    outcomes = launch.launch_slurm(runs, profile, str(EXPERIMENTS), results, "cpu", [], executor=executor)
     assert [o.status for o in outcomes] == ["trained", "trained"]
     assert metrics_of(tmp_path / "s") == metrics_of(smoke_results)
 
 
 def test_ablation_arms_reuse_equal_runs_and_use_their_grid() -> None:
+    need(real_data() / "RoadScene")  # planning real-cpu lists its datasets
     cfg = load_config(EXPERIMENTS)
     profile = cfg.profile("real-cpu")
     assert profile.ablation_arms["scales"]["1.0,0.5,0.25"] == "damgl"  # same loss as the main DAMGL arm
@@ -237,7 +250,7 @@ def test_ablation_arms_reuse_equal_runs_and_use_their_grid() -> None:
     assert profile.ablation_arms["axis"]["xy"] == "sign:sign=false"  # axis: xy is the default, so the same loss
     assert profile.grid("sign:sign=false") == (["seafusion"], [0], ["roadscene_test"])
     assert profile.grid("damgl") == (["seafusion", "pmgi", "densefuse"], [0, 1, 2], ["roadscene_test", "tno", "vifb"])
-    runs = cfg.plan(profile)
+    runs = plan(cfg, profile)
     ablation_only = [r for r in runs if r.arm not in profile.loss_arms]
     assert len(runs) == 3 * 4 * 3 + len(ablation_only) and len(ablation_only) == 5
     assert {r.model for r in ablation_only} == {"seafusion"}

@@ -7,7 +7,7 @@ import pytest
 
 from benchmark.data import DataError
 from benchmark.synthetic import SyntheticDataset, make_pair
-from benchmark.training import PatchSampler, lr_factor
+from benchmark.train import PatchSampler, lr_factor
 
 
 def test_synthetic_pairs_are_deterministic_and_have_opposite_polarity_edges() -> None:

@@ -18,20 +18,19 @@ repository alone. Figures carry no timestamps.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import torch  # noqa: E402
 
+from benchmark.data import DataError, open_dataset, png_bytes  # noqa: E402
 from benchmark.metrics import METRICS  # noqa: E402
-from benchmark.reports import paired_images  # noqa: E402
-
-if TYPE_CHECKING:
-    from benchmark.reports import Study
+from benchmark.reports.stats import BASE_ARM, paired_images, study_metrics  # noqa: E402
+from losses import Sobel  # noqa: E402
+from benchmark.store import Study, atomic_write_bytes, dataset_source, read_image_array  # noqa: E402
 
 
 def fused_example(image: str, model: str, arm: str) -> str:
@@ -73,11 +72,11 @@ def bootstrap_change(arm: np.ndarray, base: np.ndarray, rounds: int = BOOTSTRAP,
     return float((a.mean() - b.mean()) / abs(b.mean()) * 100), float(lo), float(hi)
 
 
-def change_figure(study: Study, test: str, arms: list[str], base: str = "magnitude") -> plt.Figure | None:
+def change_figure(study: Study, test: str, arms: list[str], base: str = BASE_ARM) -> plt.Figure | None:
     values = study.values[(study.values.test == test) & study.values.arm.isin(arms)]
     models = list(dict.fromkeys(values.model))
     others = [a for a in arms if a != base]
-    metrics = [m for m in study.metrics if m != "MSE"]  # MSE mirrors PSNR and CC; kept in the tables
+    metrics = [m for m in study_metrics(study) if m != "MSE"]  # MSE mirrors PSNR and CC; kept in the tables
     if base not in set(values.arm) or not others:
         return None
     fig, axes = plt.subplots(1, len(models), figsize=(2.4 * len(models) + 0.6, 3.2), sharey=True, squeeze=False)
@@ -139,45 +138,37 @@ def training_figure(study: Study, arms: list[str]) -> plt.Figure | None:
 
 def collect_examples(study: Study, model: str, test: str, arms: list[str]) -> list[str]:
     """Copy sources and seed-0 fused images of the first :data:`EXAMPLES` images into ``examples/`` (once)."""
-    from benchmark.config import DatasetDef
-    from benchmark.data import PairedDataset
-
     images = sorted(set(study.values.loc[(study.values.test == test) & (study.values.model == model), "image"]))[:EXAMPLES]
-    folder = study.root / "examples" / test
+    folder = study.folder
     run = next((r for r in study.runs.values() if r["config"]["model"]["name"] == model and test in r["config"]["test"]), None)
     for image in images:
-        if not (folder / f"{image}_ir.png").is_file() and run is not None:
-            spec = run["config"]["test"][test]
-            if "synthetic" in spec or Path(spec["path"]).is_dir():  # recorded paths are as the run saw them
-                split = Path(spec["split"]) if spec.get("split") else None
-                ds = DatasetDef(test, synthetic=spec["synthetic"]).open() if "synthetic" in spec else PairedDataset(
-                    Path(spec["path"]), split)  # fmt: skip
-                sample = next(s for s in (ds[i] for i in range(len(ds))) if s.name == image)
-                folder.mkdir(parents=True, exist_ok=True)
-                for kind, grey in (("ir", sample.ir_grey), ("vi", sample.vi_grey)):
-                    Image.fromarray(np.round(grey).astype(np.uint8)).save(folder / f"{image}_{kind}.png")
+        if not folder.example(test, f"{image}_ir").is_file() and run is not None:
+            try:  # recorded paths are as the run saw them
+                dataset = open_dataset(dataset_source(run["config"], test), test)
+            except DataError:
+                continue
+            sample = next(s for s in (dataset[i] for i in range(len(dataset))) if s.name == image)
+            for kind, grey in (("ir", sample.ir_grey), ("vi", sample.vi_grey)):
+                atomic_write_bytes(folder.example(test, f"{image}_{kind}"), png_bytes(np.round(grey).astype(np.uint8)))
         for arm in arms:
-            target = folder / f"{fused_example(image, model, arm)}.png"
+            target = folder.example(test, fused_example(image, model, arm))
             mine = [(r["config"]["seed"], rid) for rid, r in study.runs.items()
                     if r["config"]["model"]["name"] == model and r["config"]["arm"]["name"] == arm]  # fmt: skip
-            source = study.root / "runs" / min(mine)[1] / "fused" / test / f"{image}.png" if mine else None
+            source = folder.run(min(mine)[1]).fused(test, image) if mine else None
             if not target.is_file() and source is not None and source.is_file():
-                folder.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(source.read_bytes())
-    return [i for i in images if (folder / f"{i}_ir.png").is_file()]
+                atomic_write_bytes(target, source.read_bytes())
+    return [i for i in images if folder.example(test, f"{i}_ir").is_file()]
 
 
 def _example(study: Study, test: str, name: str) -> np.ndarray | None:
-    path = study.root / "examples" / test / f"{name}.png"
-    return np.asarray(Image.open(path), dtype=np.float64) / 255 if path.is_file() else None
+    path = study.folder.example(test, name)
+    return read_image_array(path) if path.is_file() else None
 
 
 def sobel(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sobel ``gx, gy`` with zero padding (x: rightwards, y: downwards)."""
-    p = np.pad(x, 1)
-    gx = (p[:-2, 2:] + 2 * p[1:-1, 2:] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[1:-1, :-2] + p[2:, :-2])
-    gy = (p[2:, :-2] + 2 * p[2:, 1:-1] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[:-2, 1:-1] + p[:-2, 2:])
-    return gx, gy
+    """Sobel ``gx, gy`` of a 2-D image with zero padding (x: rightwards, y: downwards), float64."""
+    g = Sobel()(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))[None, None])
+    return g[0, 0, 0].numpy(), g[1, 0, 0].numpy()
 
 
 def direction_error(fused: np.ndarray, ir: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -267,7 +258,7 @@ def direction_figure(study: Study, model: str, test: str, arms: list[str], image
 
 def make_figures(study: Study) -> list[Path]:
     """Draw every figure the stored values allow; returns the files written."""
-    folder = study.root / "figures"
+    folder = study.folder.figures
     arms = [a for a in study.spec["loss_arms"] if a in set(study.values.arm)]
     written: list[Path] = []
     tests = study.tests(arms)

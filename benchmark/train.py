@@ -1,25 +1,34 @@
-"""One training loop for every model: the model's recipe drives it, the gradient arm fills its slot.
+"""The train stage: one training loop for every model; the recipe drives it, the gradient arm fills its slot.
 
 :class:`PatchSampler` draws random patches with flips from training pairs;
 :class:`Trainer` runs the recipe's phases over a step budget, seeded and
 deterministic on the CPU, with bf16 autocast and channels-last on CUDA, and
 can save and restore its whole state so that a resumed run equals an
-uninterrupted one.
+uninterrupted one. :func:`train_run` trains one planned run with its log and
+checkpoints in the run store.
 """
 
 from __future__ import annotations
 
+import io
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from baselines.recipe import Recipe
 from benchmark.data import DataError
+from benchmark.store import RunDir
+
+if TYPE_CHECKING:
+    from benchmark.config import Config
+    from benchmark.plan import RunSpec
 
 
 class NonFiniteLoss(RuntimeError):
@@ -205,3 +214,55 @@ class Trainer:
         self.step = int(state["step"])
         sampler.load_state(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
+
+
+def load_training_images(dataset: Any) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, ir, vis_y) float32 arrays in [0, 1] for every training pair."""
+    out = []
+    for i in range(len(dataset)):
+        s = dataset[i]
+        out.append((s.name, s.ir_unit, s.vi_ycbcr[0]))
+    return out
+
+
+def train_run(run: RunSpec, cfg: Config, run_dir: RunDir, device: str, progress: bool = True) -> tuple[Trainer, str | None]:
+    """Train (or resume) one run with logging and checkpoints; returns the trainer and an error for a NaN loss."""
+    c = run.config
+    spec = cfg.model(run.model)
+    torch.manual_seed(run.seed)
+    np.random.seed(run.seed)
+    model = spec.build()
+    gradient = {k: v for k, v in c["arm"].items() if k != "name"}
+    trainer = Trainer(model, spec.recipe, gradient, c["steps"], device=device, lr=c["lr"])
+    sampler = PatchSampler(load_training_images(cfg.datasets[c["train"]["name"]].open()), c["patch_size"],
+                           c["batch_size"], seed=run.seed)  # fmt: skip
+    parts = list(dict.fromkeys(p for objective in trainer.objectives for p in objective.terms))
+    rows: list[list[str]] = []
+    if run_dir.ckpt.is_file():
+        trainer.load_state_dict(torch.load(run_dir.ckpt, weights_only=False), sampler)
+        rows = run_dir.read_log(trainer.step)
+
+    bar = tqdm(total=c["steps"], initial=trainer.step, desc=run.run_id, unit="step", disable=not progress, leave=False)
+    started = time.perf_counter()
+
+    def on_step(log: StepLog) -> None:
+        bar.update()
+        if log.step % run.log_every == 0 or log.step == c["steps"]:
+            rows.append([str(log.step), log.phase, repr(log.lr), repr(log.loss),
+                         *(repr(log.parts.get(p, float("nan"))) for p in parts),
+                         f"{time.perf_counter() - started:.3f}"])  # fmt: skip
+            bar.set_postfix({"loss": f"{log.loss:.4f}", **{p: f"{v:.3f}" for p, v in log.parts.items()}})
+        if log.step % c["checkpoint_every"] == 0 or log.step == c["steps"]:
+            buffer = io.BytesIO()
+            torch.save(trainer.state_dict(sampler), buffer)
+            run_dir.save_checkpoint(buffer.getvalue())
+            run_dir.write_log(parts, rows)
+
+    try:
+        trainer.run(sampler, on_step=on_step)
+    except NonFiniteLoss as exc:
+        run_dir.write_log(parts, rows)
+        return trainer, str(exc)
+    finally:
+        bar.close()
+    return trainer, None

@@ -1,65 +1,25 @@
-"""Infrared-visible fusion metrics under the ``cddfuse`` convention.
+"""The ``cddfuse`` convention: the Python evaluator shipped with CDDFuse, which published tables use.
 
-Every metric is a pure function of 2-D grey images (NumPy arrays or torch
-tensors, any real dtype) holding grey levels 0..255, returning a Python float.
-``f`` is the fused image, ``a`` the infrared and ``b`` the visible source.
-Formulas and quirks follow ``specs/metrics.md`` (the Python evaluator shipped
-with CDDFuse, with scikit-image's old float SSIM), which is what published
-tables use.
-
-Arithmetic is float64, as the reference's VIF and MI were, except SSIM, which
-reproduces the reference's own float32 arithmetic (scikit-image keeps float32
-input in float32). The loops run compiled (:mod:`benchmark._kernels`) on the
+Formulas and quirks are described in ``docs/metrics.md``. Arithmetic is
+float64, as the reference's VIF and MI were, except SSIM, which reproduces the
+reference's own float32 arithmetic (old scikit-image keeps float32 input in
+float32). The loops run compiled (:mod:`benchmark.metrics._kernels`) on the
 CPU; sums are formed per row and added in a fixed order, so values do not
 depend on the thread count.
 
-Use :func:`evaluate` for several metrics at once; :data:`METRICS` holds each
-metric's metadata.
+Grey levels: colour files become ``round(0.299 R + 0.587 G + 0.114 B)`` (half
+to even) before scoring (:func:`benchmark.data.to_grey`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
 
 import numpy as np
 
-from benchmark import _kernels as K
-
-ArrayLike = Any  # np.ndarray or torch.Tensor, 2-D
-
-
-def _as_image(x: ArrayLike, name: str) -> np.ndarray:
-    """Return ``x`` as a C-contiguous float64 2-D array, checking shape and range."""
-    if hasattr(x, "detach"):  # torch.Tensor, without importing torch here
-        x = x.detach().cpu().numpy()
-    arr = np.ascontiguousarray(x, dtype=np.float64)
-    if arr.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D grey image, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"{name}: image is empty")
-    lo, hi = float(arr.min()), float(arr.max())
-    if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 0 or hi > 255:
-        raise ValueError(f"{name}: grey levels must be finite and within 0..255, got {lo}..{hi}")
-    return arr
-
-
-def _images(*pairs: tuple[ArrayLike, str]) -> list[np.ndarray]:
-    """Convert several images, requiring equal shapes."""
-    out = [_as_image(x, name) for x, name in pairs]
-    if len({t.shape for t in out}) > 1:
-        shapes = ", ".join(f"{n}={t.shape}" for t, (_, n) in zip(out, pairs))
-        raise ValueError(f"images differ in shape: {shapes}")
-    return out
-
-
-def _ratio(num: float, den: float) -> float:
-    """``num / den`` with IEEE semantics (0/0 is NaN), as NumPy float division gives."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return float(np.float64(num) / np.float64(den))
+from benchmark.metrics import _kernels as K
+from benchmark.metrics.core import Convention, MetricInfo, ratio as _ratio
 
 
 class _Images:
@@ -219,49 +179,7 @@ def _ssim(x: _Images) -> float:
     return float((rows.sum(axis=1) / n).sum())
 
 
-# ------------------------------------------------------------------ registry
-
-
-def _public(impl: Callable[..., float], needs_sources: bool) -> Callable[..., float]:
-    """Wrap an implementation into the public function: validate, convert, call."""
-
-    if needs_sources:
-
-        def fn(f: ArrayLike, a: ArrayLike, b: ArrayLike) -> float:
-            return impl(_Images(*_images((f, "fused"), (a, "ir"), (b, "vis"))))
-
-    else:
-
-        def fn(f: ArrayLike) -> float:
-            return impl(_Images(_as_image(f, "fused")))
-
-    fn.__name__ = fn.__qualname__ = impl.__name__.lstrip("_")
-    fn.__doc__ = impl.__doc__
-    return fn
-
-
-@dataclass(frozen=True)
-class MetricInfo:
-    """A metric and its metadata.
-
-    Attributes:
-        name: the column name used in tables.
-        impl: the implementation, taking the validated images of one evaluation.
-        higher_is_better: direction of improvement.
-        needs_sources: whether the metric takes the infrared and visible sources.
-        definition: one line, for tables and ``--help``.
-    """
-
-    name: str
-    impl: Callable[..., float]
-    higher_is_better: bool
-    needs_sources: bool
-    definition: str
-
-    @property
-    def fn(self) -> Callable[..., float]:
-        """The public function (NumPy array or torch tensor input, validated)."""
-        return _public(self.impl, self.needs_sources)
+# ------------------------------------------------------------------ the table
 
 
 METRICS: dict[str, MetricInfo] = {
@@ -282,56 +200,9 @@ METRICS: dict[str, MetricInfo] = {
     )
 }
 
-en, sd, sf, ag = (METRICS[n].fn for n in ("EN", "SD", "SF", "AG"))
-mi, scd, vif, qabf, ssim, cc, psnr, mse = (
-    METRICS[n].fn for n in ("MI", "SCD", "VIF", "Qabf", "SSIM", "CC", "PSNR", "MSE")
+CONVENTION = Convention(
+    "cddfuse",
+    "the Python evaluator of CDDFuse-era tables: MATLAB-derived formulas, old scikit-image float SSIM",
+    METRICS,
+    _Images,
 )
-
-CONVENTIONS: dict[str, dict[str, MetricInfo]] = {"cddfuse": METRICS}
-
-
-def _convention(convention: str) -> dict[str, MetricInfo]:
-    if convention not in CONVENTIONS:
-        raise ValueError(f"unknown metric convention '{convention}'; valid: {', '.join(CONVENTIONS)}")
-    return CONVENTIONS[convention]
-
-
-def metric_names(convention: str = "cddfuse") -> list[str]:
-    """Metric names of a convention, in table order."""
-    return list(_convention(convention))
-
-
-def resolve_metrics(metrics: Iterable[str] | None = None, convention: str = "cddfuse") -> list[MetricInfo]:
-    """Look up metric names (case-insensitive); ``None`` means all, in table order."""
-    table = _convention(convention)
-    if metrics is None:
-        return list(table.values())
-    by_lower = {k.lower(): v for k, v in table.items()}
-    unknown = [n for n in metrics if n.lower() not in by_lower]
-    if unknown:
-        raise ValueError(f"unknown metric(s) {unknown}; valid: {', '.join(table)}")
-    return [by_lower[n.lower()] for n in metrics]
-
-
-def evaluate(
-    fused: ArrayLike,
-    ir: ArrayLike,
-    vis: ArrayLike,
-    metrics: Iterable[str] | None = None,
-    convention: str = "cddfuse",
-) -> dict[str, float]:
-    """Score one fused image against its sources.
-
-    Args:
-        fused: fused grey image, 2-D, levels 0..255.
-        ir: infrared grey image, same shape.
-        vis: visible grey image, same shape.
-        metrics: names to compute (case-insensitive); all when ``None``.
-        convention: metric convention; only ``cddfuse`` exists.
-
-    Returns:
-        ``{name: value}`` in the requested (or table) order; NaN where the convention yields NaN.
-    """
-    chosen = resolve_metrics(metrics, convention)
-    images = _Images(*_images((fused, "fused"), (ir, "ir"), (vis, "vis")))
-    return {m.name: m.impl(images) for m in chosen}

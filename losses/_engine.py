@@ -1,4 +1,4 @@
-"""Gradient losses compared by the benchmark (``specs/losses.md``).
+"""The fast engine behind the gradient losses (private: :mod:`losses.reference` states what they compute).
 
 Every loss is an ``nn.Module`` called as ``loss(fused, ir, vis)`` on
 ``(N, 1, H, W)`` tensors in [0, 1] (``vis`` may carry more channels: its first
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Kernels as (smoothing weights, sign of the y kernel); see _SobelPair.
+# Kernels as (smoothing weights, sign of the y kernel); see Sobel.
 # Sobel Kx = [[-1,0,1],[-2,0,2],[-1,0,1]]; Ky = [[-1,-2,-1],[0,0,0],[1,2,1]] (y_sign +1, DAMGL,
 # axis_max) or its negative (y_sign -1, SeAFusion's magnitude term, where the sign cancels).
 SOBEL = (1.0, 2.0, 1.0)
@@ -111,8 +111,12 @@ class _Canvas:
         return self.sizes[k][0] * self.sizes[k][1]
 
 
-class _SobelPair(nn.Module):
+class Sobel(nn.Module):
     """A separable 3x3 gradient on both axes, and L1 losses on it with a hand-written backward pass.
+
+    The one Sobel helper of the project (exported as ``losses.Sobel``): ``Sobel()(x)`` gives
+    ``[gx, gy]`` of ``(.., H, W)`` images with zero padding, ``gx`` rightwards and ``gy``
+    downwards; ``Sobel(padding="replicate")`` pads by edge copies.
 
     ``gx`` correlates with ``outer(smooth, [-1, 0, 1])`` and ``gy`` with
     ``y_sign * outer([-1, 0, 1], smooth)``: Sobel is ``smooth = (1, 2, 1)``,
@@ -123,7 +127,7 @@ class _SobelPair(nn.Module):
     On a CPU this costs a fraction of a one-channel convolution.
     """
 
-    def __init__(self, smooth: Sequence[float], y_sign: float, padding: str = "zeros"):
+    def __init__(self, smooth: Sequence[float] = (1.0, 2.0, 1.0), y_sign: float = 1.0, padding: str = "zeros"):
         super().__init__()
         if padding not in PADDINGS:
             raise ValueError(f"padding: '{padding}' is not one of {list(PADDINGS)}")
@@ -215,7 +219,7 @@ class _SobelPair(nn.Module):
 
 
 def _mapped(g: torch.Tensor, mode: str) -> torch.Tensor:
-    """The map of stacked gradients ``g`` (2, S, ..) that ``mode`` compares (see ``_SobelPair.l1``)."""
+    """The map of stacked gradients ``g`` (2, S, ..) that ``mode`` compares (see ``Sobel.l1``)."""
     if mode == "axes":
         return g
     if mode == "abs_axes":
@@ -255,10 +259,10 @@ def _write_signs(out: torch.Tensor, gf: torch.Tensor, diff: torch.Tensor, mode: 
 
 
 class _GradientL1(torch.autograd.Function):
-    """``_SobelPair.l1`` as one autograd node (see there)."""
+    """``Sobel.l1`` as one autograd node (see there)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, target: torch.Tensor, sobel: _SobelPair, mode: str):  # noqa: D102
+    def forward(ctx, x: torch.Tensor, target: torch.Tensor, sobel: Sobel, mode: str):  # noqa: D102
         g = sobel(x)
         diff = _mapped(g, mode) - target
         canvas = _Canvas([tuple(x.shape[-2:])], sobel.frame)
@@ -393,7 +397,7 @@ class _MultiScaleL1(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, sobel: _SobelPair, mode: str,  # noqa: D102
+    def forward(ctx, f: torch.Tensor, a: torch.Tensor, b: torch.Tensor, sobel: Sobel, mode: str,  # noqa: D102
                 plan: tuple) -> torch.Tensor:  # fmt: skip
         n, size = f.shape[0], tuple(f.shape[-2:])
         full = [k for k, (_, resize) in enumerate(plan) if resize is None]
@@ -449,7 +453,7 @@ class _MultiScaleL1(torch.autograd.Function):
 
 
 class _SingleScaleLoss(nn.Module):
-    """A gradient loss at full resolution: a kernel pair and a target mode (see ``_SobelPair.l1``)."""
+    """A gradient loss at full resolution: a kernel pair and a target mode (see ``Sobel.l1``)."""
 
     smooth: tuple[float, float, float] = SOBEL
     y_sign: float = 1.0
@@ -458,7 +462,7 @@ class _SingleScaleLoss(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.sobel = _SobelPair(self.smooth, self.y_sign, self.padding)
+        self.sobel = Sobel(self.smooth, self.y_sign, self.padding)
 
     def forward(self, fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         with _float32(fused.device):
@@ -509,32 +513,9 @@ class DAMGL(nn.Module):
         padding: str = "zeros",
     ):
         super().__init__()
-        if isinstance(scales, (int, float)) or not len(scales):
-            raise ValueError(f"scales: expected a non-empty list of ratios in (0, 1], got {scales!r}")
-        for r in scales:
-            if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= 1:
-                raise ValueError(f"scales: every ratio must be a number in (0, 1], got {r!r}")
-        if weights == "equal":
-            weights = [1.0 / len(scales)] * len(scales)
-        elif isinstance(weights, str) or len(weights) != len(scales):
-            raise ValueError(f"weights: expected 'equal' or a list of {len(scales)} numbers, got {weights!r}")
-        if any(w < 0 for w in weights) or not any(w > 0 for w in weights):
-            raise ValueError(f"weights: expected non-negative numbers, at least one positive, got {list(weights)}")
-        if not isinstance(sign, bool):
-            raise ValueError(f"sign: expected true or false, got {sign!r}")
-        if axis not in AXES:
-            raise ValueError(f"axis: '{axis}' is not one of {list(AXES)}")
-        if sign and axis == "magnitude":
-            raise ValueError("sign: true has no meaning with axis: magnitude (a magnitude has no sign); set sign: false")
-        if resize not in RESIZES:
-            raise ValueError(f"resize: '{resize}' is not one of {list(RESIZES)}")
-        if resize == "avgpool":
-            for r in scales:
-                _avgpool_halvings(float(r))
-        self.scales = tuple(float(r) for r in scales)
-        self.weights = tuple(float(w) for w in weights)
+        self.scales, self.weights = damgl_switches(scales, weights, sign, axis, resize, padding)
         self.sign, self.axis, self.resize = sign, axis, resize
-        self.sobel = _SobelPair(SOBEL, 1.0, padding)
+        self.sobel = Sobel(SOBEL, 1.0, padding)
 
     def extra_repr(self) -> str:
         return (
@@ -551,3 +532,34 @@ class DAMGL(nn.Module):
                          for r, wt in zip(self.scales, self.weights) if wt > 0)  # fmt: skip
             return _MultiScaleL1.apply(f, a, b, self.sobel, mode, plan)
 
+
+
+def damgl_switches(
+    scales: Sequence[float], weights: str | Sequence[float], sign: bool, axis: str, resize: str, padding: str
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Check DAMGL's switches (see :class:`DAMGL`); returns the scales and the per-scale weights as floats."""
+    if isinstance(scales, (int, float)) or not len(scales):
+        raise ValueError(f"scales: expected a non-empty list of ratios in (0, 1], got {scales!r}")
+    for r in scales:
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= 1:
+            raise ValueError(f"scales: every ratio must be a number in (0, 1], got {r!r}")
+    if weights == "equal":
+        weights = [1.0 / len(scales)] * len(scales)
+    elif isinstance(weights, str) or len(weights) != len(scales):
+        raise ValueError(f"weights: expected 'equal' or a list of {len(scales)} numbers, got {weights!r}")
+    if any(w < 0 for w in weights) or not any(w > 0 for w in weights):
+        raise ValueError(f"weights: expected non-negative numbers, at least one positive, got {list(weights)}")
+    if not isinstance(sign, bool):
+        raise ValueError(f"sign: expected true or false, got {sign!r}")
+    if axis not in AXES:
+        raise ValueError(f"axis: '{axis}' is not one of {list(AXES)}")
+    if sign and axis == "magnitude":
+        raise ValueError("sign: true has no meaning with axis: magnitude (a magnitude has no sign); set sign: false")
+    if resize not in RESIZES:
+        raise ValueError(f"resize: '{resize}' is not one of {list(RESIZES)}")
+    if padding not in PADDINGS:
+        raise ValueError(f"padding: '{padding}' is not one of {list(PADDINGS)}")
+    if resize == "avgpool":
+        for r in scales:
+            _avgpool_halvings(float(r))
+    return tuple(float(r) for r in scales), tuple(float(w) for w in weights)

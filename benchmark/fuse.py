@@ -1,18 +1,71 @@
-"""Score folders of fused images against a paired dataset (``python -m benchmark evaluate``)."""
+"""The fuse stage: fuse test images with a trained network, save them, and score them.
+
+:func:`fuse_run` fuses every test image of a run at full resolution, saves the
+8-bit Y and the colour rebuild, and writes ``metrics.csv`` through the run
+store. :func:`evaluate_folders` (``python -m benchmark evaluate``) scores
+folders of fused images that already exist. Both score through :func:`score`.
+"""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
 
-from benchmark.data import DataError, PairedDataset, list_images, read_grey
-from benchmark.metrics import MetricInfo, evaluate, resolve_metrics
+from benchmark.data import DataError, PairedDataset, Sample, list_images, png_bytes, read_grey, ycbcr_to_rgb
+from benchmark.metrics import DEFAULT_CONVENTION, MetricInfo, evaluate, metric_names, resolve_metrics
+from benchmark.store import RunDir, atomic_write_bytes, atomic_write_text
+
+if TYPE_CHECKING:
+    import torch
+
+    from benchmark.config import Config
+    from benchmark.plan import RunSpec
+
+
+def score(fused: np.ndarray, sample: Sample, metrics: Sequence[str] | None = None,
+          convention: str = DEFAULT_CONVENTION) -> dict[str, float]:  # fmt: skip
+    """Metric values of one fused grey image (float64, 0..255) against a loaded pair."""
+    return evaluate(fused, sample.ir_grey, sample.vi_grey, metrics, convention)
+
+
+def normalise(y: torch.Tensor, mode: str) -> torch.Tensor:
+    """Output normalisation before saving: ``clamp``, ``image_minmax`` / ``batch_minmax`` (per image here)."""
+    if mode in ("clamp", "none"):
+        return y.clamp(0, 1)
+    lo, hi = y.amin(dim=(-2, -1), keepdim=True), y.amax(dim=(-2, -1), keepdim=True)
+    return ((y - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1)
+
+
+def fuse_run(model: torch.nn.Module, run: RunSpec, cfg: Config, run_dir: RunDir, device: str) -> list[dict[str, Any]]:
+    """Fuse every test image at full resolution, save 8-bit Y and colour PNGs, score, write ``metrics.csv``."""
+    import torch
+
+    model.eval()
+    if hasattr(model, "set_phase"):
+        model.set_phase(cfg.model(run.model).recipe.phases[-1].name)
+    names = metric_names()
+    rows: list[dict[str, Any]] = []
+    for test in run.config["test"]:
+        dataset = cfg.datasets[test].open()
+        for i in range(len(dataset)):
+            s = dataset[i]
+            ir = torch.from_numpy(s.ir_unit)[None, None].to(device)
+            vis = torch.from_numpy(s.vi_ycbcr[0])[None, None].to(device)
+            with torch.no_grad():  # float32 even on CUDA: bf16 would move saved grey levels by up to one
+                y = model(ir, vis).float()
+            y = normalise(y, run.config["normalisation"])[0, 0].cpu().numpy()
+            y8 = np.round(y * 255).astype(np.uint8)
+            atomic_write_bytes(run_dir.fused(test, s.name), png_bytes(y8))
+            rgb = ycbcr_to_rgb(np.stack([y8 / 255.0, s.vi_ycbcr[1], s.vi_ycbcr[2]]))
+            atomic_write_bytes(run_dir.fused(test, s.name, colour=True), png_bytes(rgb))
+            rows.append({"test": test, "image": s.name, **score(y8.astype(np.float64), s, names)})
+    run_dir.write_metrics(names, rows)
+    return rows
 
 
 @dataclass
@@ -88,26 +141,12 @@ def evaluate_folders(
                     raise DataError(reason + "; nothing is resized")
                 result.skipped.append((method, pair.name, reason))
                 continue
-            values = evaluate(fused, sample.ir_grey, sample.vi_grey, names, convention)
+            values = score(fused, sample, names, convention)
             per_method[method].append((pair.name, values))
     bar.close()
     for method, _, _ in methods:
         result.rows.extend((method, image, values) for image, values in per_method[method])
     return result
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_csv(result: EvaluationResult, path: str | Path) -> None:

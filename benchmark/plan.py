@@ -1,0 +1,101 @@
+"""The plan stage: a profile of ``experiments.yaml`` becomes the list of runs it makes.
+
+Each :class:`RunSpec` carries the run's resolved configuration. Its hash
+covers what decides the numbers: the model block, the gradient arm, the seed,
+the budget, and each dataset's identity (name, image count and a digest of its
+image stems, or the synthetic generator's settings). Paths are recorded beside
+the config but never hashed, so the same study hashes the same from any folder
+and on any machine.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmark.config import Config, ConfigError, Profile
+from benchmark.registry import suggest
+from benchmark.store import run_id
+
+
+@dataclass
+class RunSpec:
+    """One training run and its evaluation: readable id, resolved config, hash."""
+
+    run_id: str
+    model: str
+    arm: str
+    seed: int
+    config: dict[str, Any]
+    data_paths: dict[str, dict[str, Any]] = field(default_factory=dict)  # where each dataset is read; not hashed
+    log_every: int = 10  # not hashed: logging does not change results
+
+    @property
+    def config_hash(self) -> str:
+        text = json.dumps(self.config, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def plan(cfg: Config, profile: Profile) -> list[RunSpec]:
+    """Expand models x arms x seeds into runs; data folders are read and each model is built and checked once."""
+    datasets = {name: cfg.datasets[name] for name in dict.fromkeys([profile.train, *profile.test])}
+    for name, ds in datasets.items():
+        ds.check(f"datasets.{name}")
+    identity = {name: ds.identity() for name, ds in datasets.items()}
+    sources = {name: ds.source() for name, ds in datasets.items()}
+    runs = []
+    for model in profile.models:
+        spec = cfg.model(model)
+        for arm, block in profile.arms.items():
+            models, seeds, tests = profile.grid(arm)
+            for seed in seeds if model in models else []:
+                recipe = spec.recipe
+                config = {
+                    "model": {"name": model, **copy.deepcopy(cfg.raw["models"][model])},
+                    "arm": {"name": arm, **block},
+                    "seed": seed,
+                    "train": {"name": profile.train, **identity[profile.train]},
+                    "test": {t: identity[t] for t in tests},
+                    "steps": profile.steps,
+                    "batch_size": profile.batch_size or recipe.batch_size,
+                    "patch_size": profile.patch_size or recipe.patch_size,
+                    "lr": profile.lr,
+                    "normalisation": recipe.output_normalisation if profile.normalisation == "recipe" else profile.normalisation,
+                    "checkpoint_every": profile.checkpoint_every,
+                }
+                if config["patch_size"] is None:
+                    raise ConfigError(f"profiles.{profile.name}.patch_size: model '{model}' trains on whole images; set a patch size")
+                paths = {t: sources[t] for t in dict.fromkeys([profile.train, *tests])}
+                runs.append(RunSpec(run_id(model, arm, profile.train, seed), model, arm, seed, config, paths, profile.log_every))
+    return runs
+
+
+SELECT_KEYS = {"model": "model", "loss": "arm", "arm": "arm", "seed": "seed"}
+
+
+def select(runs: list[RunSpec], only: str | None) -> list[RunSpec]:
+    """The runs matching ``--only key=value,...`` (values of one key are alternatives).
+
+    A key outside :data:`SELECT_KEYS`, or a value that no planned run has, is an error naming it
+    with the planned values, so a typo never silently selects nothing.
+    """
+    if not only:
+        return runs
+    wanted: dict[str, set[str]] = {}
+    for item in only.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or key not in SELECT_KEYS:
+            raise ConfigError(f"--only: expected key=value with key in {sorted(SELECT_KEYS)}, got '{item}'")
+        attr = SELECT_KEYS[key]
+        planned = list(dict.fromkeys(str(getattr(r, attr)) for r in runs))
+        if value not in planned:
+            raise ConfigError(f"--only {key}={value}: no planned run has {key} '{value}'{suggest(value, planned)}; "
+                              f"planned: {', '.join(planned)}")  # fmt: skip
+        wanted.setdefault(attr, set()).add(value)
+    chosen = [r for r in runs if all(str(getattr(r, k)) in v for k, v in wanted.items())]
+    if not chosen:
+        raise ConfigError(f"--only {only}: the values exist but no planned run has all of them")
+    return chosen

@@ -1,0 +1,123 @@
+"""Aggregation of per-image values: the one path from ``metrics.csv`` rows to every table and summary.
+
+The NaN rule, everywhere: a run's mean over images excludes NaN values and
+counts them; a mean over seeds uses the seeds whose mean is a number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import wilcoxon
+
+from benchmark.metrics import METRICS, metric_names
+from benchmark.store import Study
+
+BASE_ARM = "magnitude"
+
+
+def study_metrics(study: Study) -> list[str]:
+    """The default convention's metrics that a study's values hold, in table order."""
+    return [m for m in metric_names() if m in study.values.columns]
+
+
+def seed_means(values: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """Per (model, arm, test, seed): the image mean of each metric (NaN excluded) and its NaN count."""
+    grouped = values.groupby(["model", "arm", "test", "seed"], sort=False)[list(metrics)]
+    means = grouped.mean()
+    nans = grouped.agg(lambda v: int(v.isna().sum())).add_suffix("_nan")
+    return means.join(nans).reset_index()
+
+
+def summarise_arms(values: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """Per (model, arm, test): mean and sample std (ddof 1; 0 for one seed) over seeds, seeds, NaN count."""
+    per_seed = seed_means(values, metrics)
+    rows = []
+    for (model, arm, test), g in per_seed.groupby(["model", "arm", "test"], sort=False):
+        row: dict[str, Any] = {"model": model, "arm": arm, "test": test, "seeds": len(g)}
+        for m in metrics:
+            v = g[m].to_numpy(dtype=float)
+            v = v[~np.isnan(v)]
+            row[f"{m}_mean"] = float(v.mean()) if len(v) else math.nan
+            row[f"{m}_std"] = float(v.std(ddof=1)) if len(v) > 1 else (0.0 if len(v) else math.nan)
+            row[f"{m}_nan"] = int(g[f"{m}_nan"].sum())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def run_summary(values: pd.DataFrame, metrics: Sequence[str], order: dict[str, list]) -> pd.DataFrame:
+    """``summary.csv``: one row per run and test set, the image mean of each metric, and ``nan_values``
+    naming the metrics whose mean excluded NaN values with their counts (``CC:2;SCD:1``).
+
+    Rows follow the plan: ``order`` gives the model, arm and test order; seeds ascend.
+    """
+    per_seed = seed_means(values, metrics)
+    ids = dict(zip(zip(values.model, values.arm, values.seed), values.run_id))
+    per_seed.insert(0, "run_id", [ids[k] for k in zip(per_seed.model, per_seed.arm, per_seed.seed)])
+    per_seed["nan_values"] = [";".join(f"{m}:{int(r[f'{m}_nan'])}" for m in metrics if r[f"{m}_nan"])
+                              for r in per_seed.to_dict("records")]  # fmt: skip
+    position = {key: {name: i for i, name in enumerate(names)} for key, names in order.items()}
+    keys = [(position["model"][r.model], position["arm"][r.arm], r.seed, position["test"][r.test])
+            for r in per_seed.itertuples()]  # fmt: skip
+    per_seed = per_seed.iloc[sorted(range(len(keys)), key=keys.__getitem__)]
+    return per_seed[["run_id", "model", "arm", "seed", "test", *metrics, "nan_values"]].reset_index(drop=True)
+
+
+def paired(arm: np.ndarray, base: np.ndarray, higher_is_better: bool) -> dict[str, float]:
+    """Paired comparison over images (NaN pairs dropped).
+
+    Returns relative change of the mean in percent, the win rate (share of images where
+    ``arm`` is better in the metric's direction, ties counted half), the two-sided Wilcoxon
+    signed-rank p-value (1.0 when every difference is zero) and the number of pairs.
+    """
+    keep = ~(np.isnan(arm) | np.isnan(base))
+    a, b = arm[keep], base[keep]
+    if not len(a):
+        return {"change_pct": math.nan, "win_rate": math.nan, "p_value": math.nan, "pairs": 0}
+    diff = (a - b) if higher_is_better else (b - a)
+    change = (a.mean() - b.mean()) / abs(b.mean()) * 100 if b.mean() != 0 else math.nan
+    win = (np.sum(diff > 0) + 0.5 * np.sum(diff == 0)) / len(diff)
+    p = 1.0 if np.all(diff == 0) else float(wilcoxon(a, b, alternative="two-sided").pvalue)
+    return {"change_pct": float(change), "win_rate": float(win), "p_value": p, "pairs": int(len(a))}
+
+
+def paired_images(values: pd.DataFrame, arm: str, base: str, metrics: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """Per-image values of ``arm`` and ``base`` (one model, one test set), each averaged over the seeds both
+    have, on the images both have; returns ``(arm, base, number of seeds)``."""
+    seeds = set(values.loc[values.arm == arm, "seed"]) & set(values.loc[values.arm == base, "seed"])
+    pick = values[values.seed.isin(seeds)]
+    a, b = (pick[pick.arm == x].groupby("image", sort=True)[list(metrics)].mean() for x in (arm, base))
+    images = a.index.intersection(b.index)
+    return a.loc[images], b.loc[images], len(seeds)
+
+
+def paired_table(values: pd.DataFrame, metrics: Sequence[str], base: str = BASE_ARM) -> pd.DataFrame:
+    """Every arm against ``base`` per (model, test), on per-image values averaged over the seeds both have."""
+    rows = []
+    for (model, test), g in values.groupby(["model", "test"], sort=False):
+        if base not in set(g.arm):
+            continue
+        for arm in [a for a in dict.fromkeys(g.arm) if a != base]:
+            ours, theirs, seeds = paired_images(g, arm, base, metrics)
+            if not seeds:
+                continue
+            row: dict[str, Any] = {"model": model, "test": test, "arm": arm, "base": base, "seeds": seeds,
+                                   "images": len(ours)}  # fmt: skip
+            for m in metrics:
+                stats = paired(ours[m].to_numpy(float), theirs[m].to_numpy(float), METRICS[m].higher_is_better)
+                for k, v in stats.items():
+                    row[f"{m}_{k}"] = v
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def ranks(means: Sequence[float], higher_is_better: bool) -> list[int]:
+    """Rank of each value in its block (0 best, 1 second, ...); ties share the better rank; NaN gets
+    ``len(means)``, below every real rank, so it is never marked."""
+    keyed = [(-v if higher_is_better else v) for v in means if not math.isnan(v)]
+    order = sorted(set(keyed))
+    return [len(means) if math.isnan(v) else order.index(-v if higher_is_better else v) for v in means]

@@ -1,0 +1,361 @@
+"""The run store: the one module that knows the layout of a results folder and the format of its files.
+
+A profile's results folder ``<results>/<profile>/`` holds::
+
+    study.json                 what the study plans (arms, ablation groups, grids), written before training
+    summary.csv                one row per finished run and test set (image means, NaN counts)
+    summary.md, tables/, figures/, examples/      the report
+    slurm/                     submitit's job files
+    runs/<run-id>/             one run, ``<model>__<arm>__<train>__s<seed>``:
+        config.yaml            the resolved config, its hash, and where the data was read from
+        env.json               versions, git commit, device, seed
+        train_log.csv          step, phase, lr, loss, each objective part, seconds
+        checkpoints/last.pt    everything needed to resume exactly
+        fused/<test>/<image>.png      fused 8-bit Y
+        fused_rgb/<test>/<image>.png  colour image rebuilt with the visible Cb/Cr
+        metrics.csv            per-image metric values
+        done.json              written last: the run is complete (with the digest of metrics.csv)
+        failed.json            instead of done.json: why the run failed
+        lock                   held by the process working on the run
+
+Every file is written through a temporary file and a rename, readable by others
+(mode 0666 less the umask, 0644 under the usual 022), so no reader ever sees a
+half-written file. :func:`load_study` reads a folder back for the reports.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import socket
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+STUDY, SUMMARY_CSV, SUMMARY_MD = "study.json", "summary.csv", "summary.md"
+RUNS, TABLES, FIGURES, EXAMPLES, SLURM = "runs", "tables", "figures", "examples", "slurm"
+CONFIG, ENV, TRAIN_LOG, METRICS, DONE, FAILED, LOCK = (
+    "config.yaml", "env.json", "train_log.csv", "metrics.csv", "done.json", "failed.json", "lock")  # fmt: skip
+CHECKPOINT = Path("checkpoints") / "last.pt"
+FUSED, FUSED_RGB = "fused", "fused_rgb"
+
+
+class StoreError(ValueError):
+    """A results folder or run directory that cannot be read as the store writes it."""
+
+
+# ------------------------------------------------------------------ atomic files
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    The file gets mode 0666 less the umask (0644 under umask 022), as a plain ``open`` would.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """:func:`atomic_write_bytes` of UTF-8 text, newlines as given."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, data: dict[str, Any]) -> None:
+    """Indented JSON, atomically."""
+    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]], lineterminator: str = "\r\n") -> str:
+    """CSV text of a header and rows (cells as given)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator=lineterminator)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def sha256(path: Path) -> str:
+    """Hex digest of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------------ names
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=,-]+", "-", text).strip("-")
+
+
+def run_id(model: str, arm: str, train: str, seed: int) -> str:
+    """The readable name of a run's directory: ``<model>__<arm>__<train>__s<seed>``."""
+    return "__".join([_slug(model), _slug(arm), _slug(train), f"s{seed}"])
+
+
+def image_file(stem: str) -> str:
+    """File name of a fused image."""
+    return f"{stem}.png"
+
+
+# ------------------------------------------------------------------------ locks
+
+
+class RunLock:
+    """An exclusive lock file holding ``host:pid``; a lock left by a dead process on this host is taken over."""
+
+    def __init__(self, path: Path):
+        self.path, self.held = path, False
+
+    def acquire(self) -> bool:
+        me = f"{socket.gethostname()}:{os.getpid()}"
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            except FileExistsError:
+                if not self._stale():
+                    return False
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(me)
+            self.held = True
+            return True
+        return False
+
+    def _stale(self) -> bool:
+        try:
+            host, _, pid = self.path.read_text().partition(":")
+        except OSError:
+            return False
+        if host != socket.gethostname() or not pid.isdigit():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+
+# -------------------------------------------------------------------- one run
+
+
+class RunDir:
+    """One run directory: its paths and the reading and writing of its files."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.config = self.root / CONFIG
+        self.env = self.root / ENV
+        self.log = self.root / TRAIN_LOG
+        self.ckpt = self.root / CHECKPOINT
+        self.metrics = self.root / METRICS
+        self.done = self.root / DONE
+        self.failed = self.root / FAILED
+        self.lock = self.root / LOCK
+
+    # -- state
+    def stored_hash(self) -> str | None:
+        """The config hash recorded in ``config.yaml``, or ``None`` for a new directory."""
+        if not self.config.is_file():
+            return None
+        return (yaml.safe_load(self.config.read_text()) or {}).get("config_hash")
+
+    def is_done(self, config_hash: str) -> bool:
+        """Whether ``done.json`` marks this config as complete and ``metrics.csv`` is the file it recorded."""
+        if not self.done.is_file():
+            return False
+        done = json.loads(self.done.read_text())
+        if done.get("config_hash") != config_hash or not self.metrics.is_file():
+            return False
+        return done.get("metrics_sha256", sha256(self.metrics)) == sha256(self.metrics)
+
+    def state(self, config_hash: str) -> str:
+        """``done``, ``partial`` (a checkpoint to resume from) or ``todo``."""
+        if self.is_done(config_hash):
+            return "done"
+        return "partial" if self.ckpt.is_file() else "todo"
+
+    # -- writing
+    def write_config(self, run_id: str, config_hash: str, config: dict[str, Any], data_paths: dict[str, Any]) -> None:
+        """``config.yaml``: id, hash, the resolved config, then where each dataset was read from (not hashed)."""
+        body = {"run_id": run_id, "config_hash": config_hash, **config, "data_paths": data_paths}
+        atomic_write_text(self.config, yaml.safe_dump(body, sort_keys=False))
+
+    def write_env(self, env: dict[str, Any]) -> None:
+        write_json(self.env, env)
+
+    def write_log(self, parts: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        """``train_log.csv`` with columns step, phase, lr, loss, each part, seconds."""
+        atomic_write_text(self.log, csv_text(["step", "phase", "lr", "loss", *parts, "seconds"], rows))
+
+    def read_log(self, upto: int) -> list[list[str]]:
+        """Logged rows up to and including step ``upto`` (none for a new run)."""
+        if not self.log.is_file():
+            return []
+        with open(self.log, newline="") as fh:
+            rows = list(csv.reader(fh))
+        return [r for r in rows[1:] if int(r[0]) <= upto]
+
+    def save_checkpoint(self, data: bytes) -> None:
+        atomic_write_bytes(self.ckpt, data)
+
+    def fused(self, test: str, stem: str, colour: bool = False) -> Path:
+        """Path of a fused image (8-bit Y, or the colour rebuild)."""
+        return self.root / (FUSED_RGB if colour else FUSED) / test / image_file(stem)
+
+    def write_metrics(self, names: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
+        """``metrics.csv``: test, image, then each metric at full precision (``repr``)."""
+        body = [[r["test"], r["image"], *(repr(float(r[m])) for m in names)] for r in rows]
+        atomic_write_text(self.metrics, csv_text(["test", "image", *names], body))
+
+    def write_done(self, run_id: str, config_hash: str, steps: int, seconds: float, finished: str) -> None:
+        """``done.json``, last: the run is complete; it records the digest of ``metrics.csv``."""
+        write_json(self.done, {"run_id": run_id, "config_hash": config_hash, "steps": steps, "seconds": seconds,
+                               "finished": finished, "metrics_sha256": sha256(self.metrics)})  # fmt: skip
+
+    def write_failed(self, run_id: str, config_hash: str, error: str, step: int) -> None:
+        write_json(self.failed, {"run_id": run_id, "config_hash": config_hash, "error": error, "step": step})
+
+    # -- reading
+    def read_config(self) -> dict[str, Any]:
+        return yaml.safe_load(self.config.read_text())
+
+    def read_json(self, which: str) -> dict[str, Any]:
+        """``env``, ``done`` or ``failed`` as a dict."""
+        return json.loads(getattr(self, which).read_text())
+
+    def read_metrics(self) -> pd.DataFrame:
+        return pd.read_csv(self.metrics, dtype={"test": str, "image": str})
+
+    def read_log_frame(self) -> pd.DataFrame | None:
+        return pd.read_csv(self.log) if self.log.is_file() else None
+
+
+def dataset_source(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """Where a run read dataset ``name``: ``{"synthetic": {...}}`` or ``{"path": ..., "split": ...}``.
+
+    Runs written before the config recorded ``data_paths`` kept the paths inside the
+    ``train`` / ``test`` entries; both forms are read.
+    """
+    if "data_paths" in config:
+        return config["data_paths"][name]
+    entry = config["train"] if config["train"].get("name") == name else config["test"][name]
+    return {k: v for k, v in entry.items() if k != "name"}
+
+
+# ------------------------------------------------------------ a results folder
+
+
+class ResultsFolder:
+    """A profile's results folder ``<results>/<profile>/``."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.study = self.root / STUDY
+        self.summary_csv = self.root / SUMMARY_CSV
+        self.summary_md = self.root / SUMMARY_MD
+        self.tables = self.root / TABLES
+        self.figures = self.root / FIGURES
+        self.examples = self.root / EXAMPLES
+        self.slurm = self.root / SLURM
+
+    def run(self, run_id: str) -> RunDir:
+        return RunDir(self.root / RUNS / run_id)
+
+    def write_study(self, spec: dict[str, Any]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_json(self.study, spec)
+
+    def example(self, test: str, name: str) -> Path:
+        """An example image kept for the figures: ``examples/<test>/<name>.png``."""
+        return self.examples / test / f"{name}.png"
+
+
+@dataclass
+class Study:
+    """A results folder: the study description and the per-image values of its finished runs."""
+
+    folder: ResultsFolder
+    spec: dict[str, Any]
+    values: pd.DataFrame  # run_id, model, arm, seed, test, image, *metrics
+    runs: dict[str, dict[str, Any]]  # run id -> {"config", "env", "done", "log"}
+    missing: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        return self.folder.root
+
+    def tests(self, arms: Sequence[str]) -> list[str]:
+        """Test sets in planned order that hold values of any of ``arms``."""
+        present = set(self.values.loc[self.values.arm.isin(arms), "test"])
+        planned = [t for a in arms for t in self.spec["grids"][a]["test"]]
+        return list(dict.fromkeys(t for t in planned if t in present))
+
+
+def load_study(root: str | Path) -> Study:
+    """Read ``study.json`` and the finished runs it plans; missing and failed runs are listed, not hidden."""
+    folder = ResultsFolder(root)
+    if not folder.study.is_file():
+        raise StoreError(f"{folder.study}: not found; run the profile first (python run_all.py --profile NAME)")
+    spec = json.loads(folder.study.read_text())
+    frames, runs, missing, failed = [], {}, [], {}
+    for arm, grid in spec["grids"].items():
+        for model in grid["models"]:
+            for seed in grid["seeds"]:
+                rid = run_id(model, arm, spec["train"], seed)
+                run = folder.run(rid)
+                if run.failed.is_file():
+                    failed[rid] = run.read_json("failed").get("error", "").splitlines()[0]
+                    continue
+                if not run.done.is_file():
+                    missing.append(rid)
+                    continue
+                config = run.read_config()
+                if run.read_json("done").get("config_hash") != config.get("config_hash"):
+                    raise StoreError(f"{run.root}: done.json and config.yaml disagree on the config hash")
+                if not run.is_done(config["config_hash"]):  # metrics.csv missing or not the file done.json recorded
+                    missing.append(rid)
+                    continue
+                table = run.read_metrics()
+                for column, value in (("seed", seed), ("arm", arm), ("model", model), ("run_id", rid)):
+                    table.insert(0, column, value)
+                frames.append(table)
+                runs[rid] = {"config": config, "env": run.read_json("env"), "done": run.read_json("done"),
+                             "log": run.read_log_frame()}  # fmt: skip
+    if not frames:
+        raise StoreError(f"{folder.root}: no completed runs yet ({len(missing)} planned, {len(failed)} failed)")
+    return Study(folder, spec, pd.concat(frames, ignore_index=True), runs, missing, failed)
+
+
+def read_image_array(path: Path) -> np.ndarray:
+    """An example or fused image as float64 in [0, 1]."""
+    from PIL import Image
+
+    return np.asarray(Image.open(path), dtype=np.float64) / 255
