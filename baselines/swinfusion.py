@@ -17,8 +17,8 @@ Deliberate differences:
 - Output: the release's linear output is clamped to [0, 1] in value with a straight-through
   gradient (the release clamps only when saving).
 - Recipe: ``20 L1(f, max) + 20 L_grad + 10 (1 - SSIM weighted by the sources' mean gradient)``;
-  the release's further "TV-like" term is not specified in ``specs/baselines.md`` and is left
-  out. Adam 2e-4, 128 x 128 patches, batch 16 (the release's milestones lie beyond the budget).
+  the release's further "TV-like" term is not reproduced (its exact form was not established)
+  and is left out. Adam 2e-4, 128 x 128 patches, batch 16 (the release's milestones lie beyond the budget).
 """
 
 from __future__ import annotations

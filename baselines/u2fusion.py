@@ -11,7 +11,7 @@ Deliberate differences:
 - No continual-learning (EWC) stage: one task only.
 - U2Fusion has no gradient term of its own; for the benchmark's arms the ``gradient`` slot is
   added with weight 10 (as SeAFusion), the same in every arm.
-- Optimiser and patch size are not given in ``specs/baselines.md``: Adam 1e-4, 64 x 64 patches,
+- Optimiser and patch size were not established from the release: Adam 1e-4, 64 x 64 patches,
   batch 18 are used and recorded here.
 """
 

@@ -2,7 +2,7 @@
 
 A dataset is a folder holding ``ir/`` and ``vi/``; pairs are matched by file
 stem, any of the extensions in :data:`IMAGE_EXTENSIONS`. Grey conversion
-follows the ``cddfuse`` metric convention (``specs/metrics.md``): colour files
+follows the ``cddfuse`` metric convention (``docs/metrics.md``): colour files
 become ``round(0.299 R + 0.587 G + 0.114 B)`` (half to even), single-channel
 files are used as they are, and values stay in 0..255. Networks instead get
 the visible image as Y, Cb, Cr in [0, 1] (BT.601 full range, as JPEG), and

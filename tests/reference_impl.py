@@ -1,4 +1,4 @@
-"""A plain, slow, independent implementation of specs/metrics.md for cross-checks.
+"""A plain, slow, independent implementation of the cddfuse convention (docs/metrics.md) for cross-checks.
 
 Written directly from the spec with NumPy, SciPy and scikit-image, in float64
 (SSIM through scikit-image on float32, as the reference ran it). It shares no

@@ -1,6 +1,6 @@
 """Calibration against the published reference values (shared/reference/metrics_reference.csv).
 
-Tolerances per specs/metrics.md: relative 1e-4 (absolute 1e-6 near zero);
+Tolerances as docs/metrics.md states them: relative 1e-4 (absolute 1e-6 near zero);
 SSIM 1e-3, 2e-3 on the constant image. NaN exactly where the reference is NaN.
 """
 
