@@ -21,7 +21,6 @@ Deliberate differences:
 
 from __future__ import annotations
 
-import piq
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,6 +28,7 @@ from torch import nn
 from baselines.common import check_pair
 from baselines.recipe import Phase, Recipe
 from losses import Sobel
+from losses.fusion import ssim
 
 
 class ChannelLayerNorm(nn.Module):
@@ -167,8 +167,8 @@ class ReconstructionLoss(nn.Module):
         total = fused.new_zeros((), dtype=torch.float32)
         for source, recon in ((vis[:, :1], aux["recon_vis"]), (ir[:, :1], aux["recon_ir"])):
             source, recon = source.float(), recon.float()
-            ssim = piq.ssim(recon.clamp(0, 1), source.clamp(0, 1), data_range=1.0)
-            total = total + 5 * (1 - ssim) / 2 + F.mse_loss(recon, source)
+            similarity = ssim(recon.clamp(0, 1), source.clamp(0, 1))
+            total = total + 5 * (1 - similarity) / 2 + F.mse_loss(recon, source)
         # kornia's L1 averages over both components of Sobel / 8: (sum of per-axis means) / 2 / 8
         target = self.sobel(vis[:, :1].float())
         return total + 5 * self.sobel.l1(aux["recon_vis"].float(), target, "axes") / 16

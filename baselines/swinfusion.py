@@ -23,7 +23,6 @@ Deliberate differences:
 
 from __future__ import annotations
 
-import piq
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,6 +30,7 @@ from torch import nn
 from baselines.common import check_pair, clamp_straight_through
 from baselines.recipe import Phase, Recipe
 from losses import Sobel
+from losses.fusion import ssim
 
 
 def window_partition(x: torch.Tensor, ws: int) -> torch.Tensor:
@@ -197,8 +197,8 @@ class GradientWeightedSSIMLoss(nn.Module):
         with torch.no_grad():
             ga, gb = self.sobel(a).abs().sum(0).mean(), self.sobel(b).abs().sum(0).mean()
             wa = ga / (ga + gb + 1e-12)
-        ssim_a = piq.ssim(f, a.clamp(0, 1), data_range=1.0)
-        ssim_b = piq.ssim(f, b.clamp(0, 1), data_range=1.0)
+        ssim_a = ssim(f, a.clamp(0, 1))
+        ssim_b = ssim(f, b.clamp(0, 1))
         return 1 - (wa * ssim_a + (1 - wa) * ssim_b)
 
 

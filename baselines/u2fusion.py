@@ -17,7 +17,6 @@ Deliberate differences:
 
 from __future__ import annotations
 
-import piq
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,6 +24,7 @@ from torch import nn
 from baselines.common import check_pair, conv
 from baselines.recipe import Phase, Recipe
 from losses import Sobel
+from losses.fusion import ssim
 
 
 class U2FusionAdaptiveLoss(nn.Module):
@@ -50,9 +50,9 @@ class U2FusionAdaptiveLoss(nn.Module):
         s = self.source_weights(ir, vis)
         total = f.new_zeros(())
         for i, src in enumerate((ir, vis)):
-            ssim = piq.ssim(f, src.clamp(0, 1), data_range=1.0, reduction="none")
+            similarity = ssim(f, src.clamp(0, 1), reduction="none")
             mse = F.mse_loss(f, src, reduction="none").mean(dim=(1, 2, 3))
-            total = total + (s[:, i] * ((1 - ssim) + self.mse_weight * mse)).mean()
+            total = total + (s[:, i] * ((1 - similarity) + self.mse_weight * mse)).mean()
         return total
 
 

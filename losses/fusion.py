@@ -20,7 +20,6 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-import piq
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,6 +27,14 @@ from torch import nn
 from benchmark.registry import Registry
 
 GRADIENT_SLOT = "gradient"
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    """piq's Gaussian SSIM (11 x 11, sigma 1.5) with data range 1; piq, which loads torchvision, is imported
+    on first use so that loading a configuration stays cheap."""
+    import piq
+
+    return piq.ssim(x, y, data_range=1.0, **kwargs)
 
 
 class MaxL1(nn.Module):
@@ -60,8 +67,8 @@ class SSIMLoss(nn.Module):
     def forward(self, fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=fused.device.type, enabled=False):
             f = fused.float().clamp(0, 1)
-            s_ir = piq.ssim(f, ir[:, :1].float().clamp(0, 1), data_range=1.0)
-            s_vis = piq.ssim(f, vis[:, :1].float().clamp(0, 1), data_range=1.0)
+            s_ir = ssim(f, ir[:, :1].float().clamp(0, 1))
+            s_vis = ssim(f, vis[:, :1].float().clamp(0, 1))
         return self.ir_weight * (1 - s_ir) + (1 - self.ir_weight) * (1 - s_vis)
 
 
