@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import partial
+from functools import cached_property, partial
 
 import torch
 import torch.nn.functional as F
@@ -489,8 +489,9 @@ class SignedSumGradLoss(_SingleScaleLoss):
     smooth, y_sign, mode = SOFT, -1.0, "sum"
 
 
-class DAMGL(nn.Module):
-    """Direction-aware multi-scale gradient loss (arXiv 2510.13067) with the ablation switches.
+class DAMGLSwitches(nn.Module):
+    """DAMGL's switches, checked: the base of the fast :class:`DAMGL` and of its plain form in
+    :mod:`losses.reference`, so that both take exactly the same arguments.
 
     Args:
         scales: resize ratios in (0, 1]; the paper's default is (1, 0.5, 0.25).
@@ -513,15 +514,48 @@ class DAMGL(nn.Module):
         padding: str = "zeros",
     ):
         super().__init__()
-        self.scales, self.weights = damgl_switches(scales, weights, sign, axis, resize, padding)
-        self.sign, self.axis, self.resize = sign, axis, resize
-        self.sobel = Sobel(SOBEL, 1.0, padding)
+        if isinstance(scales, (int, float)) or not len(scales):
+            raise ValueError(f"scales: expected a non-empty list of ratios in (0, 1], got {scales!r}")
+        for r in scales:
+            if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= 1:
+                raise ValueError(f"scales: every ratio must be a number in (0, 1], got {r!r}")
+        if weights == "equal":
+            weights = [1.0 / len(scales)] * len(scales)
+        elif isinstance(weights, str) or len(weights) != len(scales):
+            raise ValueError(f"weights: expected 'equal' or a list of {len(scales)} numbers, got {weights!r}")
+        if any(w < 0 for w in weights) or not any(w > 0 for w in weights):
+            raise ValueError(f"weights: expected non-negative numbers, at least one positive, got {list(weights)}")
+        if not isinstance(sign, bool):
+            raise ValueError(f"sign: expected true or false, got {sign!r}")
+        if axis not in AXES:
+            raise ValueError(f"axis: '{axis}' is not one of {list(AXES)}")
+        if sign and axis == "magnitude":
+            raise ValueError("sign: true has no meaning with axis: magnitude (a magnitude has no sign); set sign: false")
+        if resize not in RESIZES:
+            raise ValueError(f"resize: '{resize}' is not one of {list(RESIZES)}")
+        if padding not in PADDINGS:
+            raise ValueError(f"padding: '{padding}' is not one of {list(PADDINGS)}")
+        if resize == "avgpool":
+            for r in scales:
+                _avgpool_halvings(float(r))
+        self.scales = tuple(float(r) for r in scales)
+        self.weights = tuple(float(w) for w in weights)
+        self.sign, self.axis, self.resize, self.padding = sign, axis, resize, padding
 
     def extra_repr(self) -> str:
         return (
             f"scales={list(self.scales)}, weights={list(self.weights)}, sign={self.sign}, axis={self.axis}, "
-            f"resize={self.resize}, padding={self.sobel.padding}"
+            f"resize={self.resize}, padding={self.padding}"
         )
+
+
+class DAMGL(DAMGLSwitches):
+    """Direction-aware multi-scale gradient loss (arXiv 2510.13067) with the ablation switches of
+    :class:`DAMGLSwitches`."""
+
+    @cached_property
+    def sobel(self) -> Sobel:
+        return Sobel(SOBEL, 1.0, self.padding)
 
     def forward(self, fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         with _float32(fused.device):
@@ -531,35 +565,3 @@ class DAMGL(nn.Module):
             plan = tuple((wt, None if r == 1 else _Resize(self.resize, h, w, r))
                          for r, wt in zip(self.scales, self.weights) if wt > 0)  # fmt: skip
             return _MultiScaleL1.apply(f, a, b, self.sobel, mode, plan)
-
-
-
-def damgl_switches(
-    scales: Sequence[float], weights: str | Sequence[float], sign: bool, axis: str, resize: str, padding: str
-) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Check DAMGL's switches (see :class:`DAMGL`); returns the scales and the per-scale weights as floats."""
-    if isinstance(scales, (int, float)) or not len(scales):
-        raise ValueError(f"scales: expected a non-empty list of ratios in (0, 1], got {scales!r}")
-    for r in scales:
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= 1:
-            raise ValueError(f"scales: every ratio must be a number in (0, 1], got {r!r}")
-    if weights == "equal":
-        weights = [1.0 / len(scales)] * len(scales)
-    elif isinstance(weights, str) or len(weights) != len(scales):
-        raise ValueError(f"weights: expected 'equal' or a list of {len(scales)} numbers, got {weights!r}")
-    if any(w < 0 for w in weights) or not any(w > 0 for w in weights):
-        raise ValueError(f"weights: expected non-negative numbers, at least one positive, got {list(weights)}")
-    if not isinstance(sign, bool):
-        raise ValueError(f"sign: expected true or false, got {sign!r}")
-    if axis not in AXES:
-        raise ValueError(f"axis: '{axis}' is not one of {list(AXES)}")
-    if sign and axis == "magnitude":
-        raise ValueError("sign: true has no meaning with axis: magnitude (a magnitude has no sign); set sign: false")
-    if resize not in RESIZES:
-        raise ValueError(f"resize: '{resize}' is not one of {list(RESIZES)}")
-    if padding not in PADDINGS:
-        raise ValueError(f"padding: '{padding}' is not one of {list(PADDINGS)}")
-    if resize == "avgpool":
-        for r in scales:
-            _avgpool_halvings(float(r))
-    return tuple(float(r) for r in scales), tuple(float(w) for w in weights)

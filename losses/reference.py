@@ -16,14 +16,13 @@ Conventions: ``gx`` correlates with ``[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]``
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from benchmark.registry import Registry
-from losses._engine import damgl_switches
+from losses._engine import DAMGLSwitches
 
 KX = [[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]
 KY_DOWN = [[-1.0, -2.0, -1.0], [0.0, 0.0, 0.0], [1.0, 2.0, 1.0]]
@@ -98,33 +97,20 @@ class SignedSumGradLoss(nn.Module):
         return F.l1_loss(s(f), torch.where(sb.abs() >= sa.abs(), sb, sa))
 
 
-class DAMGL(nn.Module):
+class DAMGL(DAMGLSwitches):
     """Direction-aware multi-scale gradient loss: ``sum_k w_k loss_k`` over resized copies of all three images.
 
     Per scale, with ``sign`` (the default), each axis ``L1(g f, g s*)`` where ``s*`` is, per pixel, the source whose
     component is larger in magnitude (ties to the visible image), its sign kept; without ``sign`` each axis
     ``L1(|g f|, max(|g a|, |g b|))``; with ``axis: magnitude`` the magnitude loss ``L1(|gx f| + |gy f|, max(...))``.
-    Switches as :class:`losses.DAMGL`.
+    Switches as :class:`losses.DAMGL` (both take them from :class:`losses._engine.DAMGLSwitches`).
     """
-
-    def __init__(
-        self,
-        scales: Sequence[float] = (1.0, 0.5, 0.25),
-        weights: str | Sequence[float] = "equal",
-        sign: bool = True,
-        axis: str = "xy",
-        resize: str = "bilinear",
-        padding: str = "zeros",
-    ):
-        super().__init__()
-        self.scales, self.weights = damgl_switches(scales, weights, sign, axis, resize, padding)
-        self.sign, self.axis, self.method, self.padding = sign, axis, resize, padding
 
     def forward(self, fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         f, a, b = _split(fused, ir, vis)
         total = f.new_zeros(())
         for ratio, weight in zip(self.scales, self.weights):
-            fs, as_, bs = (resize(x, ratio, self.method) for x in (f, a, b))
+            fs, as_, bs = (resize(x, ratio, self.resize) for x in (f, a, b))
             (gxf, gyf), (gxa, gya), (gxb, gyb) = (
                 (correlate(x, KX, self.padding), correlate(x, KY_DOWN, self.padding)) for x in (fs, as_, bs))  # fmt: skip
             if self.axis == "magnitude":
