@@ -223,6 +223,15 @@ class PairedDataset:
         """Pair names (file stems) in dataset order."""
         return [p.name for p in self.pairs]
 
+    def verify(self) -> int:
+        """Read every pair (decoding the whole file, checking partners and sizes); returns the pair count.
+
+        Raises :class:`DataError` naming the first file that cannot be used.
+        """
+        for pair in self.pairs:
+            self.load(pair)
+        return len(self.pairs)
+
     @staticmethod
     def load(pair: Pair) -> Sample:
         """Read one pair, checking that both images have the same size."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
+from benchmark import interrupts
 from benchmark.data import DataError, PairedDataset, Sample, list_images, png_bytes, read_grey, ycbcr_to_rgb
 from benchmark.metrics import DEFAULT_CONVENTION, MetricInfo, evaluate, metric_names, resolve_metrics
 from benchmark.store import RunDir, atomic_write_bytes, atomic_write_text
@@ -41,8 +42,12 @@ def normalise(y: torch.Tensor, mode: str) -> torch.Tensor:
     return ((y - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1)
 
 
-def fuse_run(model: torch.nn.Module, run: RunSpec, cfg: Config, run_dir: RunDir, device: str) -> list[dict[str, Any]]:
-    """Fuse every test image at full resolution, save 8-bit Y and colour PNGs, score, write ``metrics.csv``."""
+def fuse_run(model: torch.nn.Module, run: RunSpec, cfg: Config, run_dir: RunDir, device: str,
+             progress: bool = True) -> list[dict[str, Any]]:  # fmt: skip
+    """Fuse every test image at full resolution, save 8-bit Y and colour PNGs, score, write ``metrics.csv``.
+
+    A stop request is honoured between images (nothing marks the run done, so the same command fuses again).
+    """
     import torch
 
     model.eval()
@@ -52,7 +57,8 @@ def fuse_run(model: torch.nn.Module, run: RunSpec, cfg: Config, run_dir: RunDir,
     rows: list[dict[str, Any]] = []
     for test in run.config["test"]:
         dataset = cfg.datasets[test].open()
-        for i in range(len(dataset)):
+        for i in tqdm(range(len(dataset)), desc=f"{run.run_id} fuse {test}", unit="img", disable=not progress, leave=False):
+            interrupts.check(run.run_id, f"while fusing {test} (training is complete and saved)")
             s = dataset[i]
             ir = torch.from_numpy(s.ir_unit)[None, None].to(device)
             vis = torch.from_numpy(s.vi_ycbcr[0])[None, None].to(device)

@@ -24,11 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmark import interrupts
 from benchmark.config import Config, ConfigError, Profile, load_config
+from benchmark.console import say
 from benchmark.data import DataError
 from benchmark.fuse import fuse_run
 from benchmark.plan import RunSpec
-from benchmark.store import ResultsFolder, RunDir, RunLock
+from benchmark.store import ResultsFolder, RunDir, RunLock, StoreError
 from benchmark.train import train_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +41,7 @@ class RunOutcome:
     """What happened to one run."""
 
     run_id: str
-    status: str  # "done" (already complete), "trained", "failed", "locked"
+    status: str  # "done" (already complete), "trained", "failed", "locked", "interrupted"
     message: str = ""
     seconds: float = 0.0
 
@@ -91,20 +93,28 @@ def environment(device: str, seed: int) -> dict[str, Any]:
 
 
 def train_and_fuse(run: RunSpec, cfg: Config, run_dir: RunDir, device: str, progress: bool = True) -> RunOutcome:
-    """Train (or resume) one run, then fuse and score its test sets; writes ``done.json`` last."""
-    start = time.perf_counter()
-    trainer, error = train_run(run, cfg, run_dir, device, progress)
+    """Train (or resume) one run, then fuse and score its test sets; writes ``done.json`` last.
+
+    ``done.json`` records the wall-clock seconds of the whole run, training counted across resumes.
+    """
+    trainer, error, trained = train_run(run, cfg, run_dir, device, progress)
     if error is not None:
         run_dir.write_failed(run.run_id, run.config_hash, error, trainer.step)
-        return RunOutcome(run.run_id, "failed", error, time.perf_counter() - start)
-    fuse_run(trainer.model, run, cfg, run_dir, device)
-    run_dir.write_done(run.run_id, run.config_hash, trainer.step, time.perf_counter() - start,
-                       time.strftime("%Y-%m-%d %H:%M:%S"))  # fmt: skip
-    return RunOutcome(run.run_id, "trained", "", time.perf_counter() - start)
+        return RunOutcome(run.run_id, "failed", error, trained)
+    start = time.perf_counter()
+    fuse_run(trainer.model, run, cfg, run_dir, device, progress)
+    seconds = trained + time.perf_counter() - start
+    run_dir.write_done(run.run_id, run.config_hash, trainer.step, seconds, time.strftime("%Y-%m-%d %H:%M:%S"))
+    return RunOutcome(run.run_id, "trained", "", seconds)
 
 
 def execute(run: RunSpec, cfg: Config, results: Path, device: str, progress: bool = True) -> RunOutcome:
-    """Run one run in this process, honouring completion, config hash and lock."""
+    """Run one run in this process, honouring completion, config hash and lock.
+
+    A ``done.json`` whose ``metrics.csv`` is missing or changed does not count: the run is repaired (resumed
+    from its checkpoint, fused and scored again), saying so.
+    """
+    interrupts.check(run.run_id, "before it started")
     run_dir = ResultsFolder(results).run(run.run_id)
     if run_dir.is_done(run.config_hash):
         return RunOutcome(run.run_id, "done")
@@ -121,6 +131,10 @@ def execute(run: RunSpec, cfg: Config, results: Path, device: str, progress: boo
     try:
         if run_dir.is_done(run.config_hash):
             return RunOutcome(run.run_id, "done")
+        broken = run_dir.done_but_broken(run.config_hash)
+        if broken:
+            say(f"{run.run_id}: {broken}; repairing the run")
+            run_dir.done.unlink()
         run_dir.failed.unlink(missing_ok=True)
         if stored is None:
             run_dir.write_config(run.run_id, run.config_hash, run.config, run.data_paths)
@@ -131,14 +145,38 @@ def execute(run: RunSpec, cfg: Config, results: Path, device: str, progress: boo
 
 
 def _worker(args: tuple[RunSpec, str, str, str, int, list[str]]) -> RunOutcome:
-    """Run one run in a fresh process (parallel workers, Slurm jobs): reload the config, then execute."""
+    """Run one run in a fresh process (parallel workers, Slurm jobs): reload the config, then execute.
+
+    A stop request ends the run at a safe point with the outcome ``interrupted``.
+    """
     run, config_path, results, device, threads, overrides = args
     torch.set_num_threads(threads)
-    cfg = load_config(config_path, overrides)
     try:
-        return execute(run, cfg, Path(results), device, progress=False)
+        return execute(run, load_config(config_path, overrides), Path(results), device, progress=False)
+    except interrupts.Interrupted as exc:
+        return RunOutcome(run.run_id, "interrupted", str(exc))
     except Exception as exc:  # noqa: BLE001 - one broken run must not stop the grid
         return RunOutcome(run.run_id, "failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+
+
+def _pool_worker(args: tuple[RunSpec, str, str, str, int, list[str]]) -> RunOutcome:
+    """:func:`_worker` in a process-pool worker, with SIGINT and SIGTERM turned into stop requests."""
+    with interrupts.handling_stops():
+        return _worker(args)
+
+
+class SlurmJob:
+    """A run as a submitit job; on preemption or timeout submitit requeues it and it resumes from its
+    last checkpoint, giving the numbers an uninterrupted run would have given."""
+
+    def __call__(self, args: tuple[RunSpec, str, str, str, int, list[str]]) -> RunOutcome:
+        return _worker(args)
+
+    def checkpoint(self, args: tuple[RunSpec, str, str, str, int, list[str]]) -> Any:
+        """What submitit resubmits after a preemption signal: the same job with the same arguments."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, args)
 
 
 def launch(runs: list[RunSpec], cfg: Config, profile: Profile, config_path: str, results: Path, device: str,
@@ -151,7 +189,7 @@ def launch(runs: list[RunSpec], cfg: Config, profile: Profile, config_path: str,
         for run in runs:
             try:
                 outcomes.append(execute(run, cfg, results, device))
-            except (ConfigError, DataError):
+            except (ConfigError, DataError, StoreError, interrupts.Interrupted):
                 raise
             except Exception as exc:  # noqa: BLE001
                 outcomes.append(RunOutcome(run.run_id, "failed", f"{type(exc).__name__}: {exc}"))
@@ -160,7 +198,7 @@ def launch(runs: list[RunSpec], cfg: Config, profile: Profile, config_path: str,
     threads = max(1, (os.cpu_count() or 1) // workers)
     jobs = [(run, config_path, str(results), device, threads, overrides) for run in runs]
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        outcomes = list(pool.map(_worker, jobs))
+        outcomes = list(pool.map(_pool_worker, jobs))
     for o in outcomes:
         print(o.line())
     return outcomes
@@ -183,7 +221,7 @@ def launch_slurm(runs: list[RunSpec], profile: Profile, config_path: str, result
         executor = submitit.AutoExecutor(folder=str(ResultsFolder(results).slurm))
     executor.update_parameters(**resources)
     threads = int(resources.get("cpus_per_task", 1))
-    jobs = [executor.submit(_worker, (run, config_path, str(results), device, threads, overrides)) for run in runs]
+    jobs = [executor.submit(SlurmJob(), (run, config_path, str(results), device, threads, overrides)) for run in runs]
     outcomes = [job.result() for job in jobs]
     for o in outcomes:
         print(o.line())

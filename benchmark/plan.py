@@ -99,3 +99,13 @@ def select(runs: list[RunSpec], only: str | None) -> list[RunSpec]:
     if not chosen:
         raise ConfigError(f"--only {only}: the values exist but no planned run has all of them")
     return chosen
+
+
+def verify_data(cfg: Config, profile: Profile, runs: list[RunSpec]) -> int:
+    """Read every pair of the datasets the runs use, before any training; returns the number of pairs.
+
+    Each image must be readable, have its partner and the partner's size; the first problem raises
+    :class:`~benchmark.data.DataError` naming the file.
+    """
+    names = dict.fromkeys([profile.train, *(t for r in runs for t in r.config["test"])])
+    return sum(cfg.datasets[name].open().verify() for name in names)

@@ -9,14 +9,16 @@ store (:mod:`benchmark.store`) puts it.
 from __future__ import annotations
 
 import argparse
-import sys
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchmark import interrupts
 from benchmark.config import ConfigError, load_config
+from benchmark.console import say
 from benchmark.data import DataError
 from benchmark.launch import ROOT, launch, resolve_device
-from benchmark.plan import plan, select
+from benchmark.plan import plan, select, verify_data
 from benchmark.reports import build_report, format_summary
 from benchmark.store import ResultsFolder, StoreError, load_study
 
@@ -36,7 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Plan, run and report a profile; exit 0, 1 when a run failed, 2 for bad input."""
+    """Plan, check the data, run and report a profile.
+
+    Exit status: 0, 1 when a run failed, 2 for bad input (config, data, a results folder that cannot be
+    written), 128 + the signal number when SIGINT or SIGTERM stopped it (130, 143).
+    """
     args = build_parser().parse_args(argv)
     try:
         cfg = load_config(args.config, args.set)
@@ -49,21 +55,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{len(runs)} runs in profile '{profile.name}' -> {folder.root}")
             return 0
         device = resolve_device(args.device or profile.device)
-        print(f"profile '{profile.name}': {len(runs)} runs on {device} -> {folder.root}")
-        folder.write_study(profile.study())
-        outcomes = launch(runs, cfg, profile, args.config, folder.root, device, args.workers, args.launcher, args.set)
-        try:
-            study = load_study(folder.root)
-        except StoreError:  # no run of the profile has finished yet
-            study = None
+        pairs = verify_data(cfg, profile, runs)
+        print(f"profile '{profile.name}': {len(runs)} runs on {device} -> {folder.root} ({pairs} image pairs checked)")
+        with interrupts.handling_stops():
+            try:
+                folder.write_study(profile.study())
+                outcomes = launch(runs, cfg, profile, args.config, folder.root, device, args.workers, args.launcher, args.set)
+            except interrupts.Interrupted as exc:
+                say(str(exc))
+                return exc.exit_code
+        stopped = [o for o in outcomes if o.status == "interrupted"]
+        for o in stopped:
+            say(o.message)
+        if stopped:
+            return 128 + (interrupts.requested() or signal.SIGINT)
+        with folder.report_lock():
+            try:
+                study = load_study(folder.root)
+            except StoreError:  # no run of the profile has finished yet
+                study = None
+            if study is not None:
+                build_report(folder.root)
         if study is not None:
-            build_report(folder.root)
             print(format_summary(study))
             print(f"tables and figures: {folder.summary_md} (rebuild with python -m benchmark report --results {folder.root})")
         failed = [o for o in outcomes if o.status == "failed"]
         for o in failed:
-            print(f"failed: {o.run_id}: {o.message.splitlines()[0] if o.message else ''}", file=sys.stderr)
+            say(f"failed: {o.run_id}: {o.message.splitlines()[0] if o.message else ''}")
         return 1 if failed else 0
     except (ConfigError, DataError, StoreError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        say(f"error: {exc}")
         return 2

@@ -5,12 +5,14 @@ A profile's results folder ``<results>/<profile>/`` holds::
     study.json                 what the study plans (arms, ablation groups, grids), written before training
     summary.csv                one row per finished run and test set (image means, NaN counts)
     summary.md, tables/, figures/, examples/      the report
+    report.lock                held while a process reads the runs and writes the report
     slurm/                     submitit's job files
     runs/<run-id>/             one run, ``<model>__<arm>__<train>__s<seed>``:
         config.yaml            the resolved config, its hash, and where the data was read from
         env.json               versions, git commit, device, seed
         train_log.csv          step, phase, lr, loss, each objective part, seconds
-        checkpoints/last.pt    everything needed to resume exactly
+        checkpoints/last.pt    everything needed to resume exactly, with last.pt.sha256; the
+                               checkpoint before it is kept as previous.pt
         fused/<test>/<image>.png      fused 8-bit Y
         fused_rgb/<test>/<image>.png  colour image rebuilt with the visible Cb/Cr
         metrics.csv            per-image metric values
@@ -20,12 +22,16 @@ A profile's results folder ``<results>/<profile>/`` holds::
 
 Every file is written through a temporary file and a rename, readable by others
 (mode 0666 less the umask, 0644 under the usual 022), so no reader ever sees a
-half-written file. :func:`load_study` reads a folder back for the reports.
+half-written file; a failed write (a full disk, a read-only folder) raises
+:class:`StoreError` naming the path and leaves nothing behind. :func:`load_study`
+reads a folder back for the reports.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import hashlib
 import io
 import json
@@ -33,7 +39,7 @@ import os
 import re
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +52,8 @@ STUDY, SUMMARY_CSV, SUMMARY_MD = "study.json", "summary.csv", "summary.md"
 RUNS, TABLES, FIGURES, EXAMPLES, SLURM = "runs", "tables", "figures", "examples", "slurm"
 CONFIG, ENV, TRAIN_LOG, METRICS, DONE, FAILED, LOCK = (
     "config.yaml", "env.json", "train_log.csv", "metrics.csv", "done.json", "failed.json", "lock")  # fmt: skip
-CHECKPOINT = Path("checkpoints") / "last.pt"
+CHECKPOINT, PREVIOUS = Path("checkpoints") / "last.pt", Path("checkpoints") / "previous.pt"
+DIGEST_SUFFIX, REPORT_LOCK = ".sha256", "report.lock"
 FUSED, FUSED_RGB = "fused", "fused_rgb"
 
 
@@ -63,15 +70,20 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     The file gets mode 0666 less the umask (0644 under umask 022), as a plain ``open`` would.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from exc
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise
 
 
@@ -174,6 +186,7 @@ class RunDir:
         self.env = self.root / ENV
         self.log = self.root / TRAIN_LOG
         self.ckpt = self.root / CHECKPOINT
+        self.previous = self.root / PREVIOUS
         self.metrics = self.root / METRICS
         self.done = self.root / DONE
         self.failed = self.root / FAILED
@@ -190,7 +203,10 @@ class RunDir:
         """Whether ``done.json`` marks this config as complete and ``metrics.csv`` is the file it recorded."""
         if not self.done.is_file():
             return False
-        done = json.loads(self.done.read_text())
+        try:
+            done = json.loads(self.done.read_text())
+        except ValueError:
+            return False
         if done.get("config_hash") != config_hash or not self.metrics.is_file():
             return False
         return done.get("metrics_sha256", sha256(self.metrics)) == sha256(self.metrics)
@@ -199,7 +215,21 @@ class RunDir:
         """``done``, ``partial`` (a checkpoint to resume from) or ``todo``."""
         if self.is_done(config_hash):
             return "done"
-        return "partial" if self.ckpt.is_file() else "todo"
+        return "partial" if self.ckpt.is_file() or self.previous.is_file() else "todo"
+
+    def done_but_broken(self, config_hash: str) -> str | None:
+        """Why a ``done.json`` of this config does not stand (``metrics.csv`` missing or changed), else ``None``."""
+        if not self.done.is_file() or self.is_done(config_hash):
+            return None
+        try:
+            done = json.loads(self.done.read_text())
+        except (OSError, ValueError) as exc:
+            return f"{self.done} is unreadable ({exc})"
+        if done.get("config_hash") != config_hash:
+            return None
+        if not self.metrics.is_file():
+            return f"{self.done} exists but {self.metrics.name} is missing"
+        return f"{self.done} does not match {self.metrics.name} (changed after the run finished)"
 
     # -- writing
     def write_config(self, run_id: str, config_hash: str, config: dict[str, Any], data_paths: dict[str, Any]) -> None:
@@ -223,7 +253,33 @@ class RunDir:
         return [r for r in rows[1:] if int(r[0]) <= upto]
 
     def save_checkpoint(self, data: bytes) -> None:
+        """Write ``last.pt`` and its digest, keeping the checkpoint it replaces as ``previous.pt``."""
+        if self.ckpt.is_file():
+            os.replace(self.ckpt, self.previous)
+            digest = _digest_path(self.ckpt)
+            if digest.is_file():
+                os.replace(digest, _digest_path(self.previous))
         atomic_write_bytes(self.ckpt, data)
+        atomic_write_text(_digest_path(self.ckpt), hashlib.sha256(data).hexdigest() + "\n")
+
+    def checkpoints(self) -> Iterator[tuple[Path, bytes | None, str]]:
+        """``(path, bytes, problem)`` for ``last.pt`` then ``previous.pt`` where they exist; the bytes are
+        ``None`` when the file does not match its recorded digest (truncated or corrupted), with the problem
+        in words. A checkpoint without a digest (written before its digest was) is given as it is."""
+        for path in (self.ckpt, self.previous):
+            if not path.is_file():
+                continue
+            data, digest = path.read_bytes(), _digest_path(path)
+            if digest.is_file() and digest.read_text().strip() != hashlib.sha256(data).hexdigest():
+                yield path, None, f"{path} does not match its digest {digest.name} (truncated or corrupted)"
+            else:
+                yield path, data, ""
+
+    def drop_checkpoints(self) -> None:
+        """Remove every checkpoint (a run that restarts from scratch)."""
+        for path in (self.ckpt, self.previous):
+            path.unlink(missing_ok=True)
+            _digest_path(path).unlink(missing_ok=True)
 
     def fused(self, test: str, stem: str, colour: bool = False) -> Path:
         """Path of a fused image (8-bit Y, or the colour rebuild)."""
@@ -257,6 +313,10 @@ class RunDir:
         return pd.read_csv(self.log) if self.log.is_file() else None
 
 
+def _digest_path(path: Path) -> Path:
+    return path.with_name(path.name + DIGEST_SUFFIX)
+
+
 def dataset_source(config: dict[str, Any], name: str) -> dict[str, Any]:
     """Where a run read dataset ``name``: ``{"synthetic": {...}}`` or ``{"path": ..., "split": ...}``.
 
@@ -287,6 +347,18 @@ class ResultsFolder:
 
     def run(self, run_id: str) -> RunDir:
         return RunDir(self.root / RUNS / run_id)
+
+    @contextlib.contextmanager
+    def report_lock(self) -> Iterator[None]:
+        """Hold the folder's report lock: processes sharing the folder read the runs and write the
+        summary and report one at a time, so the last writer has seen every run finished before it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / REPORT_LOCK, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def write_study(self, spec: dict[str, Any]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

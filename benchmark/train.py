@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import math
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from torch import nn
 from tqdm import tqdm
 
 from baselines.recipe import Recipe
+from benchmark import interrupts
+from benchmark.console import say
 from benchmark.data import DataError
 from benchmark.store import RunDir
 
@@ -197,23 +200,35 @@ class Trainer:
             if on_step is not None:
                 on_step(log)
 
-    def state_dict(self, sampler: PatchSampler) -> dict[str, Any]:
-        """Everything needed to resume exactly: model, optimiser, step, sampler and torch RNG states."""
+    def state_dict(self, sampler: PatchSampler, seconds: float = 0.0) -> dict[str, Any]:
+        """Everything needed to resume exactly: model, optimiser, step, the sampler's generator and every
+        global random state a model may draw from (torch on the CPU and on each CUDA device, as TC-MoA's
+        gating noise does; NumPy; Python), plus the training seconds spent so far."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
             "sampler": sampler.state(),
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.cuda else None,
+            "numpy_rng": np.random.get_state(),
+            "python_rng": random.getstate(),
+            "seconds": seconds,
         }
 
-    def load_state_dict(self, state: dict[str, Any], sampler: PatchSampler) -> None:
-        """Restore :meth:`state_dict`."""
+    def load_state_dict(self, state: dict[str, Any], sampler: PatchSampler) -> float:
+        """Restore :meth:`state_dict`; returns the training seconds it recorded."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
         sampler.load_state(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
+        if self.cuda and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        if "numpy_rng" in state:
+            np.random.set_state(state["numpy_rng"])
+            random.setstate(state["python_rng"])
+        return float(state.get("seconds", 0.0))
 
 
 def load_training_images(dataset: Any) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -225,44 +240,90 @@ def load_training_images(dataset: Any) -> list[tuple[str, np.ndarray, np.ndarray
     return out
 
 
-def train_run(run: RunSpec, cfg: Config, run_dir: RunDir, device: str, progress: bool = True) -> tuple[Trainer, str | None]:
-    """Train (or resume) one run with logging and checkpoints; returns the trainer and an error for a NaN loss."""
+def restore(trainer: Trainer, sampler: PatchSampler, run_dir: RunDir, run_id: str) -> float:
+    """Load the newest readable checkpoint into ``trainer`` and ``sampler``; returns its training seconds.
+
+    A checkpoint that does not match its digest or cannot be unpickled is skipped with a warning; the
+    previous one is tried next, and with none left the run restarts from scratch, saying so.
+    """
+    problems = []
+    for path, data, problem in run_dir.checkpoints():
+        if data is None:
+            problems.append(problem)
+            continue
+        try:
+            state = torch.load(io.BytesIO(data), weights_only=False, map_location=trainer.device)
+            if not isinstance(state, dict) or not {"model", "optimizer", "step", "sampler"} <= set(state):
+                raise ValueError("not a checkpoint of this harness")
+        except Exception as exc:  # noqa: BLE001 - an unreadable file of any kind falls back
+            problems.append(f"{path} cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
+            continue
+        seconds = trainer.load_state_dict(state, sampler)
+        for text in problems:
+            say(f"warning: {text}")
+        if problems:
+            say(f"{run_id}: resuming from {path.name} at step {trainer.step}")
+        return seconds
+    for text in problems:
+        say(f"warning: {text}")
+    if problems:
+        say(f"{run_id}: no readable checkpoint left; restarting from scratch")
+        run_dir.drop_checkpoints()
+    return 0.0
+
+
+def train_run(run: RunSpec, cfg: Config, run_dir: RunDir, device: str,
+              progress: bool = True) -> tuple[Trainer, str | None, float]:  # fmt: skip
+    """Train (or resume) one run with logging and checkpoints.
+
+    Returns the trainer, an error for a NaN loss (else ``None``) and the training seconds, counted across
+    resumes. A stop request (:mod:`benchmark.interrupts`) writes a checkpoint after the current step and
+    raises :class:`~benchmark.interrupts.Interrupted`.
+    """
     c = run.config
     spec = cfg.model(run.model)
     torch.manual_seed(run.seed)
     np.random.seed(run.seed)
+    random.seed(run.seed)
     model = spec.build()
     gradient = {k: v for k, v in c["arm"].items() if k != "name"}
     trainer = Trainer(model, spec.recipe, gradient, c["steps"], device=device, lr=c["lr"])
     sampler = PatchSampler(load_training_images(cfg.datasets[c["train"]["name"]].open()), c["patch_size"],
                            c["batch_size"], seed=run.seed)  # fmt: skip
     parts = list(dict.fromkeys(p for objective in trainer.objectives for p in objective.terms))
-    rows: list[list[str]] = []
-    if run_dir.ckpt.is_file():
-        trainer.load_state_dict(torch.load(run_dir.ckpt, weights_only=False), sampler)
-        rows = run_dir.read_log(trainer.step)
+    before = restore(trainer, sampler, run_dir, run.run_id)
+    rows = run_dir.read_log(trainer.step)
+    interrupts.check(run.run_id, f"before training step {trainer.step + 1} of {c['steps']}")
+    started = time.perf_counter()
+
+    def seconds() -> float:
+        return before + time.perf_counter() - started
+
+    def save() -> None:
+        buffer = io.BytesIO()
+        torch.save(trainer.state_dict(sampler, seconds()), buffer)
+        run_dir.save_checkpoint(buffer.getvalue())
+        run_dir.write_log(parts, rows)
 
     bar = tqdm(total=c["steps"], initial=trainer.step, desc=run.run_id, unit="step", disable=not progress, leave=False)
-    started = time.perf_counter()
 
     def on_step(log: StepLog) -> None:
         bar.update()
         if log.step % run.log_every == 0 or log.step == c["steps"]:
             rows.append([str(log.step), log.phase, repr(log.lr), repr(log.loss),
-                         *(repr(log.parts.get(p, float("nan"))) for p in parts),
-                         f"{time.perf_counter() - started:.3f}"])  # fmt: skip
+                         *(repr(log.parts.get(p, float("nan"))) for p in parts), f"{seconds():.3f}"])  # fmt: skip
             bar.set_postfix({"loss": f"{log.loss:.4f}", **{p: f"{v:.3f}" for p, v in log.parts.items()}})
-        if log.step % c["checkpoint_every"] == 0 or log.step == c["steps"]:
-            buffer = io.BytesIO()
-            torch.save(trainer.state_dict(sampler), buffer)
-            run_dir.save_checkpoint(buffer.getvalue())
-            run_dir.write_log(parts, rows)
+        stop = interrupts.requested() is not None
+        if stop or log.step % c["checkpoint_every"] == 0 or log.step == c["steps"]:
+            save()
+        if stop:
+            interrupts.check(run.run_id, f"at step {log.step} of {c['steps']} (checkpoint saved)")
 
     try:
         trainer.run(sampler, on_step=on_step)
     except NonFiniteLoss as exc:
         run_dir.write_log(parts, rows)
-        return trainer, str(exc)
+        return trainer, str(exc), seconds()
     finally:
         bar.close()
-    return trainer, None
+    return trainer, None, seconds()
