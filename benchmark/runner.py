@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=1, help="parallel processes")
     parser.add_argument("--launcher", default="local", choices=["local", "slurm"])
     parser.add_argument("--results", default=str(ROOT / "results"), help="results root (default: results/)")
+    parser.add_argument("--no-figures", action="store_true", help="report tables and summaries only")
     return parser
 
 
@@ -75,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except StoreError:  # no run of the profile has finished yet
                 study = None
             if study is not None:
-                build_report(folder.root)
+                build_report(folder.root, figures=not args.no_figures)
         if study is not None:
             print(format_summary(study))
             print(f"tables and figures: {folder.summary_md} (rebuild with python -m benchmark report --results {folder.root})")

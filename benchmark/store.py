@@ -351,8 +351,8 @@ class ResultsFolder:
     @contextlib.contextmanager
     def report_lock(self) -> Iterator[None]:
         """Hold the folder's report lock: processes sharing the folder read the runs and write the
-        summary and report one at a time, so the last writer has seen every run finished before it."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        summary and report one at a time, so the last writer has seen every run finished before it.
+        The folder must exist."""
         with open(self.root / REPORT_LOCK, "a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:

@@ -35,7 +35,7 @@ from benchmark.metrics import DEFAULT_CONVENTION, get_convention
 from benchmark.reports.stats import BASE_ARM, paired_table, run_summary, study_metrics, summarise_arms
 from benchmark.reports.figures import make_figures
 from benchmark.reports.tables import main_table, paired_markup, to_csv, write_table
-from benchmark.store import Study, StoreError, atomic_write_text, load_study
+from benchmark.store import ResultsFolder, Study, StoreError, atomic_write_text, load_study
 
 
 def _plan_order(study: Study) -> dict[str, list]:
@@ -153,8 +153,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--results", required=True, help="a profile's results folder, e.g. results/real-cpu")
     parser.add_argument("--no-figures", action="store_true", help="tables and summary.md only")
     args = parser.parse_args(argv)
+    folder = ResultsFolder(args.results)
     try:
-        files = build_report(args.results, figures=not args.no_figures)
+        if not folder.study.is_file():
+            load_study(folder.root)  # raises, naming the missing file
+        with folder.report_lock():
+            files = build_report(folder.root, figures=not args.no_figures)
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
