@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from benchmark import store
@@ -226,3 +227,24 @@ def test_a_failing_write_names_the_path_and_leaves_nothing_that_looks_complete(t
     assert f"error: cannot write {run / 'metrics.csv'}: {words}" in capsys.readouterr().err
     assert not (run / "metrics.csv").exists() and not (run / "done.json").exists()
     assert not list(run.glob(".*.tmp")) and not (run / "lock").exists()
+
+
+def test_a_preempted_slurm_job_requeues_and_resumes_exactly(tmp_path: Path) -> None:
+    """submitit's local executor signals the job before its time limit, as Slurm does on preemption."""
+    submitit = pytest.importorskip("submitit")
+    from benchmark.config import load_config
+    from benchmark.launch import SlurmJob, execute
+    from benchmark.plan import plan
+
+    overrides = ["profiles.smoke.steps=1500", "profiles.smoke.checkpoint_every=50"]
+    cfg = load_config(EXPERIMENTS, overrides)
+    run = plan(cfg, cfg.profile("smoke"))[1]
+    assert execute(run, cfg, tmp_path / "uninterrupted", "cpu", progress=False).status == "trained"
+    executor = submitit.LocalExecutor(folder=str(tmp_path / "jobs"), max_num_timeout=10)
+    executor.update_parameters(timeout_min=12 / 60, signal_delay_s=6)  # signalled 6 s after each start
+    threads = torch.get_num_threads()  # the same thread count: CPU sums depend on it
+    job = executor.submit(SlurmJob(), (run, str(EXPERIMENTS), str(tmp_path / "slurm"), "cpu", threads, overrides))
+    assert job.result().status == "trained"
+    assert "Requeued job" in job.stdout()
+    ours, theirs = (tmp_path / where / "runs" / run.run_id / "metrics.csv" for where in ("slurm", "uninterrupted"))
+    assert ours.read_bytes() == theirs.read_bytes()
