@@ -25,7 +25,9 @@ import yaml
 import baselines
 import losses
 from benchmark.data import DataError, PairedDataset, data_root, open_dataset
+from benchmark.metrics import metric_names
 from benchmark.registry import suggest
+from benchmark.store import DEFAULT_BASE_ARM, DEFAULT_PRIMARY_METRICS
 from benchmark.synthetic import SyntheticDataset
 
 NORMALISATIONS = ("clamp", "image_minmax", "recipe")
@@ -129,6 +131,9 @@ class Profile:
     loss_arms: list[str] = field(default_factory=list)  # the arms listed under 'losses'
     ablation_arms: dict[str, dict[str, str]] = field(default_factory=dict)  # ablation -> value label -> arm name
     ablation_on: dict[str, list] = field(default_factory=dict)  # optional models / seeds / test of ablation-only arms
+    base_arm: str = DEFAULT_BASE_ARM  # what every other arm is compared with
+    primary_metrics: list[str] = field(default_factory=lambda: list(DEFAULT_PRIMARY_METRICS))  # the Holm family
+    labels: dict[str, str] = field(default_factory=dict)  # display names of datasets, models and arms
 
     def grid(self, arm: str) -> tuple[list[str], list[int], list[str]]:
         """Models, seeds and test sets an arm runs on (ablation-only arms may use a smaller grid)."""
@@ -140,13 +145,14 @@ class Profile:
     def study(self) -> dict[str, Any]:
         """JSON-able description of the study that the reports read (arms, ablation groups, grids)."""
         return {"profile": self.name, "train": self.train, "steps": self.steps, "arms": self.arms,
-                "loss_arms": self.loss_arms, "ablations": self.ablation_arms,
+                "loss_arms": self.loss_arms, "ablations": self.ablation_arms, "base_arm": self.base_arm,
+                "primary_metrics": self.primary_metrics, "labels": self.labels,
                 "grids": {arm: dict(zip(("models", "seeds", "test"), self.grid(arm))) for arm in self.arms}}  # fmt: skip
 
 
 PROFILE_KEYS = ["models", "losses", "ablations", "ablation_on", "seeds", "train", "test", "steps", "batch_size", "patch_size", "lr",
-                "device", "checkpoint_every", "log_every", "normalisation", "slurm"]  # fmt: skip
-TOP_KEYS = ["datasets", "models", "losses", "ablations", "profiles", "default_profile"]
+                "device", "checkpoint_every", "log_every", "normalisation", "slurm", "base_arm", "primary_metrics"]  # fmt: skip
+TOP_KEYS = ["datasets", "models", "losses", "ablations", "profiles", "default_profile", "labels"]
 
 
 @dataclass
@@ -244,7 +250,8 @@ def _parse_ablations(block: Any, loss_arms: dict[str, dict[str, Any]]) -> dict[s
     return out
 
 
-def _parse_profile(name: str, b: Any, cfg: dict[str, Any], arms: dict, ablations: dict) -> Profile:
+def _parse_profile(name: str, b: Any, cfg: dict[str, Any], arms: dict, ablations: dict,
+                   labels: dict[str, str]) -> Profile:  # fmt: skip
     path = f"profiles.{name}"
     _check_keys(b, PROFILE_KEYS, path, required=("models", "seeds", "train", "test", "steps"))
     models = _name_list(b["models"], list(cfg["models"]), f"{path}.models", "model")
@@ -279,10 +286,15 @@ def _parse_profile(name: str, b: Any, cfg: dict[str, Any], arms: dict, ablations
     norm = b.get("normalisation", "clamp")
     if norm not in NORMALISATIONS:
         raise ConfigError(f"{path}.normalisation: '{norm}' is not one of {list(NORMALISATIONS)}")
+    base_arm = b.get("base_arm", DEFAULT_BASE_ARM)
+    if "base_arm" in b and base_arm not in profile_arms:
+        raise ConfigError(f"{path}.base_arm: '{base_arm}' is not an arm of this profile{suggest(base_arm, list(profile_arms))}; "
+                          f"arms: {', '.join(profile_arms)}")  # fmt: skip
+    primary = _name_list(b.get("primary_metrics", list(DEFAULT_PRIMARY_METRICS)), metric_names(), f"{path}.primary_metrics", "metric")
     return Profile(
         name, models, profile_arms, seeds, train, test, b["steps"], b.get("batch_size"), b.get("patch_size"),
         b.get("lr"), device, b.get("checkpoint_every", 100), b.get("log_every", 10), norm,
-        dict(b.get("slurm") or {}), list(loss_arms), ablation_arms, ablation_on,
+        dict(b.get("slurm") or {}), list(loss_arms), ablation_arms, ablation_on, base_arm, list(primary), labels,
     )  # fmt: skip
 
 
@@ -347,7 +359,10 @@ def parse_config(raw: dict[str, Any]) -> Config:
             raise ConfigError(message if message.startswith("models.") else f"models.{name}: {message}") from None
     arms = _parse_losses(raw.get("losses"))
     ablations = _parse_ablations(raw.get("ablations"), arms)
-    profiles = {name: _parse_profile(name, b, raw, arms, ablations) for name, b in raw["profiles"].items()}
+    labels = raw.get("labels") or {}
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise ConfigError(f"labels: expected a mapping of names to display labels, got {labels!r}")
+    profiles = {name: _parse_profile(name, b, raw, arms, ablations, dict(labels)) for name, b in raw["profiles"].items()}
     default = raw.get("default_profile", next(iter(profiles)))
     if default not in profiles:
         raise ConfigError(f"default_profile: unknown profile '{default}'{suggest(default, list(profiles))}")

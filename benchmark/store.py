@@ -44,9 +44,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 import yaml
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STUDY, SUMMARY_CSV, SUMMARY_MD = "study.json", "summary.csv", "summary.md"
 RUNS, TABLES, FIGURES, EXAMPLES, SLURM = "runs", "tables", "figures", "examples", "slurm"
@@ -55,6 +59,8 @@ CONFIG, ENV, TRAIN_LOG, METRICS, DONE, FAILED, LOCK = (
 CHECKPOINT, PREVIOUS = Path("checkpoints") / "last.pt", Path("checkpoints") / "previous.pt"
 DIGEST_SUFFIX, REPORT_LOCK = ".sha256", "report.lock"
 FUSED, FUSED_RGB = "fused", "fused_rgb"
+# what a study compares with, and its primary metric family (the DAMGL paper's six), unless it says otherwise
+DEFAULT_BASE_ARM, DEFAULT_PRIMARY_METRICS = "magnitude", ("EN", "MI", "SD", "SCD", "VIF", "Qabf")
 
 
 class StoreError(ValueError):
@@ -307,9 +313,13 @@ class RunDir:
         return json.loads(getattr(self, which).read_text())
 
     def read_metrics(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.read_csv(self.metrics, dtype={"test": str, "image": str})
 
     def read_log_frame(self) -> pd.DataFrame | None:
+        import pandas as pd
+
         return pd.read_csv(self.log) if self.log.is_file() else None
 
 
@@ -396,7 +406,8 @@ def load_study(root: str | Path) -> Study:
     folder = ResultsFolder(root)
     if not folder.study.is_file():
         raise StoreError(f"{folder.study}: not found; run the profile first (python run_all.py --profile NAME)")
-    spec = json.loads(folder.study.read_text())
+    spec = {"base_arm": DEFAULT_BASE_ARM, "primary_metrics": list(DEFAULT_PRIMARY_METRICS), "labels": {},
+            **json.loads(folder.study.read_text())}  # older study.json files lack the three  # fmt: skip
     frames, runs, missing, failed = [], {}, [], {}
     for arm, grid in spec["grids"].items():
         for model in grid["models"]:
@@ -423,6 +434,8 @@ def load_study(root: str | Path) -> Study:
                              "log": run.read_log_frame()}  # fmt: skip
     if not frames:
         raise StoreError(f"{folder.root}: no completed runs yet ({len(missing)} planned, {len(failed)} failed)")
+    import pandas as pd
+
     return Study(folder, spec, pd.concat(frames, ignore_index=True), runs, missing, failed)
 
 

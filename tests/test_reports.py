@@ -99,9 +99,9 @@ def latex_is_well_formed(tex: str) -> bool:
 
 @pytest.fixture(scope="module")
 def smoke_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Smoke profile with two seeds and the sign ablation: tiny model, seconds on a CPU."""
+    """Smoke profile with two seeds and the sign ablation, 60 steps so that every run is healthy: seconds on a CPU."""
     results = tmp_path_factory.mktemp("report")
-    args = ["--config", str(EXPERIMENTS), "--profile", "smoke", "--results", str(results),
+    args = ["--config", str(EXPERIMENTS), "--profile", "smoke", "--results", str(results), "--set", "profiles.smoke.steps=60",
             "--set", "profiles.smoke.seeds=[0, 1]", "--set", "profiles.smoke.ablations=[sign]"]  # fmt: skip
     assert run_main(args) == 0
     return results / "smoke"
@@ -110,29 +110,33 @@ def smoke_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_report_writes_tables_summary_and_figures(smoke_study: Path) -> None:
     files = reports.build_report(smoke_study)
     names = {p.relative_to(smoke_study).as_posix() for p in files}
-    for stem in ("main_synthetic_small_test", "paired_synthetic_small_test", "ablation_sign_synthetic_small_test"):
+    for stem in ("main_synthetic_small_test", "paired_synthetic_small_test", "power_synthetic_small_test", "health",
+                 "ablation_sign_synthetic_small_test", "paired_ablation_sign_synthetic_small_test"):  # fmt: skip
         for ext in ("csv", "md", "tex"):
             assert (smoke_study / "tables" / f"{stem}.{ext}").is_file()
         assert latex_is_well_formed((smoke_study / "tables" / f"{stem}.tex").read_text())
-    for fig in ("change_synthetic_small_test", "training_curves", "qualitative_tiny_synthetic_small_test",
+    for fig in ("forest_synthetic_small_test", "training_curves", "qualitative_tiny_synthetic_small_test",
                 "direction_tiny_synthetic_small_test"):  # fmt: skip
         assert {f"figures/{fig}.png", f"figures/{fig}.pdf"} <= names
     summary = (smoke_study / "summary.md").read_text()
     assert "- runs: 6 of 6 complete, 0 failed, 0 missing" in summary and "## Ablation: sign" in summary
     paired = pd.read_csv(smoke_study / "tables" / "paired_synthetic_small_test.csv")
-    assert list(paired.arm) == ["damgl"] and set(paired.seeds) == {2} and set(paired.images) == {2}
-    ablation_pairs = pd.read_csv(smoke_study / "tables" / "ablation_sign_synthetic_small_test_paired.csv")
-    assert list(ablation_pairs.arm) == ["sign=true", "sign=false"]  # each setting against magnitude
+    assert set(paired.arm) == {"damgl"} and set(paired.seeds) == {2} and set(paired.runs) == {"all", "healthy"}
+    assert len(paired) == 2 * 12 and set(paired[paired.family == "primary"].metric) == {"EN", "MI", "SD", "SCD", "VIF", "Qabf"}
+    ablation_pairs = pd.read_csv(smoke_study / "tables" / "paired_ablation_sign_synthetic_small_test.csv")
+    assert list(dict.fromkeys(ablation_pairs.arm)) == ["sign=true", "sign=false"]  # each setting against magnitude
+    assert "| tiny | magnitude | 0 / 2 | none |" in (smoke_study / "tables" / "health.md").read_text()
     main = pd.read_csv(smoke_study / "tables" / "main_synthetic_small_test.csv")
     assert list(main.arm) == ["magnitude", "damgl"] and set(main.seeds) == {2}  # ablation-only arm not in the main table
     ablation = (smoke_study / "tables" / "ablation_sign_synthetic_small_test.md").read_text()
-    assert "| tiny | sign=true | 2 |" in ablation and "| tiny | sign=false | 2 |" in ablation
+    assert "| tiny | sign=true | 2 |" in ablation and "| tiny | sign=false | 1 of 2 |" in ablation  # seed 1 inverted
 
 
 def test_figures_have_the_expected_panels(smoke_study: Path) -> None:
     study = load_study(smoke_study)
     arms = ["magnitude", "damgl"]
-    assert len(plots.change_figure(study, "synthetic_small_test", arms).axes) == 1  # one panel per model
+    forest = plots.forest_figure(study, "synthetic_small_test", arms, "magnitude", set(study.values.run_id), {})
+    assert len(forest.axes) == 12  # one panel per metric and model
     images = plots.collect_examples(study, "tiny", "synthetic_small_test", arms)
     assert images == ["syn12_000", "syn12_001"]
     grid = plots.qualitative_figure(study, "tiny", "synthetic_small_test", arms, images)
@@ -202,3 +206,18 @@ def test_readme_quotes_the_committed_main_table() -> None:
     table = (COMMITTED / "tables" / "main_roadscene_test.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("|")]
     assert "\n".join(rows) in readme
+
+
+@pytest.mark.skipif(not (COMMITTED / "study.json").is_file(), reason="no committed study under results/real-cpu")
+def test_committed_study_claims_nothing_three_seeds_cannot_support() -> None:
+    tables = COMMITTED / "tables"
+    for path in tables.glob("*.md"):
+        for p in re.findall(r"p[=<](\d\.\d+)", path.read_text()):
+            assert float(p) >= 0.25, (path.name, p)  # no seed-level p below what 3 seeds can give
+    for path in tables.glob("paired_*.csv"):
+        frame = pd.read_csv(path)
+        assert not frame.survives_holm.any(), path.name
+        assert (frame[frame.seeds >= 2].p_signflip >= 0.25).all()
+    health = pd.read_csv(tables / "health.csv")
+    failed = {(r.model, r.arm, r.seed) for r in health.itertuples() if r.health != "ok"}
+    assert {("seafusion", "magnitude", 0), ("seafusion", "axis_max", 0), ("densefuse", "axis_max", 1)} <= failed

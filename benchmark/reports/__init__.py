@@ -24,6 +24,7 @@ count in the CSV and a footnote), the formatting from
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,10 +33,11 @@ import numpy as np
 import pandas as pd
 
 from benchmark.metrics import DEFAULT_CONVENTION, get_convention
-from benchmark.reports.stats import BASE_ARM, paired_table, run_summary, study_metrics, summarise_arms
+from benchmark.reports.inference import health_table, seed_comparisons
+from benchmark.reports.stats import run_summary, study_metrics, summarise_arms
 from benchmark.reports.figures import make_figures
-from benchmark.reports.tables import main_table, paired_markup, to_csv, write_table
-from benchmark.store import ResultsFolder, Study, StoreError, atomic_write_text, load_study
+from benchmark.reports.tables import health_markup, main_table, power_markup, seed_markup, to_csv, write_table
+from benchmark.store import ResultsFolder, Study, StoreError, atomic_write_text, load_study, run_id
 
 
 def _plan_order(study: Study) -> dict[str, list]:
@@ -52,8 +54,8 @@ def write_summary_csv(study: Study) -> Path:
 
 
 def format_summary(study: Study) -> str:
-    """Means over seeds per (test, model, arm), two decimals, for the terminal; ``*`` marks means that
-    exclude NaN values, with a note naming the run."""
+    """Means over all finished seeds per (test, model, arm), two decimals, for the terminal; ``*`` marks means
+    that exclude NaN values, with a note naming the run. (The report's tables use the healthy runs.)"""
     names = study_metrics(study)
     summary = summarise_arms(study.values, names)
     header = ["test", "model", "arm", "seeds", *names]
@@ -91,56 +93,120 @@ def provenance(study: Study) -> list[str]:
     ]  # fmt: skip
 
 
+def _study_settings(study: Study) -> tuple[str, list[str], dict[str, str]]:
+    """The base arm, the primary metrics and the display labels a study declares."""
+    spec = study.spec
+    return spec["base_arm"], list(spec["primary_metrics"]), spec["labels"]
+
+
+def _planned(study: Study) -> list[tuple[str, str, int, str]]:
+    return [(model, arm, seed, run_id(model, arm, study.spec["train"], seed))
+            for arm, grid in study.spec["grids"].items() for model in grid["models"] for seed in grid["seeds"]]  # fmt: skip
+
+
+def _healthy_summary(values: pd.DataFrame, healthy: set[str], metrics: list[str], arms: list[str]) -> pd.DataFrame:
+    """:func:`summarise_arms` over the healthy runs, with ``runs`` (all finished seeds) beside ``seeds`` and a
+    row of NaN means for an arm none of whose runs is healthy."""
+    keys = ["model", "arm", "test"]
+    runs = values.groupby(keys, sort=False)["seed"].nunique().rename("runs").reset_index()
+    good = summarise_arms(values[values.run_id.isin(healthy)], metrics) if values.run_id.isin(healthy).any() else None
+    summary = runs.merge(good, on=keys, how="left") if good is not None else runs
+    summary["seeds"] = summary.get("seeds", pd.Series(0, index=summary.index)).fillna(0).astype(int)
+    for m in metrics:
+        for suffix in ("mean", "std"):
+            summary[f"{m}_{suffix}"] = summary.get(f"{m}_{suffix}", pd.Series(math.nan, index=summary.index))
+        summary[f"{m}_nan"] = summary.get(f"{m}_nan", pd.Series(0, index=summary.index)).fillna(0).astype(int)
+    summary["model"] = pd.Categorical(summary["model"], categories=list(dict.fromkeys(values.model)), ordered=True)
+    summary["arm"] = pd.Categorical(summary["arm"], categories=arms, ordered=True)
+    summary = summary.sort_values(["model", "arm"], kind="stable")
+    summary = summary.assign(model=summary["model"].astype(str), arm=summary["arm"].astype(str))
+    return summary[["model", "arm", "test", "seeds", "runs", *[c for c in summary.columns if c.split("_")[0] in metrics]]]
+
+
+def _comparison_sections(comparisons: pd.DataFrame, test: str, stem: str, what: str, primary: list[str],
+                         metrics: list[str], labels: dict[str, str], tables: Path) -> tuple[list[str], list[Path]]:  # fmt: skip
+    """The seed-level tables of one test set: primary and exploratory, healthy and all runs, and power."""
+    here = comparisons[comparisons.test == test]
+    exploratory = [m for m in metrics if m not in primary]
+    sections, written = [], []
+    md, tex = [], []
+    for runs in ("healthy", "all"):
+        for family, chosen in (("primary", [m for m in metrics if m in primary]), ("exploratory", exploratory)):
+            rows = here[(here.runs == runs) & here.metric.isin(chosen)]
+            if rows.empty or not chosen:
+                continue
+            title = f"{what}, seed-level paired differences, {runs} runs, {family} metrics"
+            table = seed_markup(rows, chosen, title, family, labels)
+            md.append(table.markdown())
+            tex.append(table)
+    power = power_markup(here[(here.runs == "healthy") & here.metric.isin(primary)], [m for m in metrics if m in primary],
+                         f"{what}: power of the seed-level comparison (healthy runs, primary metrics)", labels)  # fmt: skip
+    written += write_table(tables, f"paired_{stem}", here, tex[0], extra_markdown=md[1:])
+    written += write_table(tables, f"power_{stem}", here[here.runs == "healthy"], power)
+    sections += md + [power.markdown()]
+    return sections, written
+
+
 def build_report(root: str | Path, figures: bool = True) -> list[Path]:
     """Write ``summary.csv``, the tables, ``summary.md`` and (optionally) the figures; returns every file written."""
     study = load_study(root)
     tables = study.folder.tables
     tables.mkdir(exist_ok=True)
+    base, primary, labels = _study_settings(study)
     metrics, written = study_metrics(study), [write_summary_csv(study)]
+    health = health_table(study.values, study.failed, _planned(study))
+    healthy = set(health.run_id[health.health == "ok"])
     main_arms = [a for a in study.spec["loss_arms"] if a in set(study.values.arm)]
     sections = ["# Results: " + study.spec["profile"], "", "## Provenance", "", *provenance(study), ""]
+    table = health_markup(health, "Run health: failed runs out of seeds", labels)
+    written += write_table(tables, "health", health, table)
+    sections += ["## Run health", "", table.markdown()]
+    main_values = study.values[study.values.arm.isin(main_arms)]
+    comparisons = seed_comparisons(main_values, metrics, healthy, base, primary)
     for test in study.tests(main_arms):
-        vals = study.values[(study.values.test == test) & study.values.arm.isin(main_arms)]
-        summary = summarise_arms(vals, metrics)
-        table = main_table(summary, metrics, f"{test}: mean ± std over seeds (training on {study.spec['train']})")
+        vals = main_values[main_values.test == test]
+        summary = _healthy_summary(vals, healthy, metrics, main_arms)
+        name = labels.get(test, test)
+        table = main_table(summary, metrics, f"{name}: mean ± std over healthy seeds (training on "
+                           f"{labels.get(study.spec['train'], study.spec['train'])})", labels=labels)  # fmt: skip
         written += write_table(tables, f"main_{test}", summary, table)
-        sections += [f"## {test}", "", table.markdown()]
-        pairs = paired_table(vals, metrics)
-        if not pairs.empty:
-            ptable = paired_markup(pairs, metrics, f"{test}: each arm against {BASE_ARM}")
-            written += write_table(tables, f"paired_{test}", pairs, ptable)
-            sections += [ptable.markdown()]
-    for name, labels in study.spec["ablations"].items():
-        arms = list(dict.fromkeys(labels.values()))
+        sections += [f"## {name}", "", table.markdown()]
+        if not comparisons.empty and test in set(comparisons.test):
+            more, files = _comparison_sections(comparisons, test, test, f"{name}: each arm against {base}", primary,
+                                               metrics, labels, tables)  # fmt: skip
+            sections += more
+            written += files
+    for name, arm_of in study.spec["ablations"].items():
+        arms = list(dict.fromkeys(arm_of.values()))
         grid = study.spec["grids"][next(a for a in arms if a not in main_arms)] if set(arms) - set(main_arms) else None
-        vals = study.values[study.values.arm.isin([*arms, BASE_ARM])]
+        vals = study.values[study.values.arm.isin([*arms, base])]
         if grid is not None:
             vals = vals[vals.model.isin(grid["models"]) & vals.test.isin(grid["test"]) & vals.seed.isin(grid["seeds"])]
         if vals.empty:
             continue
-        names = {arm: ", ".join(f"{name}={v}" for v, a in labels.items() if a == arm) for arm in arms}
+        names = {arm: ", ".join(f"{name}={v}" for v, a in arm_of.items() if a == arm) for arm in arms}
+        ablation = seed_comparisons(vals.assign(arm=vals.arm.map(lambda a: names.get(a, a))), metrics, healthy,
+                                    names.get(base, base), primary)  # fmt: skip
         for test in list(dict.fromkeys(vals.test)):
             here = vals[vals.test == test]
-            if not here.arm.isin(arms).any():  # only the magnitude rows so far
+            if not here.arm.isin(arms).any():  # only the base rows so far
                 continue
-            summary = summarise_arms(here[here.arm.isin(arms)], metrics)
-            summary["arm"] = pd.Categorical(summary["arm"], categories=arms, ordered=True)
-            summary = summary.sort_values(["model", "arm"], kind="stable").assign(arm=lambda d: d["arm"].astype(str))
+            summary = _healthy_summary(here[here.arm.isin(arms)], healthy, metrics, arms)
             stem = f"ablation_{name}_{test}"
-            table = main_table(summary, metrics, f"Ablation '{name}' on {test} (base: DAMGL)", label=name, labels=names)
+            table = main_table(summary, metrics, f"Ablation '{name}' on {labels.get(test, test)} (base: DAMGL), healthy seeds",
+                               label=name, labels={**labels, **names})  # fmt: skip
             written += write_table(tables, stem, summary, table)
-            sections += [f"## Ablation: {name} ({test})", "", table.markdown()]
-            pairs = paired_table(here, metrics)
-            if not pairs.empty:
-                pairs["arm"] = pairs["arm"].map(names)
-                ptable = paired_markup(pairs, metrics, f"Ablation '{name}' on {test}: each setting against {BASE_ARM}")
-                written += write_table(tables, f"{stem}_paired", pairs, ptable)
-                sections += [ptable.markdown()]
+            sections += [f"## Ablation: {name} ({labels.get(test, test)})", "", table.markdown()]
+            if not ablation.empty and test in set(ablation.test):
+                more, files = _comparison_sections(ablation, test, stem, f"Ablation '{name}' on {labels.get(test, test)}: "
+                                                   f"each setting against {base}", primary, metrics, {}, tables)  # fmt: skip
+                sections += more
+                written += files
     if study.failed or study.missing:
         sections += ["## Incomplete runs", ""] + [f"- failed: {k}: {v}" for k, v in study.failed.items()]
         sections += [f"- missing: {k}" for k in study.missing] + [""]
     if figures:
-        made = make_figures(study)
+        made = make_figures(study, healthy)
         written += made
         sections += ["## Figures", ""] + [f"- [{p.name}](figures/{p.name})" for p in made if p.suffix == ".png"] + [""]
     atomic_write_text(study.folder.summary_md, "\n".join(sections))

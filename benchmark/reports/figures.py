@@ -1,7 +1,7 @@
 """Figures of a study (PNG and PDF under ``<results>/figures``), drawn from stored values only.
 
-- ``change_<test>``: per model, each arm's relative change of every metric's mean against
-  ``magnitude`` with a 95% bootstrap interval over images (seeds averaged first);
+- ``forest_<test>``: per metric and model, each arm's seed-level paired difference against the
+  base arm in the metric's units: a dot per seed, the mean of healthy pairs and its t interval;
 - ``training_curves``: per model, the total loss of each arm (its own objective) and the
   intensity part they share, mean over seeds with the min-max band;
 - ``qualitative_<model>_<test>``: infrared, visible and each arm's fused image for example
@@ -28,7 +28,8 @@ import torch  # noqa: E402
 
 from benchmark.data import DataError, open_dataset, png_bytes  # noqa: E402
 from benchmark.metrics import METRICS  # noqa: E402
-from benchmark.reports.stats import BASE_ARM, paired_images, study_metrics  # noqa: E402
+from benchmark.reports.inference import t_interval  # noqa: E402
+from benchmark.reports.stats import seed_means, study_metrics  # noqa: E402
 from losses import Sobel  # noqa: E402
 from benchmark.store import Study, atomic_write_bytes, dataset_source, read_image_array  # noqa: E402
 
@@ -38,7 +39,6 @@ def fused_example(image: str, model: str, arm: str) -> str:
     return f"{image}_{model}_{arm.replace(':', '-')}"
 
 EXAMPLES = 2  # images per qualitative figure
-BOOTSTRAP = 2000
 EDGE_QUANTILE = 0.9  # direction error is measured where the selected source gradient is in its top 10%
 PALETTE = ["#4d4d4d", "#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
 
@@ -60,45 +60,61 @@ def save(fig: plt.Figure, folder: Path, stem: str) -> list[Path]:
     return out
 
 
-def bootstrap_change(arm: np.ndarray, base: np.ndarray, rounds: int = BOOTSTRAP, seed: int = 0) -> tuple[float, float, float]:
-    """Relative change of the mean (percent) and its 95% percentile bootstrap interval over paired images."""
-    keep = ~(np.isnan(arm) | np.isnan(base))
-    a, b = arm[keep], base[keep]
-    if not len(a) or b.mean() == 0:
-        return np.nan, np.nan, np.nan
-    idx = np.random.default_rng(seed).integers(0, len(a), size=(rounds, len(a)))
-    changes = (a[idx].mean(1) - b[idx].mean(1)) / np.abs(b[idx].mean(1)) * 100
-    lo, hi = np.percentile(changes, [2.5, 97.5])
-    return float((a.mean() - b.mean()) / abs(b.mean()) * 100), float(lo), float(hi)
+def forest_figure(study: Study, test: str, arms: list[str], base: str, healthy: set[str],
+                  labels: dict[str, str]) -> plt.Figure | None:  # fmt: skip
+    """Seed-level paired differences (arm - base) of every metric, one panel per metric and model.
 
-
-def change_figure(study: Study, test: str, arms: list[str], base: str = BASE_ARM) -> plt.Figure | None:
+    Each seed is a dot (hollow where either run of the pair is unhealthy), the bar is the mean over
+    healthy pairs with its 95% t interval; arms are dodged vertically. Each metric row shares its x axis
+    (the metric's own units), so the models of a row compare at a glance.
+    """
     values = study.values[(study.values.test == test) & study.values.arm.isin(arms)]
+    others = [a for a in arms if a != base and a in set(values.arm)]
     models = list(dict.fromkeys(values.model))
-    others = [a for a in arms if a != base]
-    metrics = [m for m in study_metrics(study) if m != "MSE"]  # MSE mirrors PSNR and CC; kept in the tables
+    metrics = study_metrics(study)  # MSE included: its row reads in squared grey levels
     if base not in set(values.arm) or not others:
         return None
-    fig, axes = plt.subplots(1, len(models), figsize=(2.4 * len(models) + 0.6, 3.2), sharey=True, squeeze=False)
-    for ax, model in zip(axes[0], models):
-        g = values[values.model == model]
-        for j, arm in enumerate(a for a in others if a in set(g.arm)):
-            ours, theirs, _ = paired_images(g, arm, base, metrics)  # the paired tables' seed averaging
-            for i, m in enumerate(metrics):
-                c, lo, hi = bootstrap_change(ours[m].to_numpy(float), theirs[m].to_numpy(float))
-                y = i + (j - (len(others) - 1) / 2) * 0.22
-                ax.errorbar(c, y, xerr=[[c - lo], [hi - c]], fmt="o", ms=3, color=PALETTE[(j + 1) % len(PALETTE)],
-                            label=arm if i == 0 else None, capsize=1.5, lw=0.8)  # fmt: skip
-        ax.axvline(0, color="k", lw=0.6)
-        ax.set_title(model)
-        ax.set_xlabel(f"change vs {base} (%)")
-        ax.grid(axis="x", lw=0.3, alpha=0.5)
-    axes[0][0].set_yticks(range(len(metrics)), [f"{m} {'↑' if METRICS[m].higher_is_better else '↓'}" for m in metrics])
-    axes[0][0].invert_yaxis()
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=len(others), bbox_to_anchor=(0.5, 0.0), frameon=False)
-    fig.suptitle(f"{test}: mean change with 95% bootstrap interval over images", y=1.0)
-    fig.tight_layout()
+    per_seed = seed_means(values, metrics).merge(values[["model", "arm", "seed", "run_id"]].drop_duplicates(),
+                                                 on=["model", "arm", "seed"])  # fmt: skip
+    fig, axes = plt.subplots(len(metrics), len(models), figsize=(1.9 * len(models) + 1.1, 0.62 * len(metrics) + 0.9),
+                             sharex="row", squeeze=False)  # fmt: skip
+    for col, model in enumerate(models):
+        mine = per_seed[per_seed.model == model].set_index(["arm", "seed"])
+        for row, m in enumerate(metrics):
+            ax = axes[row][col]
+            for j, arm in enumerate(others):
+                y = (j - (len(others) - 1) / 2) * 0.3
+                seeds = sorted(set(mine.loc[arm].index) & set(mine.loc[base].index)) if arm in mine.index else []
+                if not seeds:
+                    continue
+                d = np.array([mine.loc[(arm, s), m] - mine.loc[(base, s), m] for s in seeds])
+                ok = np.array([{mine.loc[(arm, s), "run_id"], mine.loc[(base, s), "run_id"]} <= healthy for s in seeds])
+                color = PALETTE[(j + 1) % len(PALETTE)]
+                ax.scatter(d[ok], np.full(ok.sum(), y), s=9, color=color, zorder=3, lw=0)
+                ax.scatter(d[~ok], np.full((~ok).sum(), y), s=9, facecolors="none", edgecolors=color, zorder=3, lw=0.6)
+                good = d[ok & ~np.isnan(d)]
+                if len(good):
+                    lo, hi = t_interval(good)
+                    ax.plot([good.mean()] * 2, [y - 0.12, y + 0.12], color=color, lw=1.4)
+                    if not np.isnan(lo):
+                        ax.plot([lo, hi], [y, y], color=color, lw=0.8)
+            ax.axvline(0, color="k", lw=0.5)
+            ax.set_yticks([])
+            ax.set_ylim(-0.6, 0.6)
+            ax.tick_params(axis="x", labelsize=5.5, pad=1)
+            ax.grid(axis="x", lw=0.3, alpha=0.4)
+            if col == 0:
+                ax.set_ylabel(f"{m} {'↑' if METRICS[m].higher_is_better else '↓'}", rotation=0, ha="right", va="center",
+                              fontsize=7)  # fmt: skip
+            if row == 0:
+                ax.set_title(labels.get(model, model), fontsize=8)
+    handles = [plt.Line2D([], [], color=PALETTE[(j + 1) % len(PALETTE)], marker="o", ms=3, lw=1, label=labels.get(a, a))
+               for j, a in enumerate(others)]  # fmt: skip
+    fig.legend(handles=handles, loc="lower center", ncol=len(others), frameon=False, bbox_to_anchor=(0.5, 0.0))
+    fig.suptitle(f"{labels.get(test, test)}: seed-level difference against {labels.get(base, base)} in each metric's "
+                 "units\n(dots: seeds, hollow: a failed run in the pair; bar and line: mean of healthy pairs, 95% t "
+                 "interval)", fontsize=7.5)  # fmt: skip
+    fig.tight_layout(rect=(0, 0.03, 1, 1), h_pad=0.3, w_pad=0.4)
     return fig
 
 
@@ -256,16 +272,17 @@ def direction_figure(study: Study, model: str, test: str, arms: list[str], image
     return fig
 
 
-def make_figures(study: Study) -> list[Path]:
+def make_figures(study: Study, healthy: set[str]) -> list[Path]:
     """Draw every figure the stored values allow; returns the files written."""
     folder = study.folder.figures
+    base, labels = study.spec["base_arm"], study.spec["labels"]
     arms = [a for a in study.spec["loss_arms"] if a in set(study.values.arm)]
     written: list[Path] = []
     tests = study.tests(arms)
     for test in tests:
-        fig = change_figure(study, test, arms)
+        fig = forest_figure(study, test, arms, base, healthy, labels)
         if fig is not None:
-            written += save(fig, folder, f"change_{test}")
+            written += save(fig, folder, f"forest_{test}")
     fig = training_figure(study, arms)
     if fig is not None:
         written += save(fig, folder, "training_curves")

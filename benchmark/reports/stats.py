@@ -17,7 +17,6 @@ from scipy.stats import wilcoxon
 from benchmark.metrics import METRICS, metric_names
 from benchmark.store import Study
 
-BASE_ARM = "magnitude"
 
 
 def study_metrics(study: Study) -> list[str]:
@@ -93,26 +92,6 @@ def paired_images(values: pd.DataFrame, arm: str, base: str, metrics: Sequence[s
     a, b = (pick[pick.arm == x].groupby("image", sort=True)[list(metrics)].mean() for x in (arm, base))
     images = a.index.intersection(b.index)
     return a.loc[images], b.loc[images], len(seeds)
-
-
-def paired_table(values: pd.DataFrame, metrics: Sequence[str], base: str = BASE_ARM) -> pd.DataFrame:
-    """Every arm against ``base`` per (model, test), on per-image values averaged over the seeds both have."""
-    rows = []
-    for (model, test), g in values.groupby(["model", "test"], sort=False):
-        if base not in set(g.arm):
-            continue
-        for arm in [a for a in dict.fromkeys(g.arm) if a != base]:
-            ours, theirs, seeds = paired_images(g, arm, base, metrics)
-            if not seeds:
-                continue
-            row: dict[str, Any] = {"model": model, "test": test, "arm": arm, "base": base, "seeds": seeds,
-                                   "images": len(ours)}  # fmt: skip
-            for m in metrics:
-                stats = paired(ours[m].to_numpy(float), theirs[m].to_numpy(float), METRICS[m].higher_is_better)
-                for k, v in stats.items():
-                    row[f"{m}_{k}"] = v
-            rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def ranks(means: Sequence[float], higher_is_better: bool) -> list[int]:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.metrics import METRICS
-from benchmark.reports.stats import BASE_ARM, ranks
+from benchmark.reports.stats import ranks
 from benchmark.store import atomic_write_text
 
 DECIMALS = {"EN": 3, "SD": 2, "SF": 2, "AG": 3, "MI": 3, "SCD": 3, "VIF": 3, "Qabf": 3, "SSIM": 3, "CC": 3,
@@ -82,7 +82,8 @@ def latex_escape(text: str) -> str:
 
 def main_table(summary: pd.DataFrame, metrics: Sequence[str], title: str, label: str = "arm",
                labels: dict[str, str] | None = None) -> Table:  # fmt: skip
-    """Rows model x arm from :func:`~benchmark.reports.stats.summarise_arms` output; ``labels`` renames arms."""
+    """Rows model x arm from :func:`~benchmark.reports.stats.summarise_arms` output; ``labels`` gives display
+    names of models and arms (ablation settings)."""
     header = ["model", label, "seeds", *[f"{m} {arrow(m)}" for m in metrics]]
     rows, marks, blocks, notes = [], [], [], []
     for model, g in summary.groupby("model", sort=False):
@@ -90,46 +91,120 @@ def main_table(summary: pd.DataFrame, metrics: Sequence[str], title: str, label:
         block_ranks = {m: ranks(g[f"{m}_mean"].tolist(), METRICS[m].higher_is_better) for m in metrics}
         for i, r in enumerate(g.itertuples(index=False)):
             r = r._asdict()
-            cells, row_marks = [model, (labels or {}).get(r["arm"], r["arm"]), str(r["seeds"])], [None, None, None]
+            runs = r.get("runs", r["seeds"])
+            seeds = str(r["seeds"]) if runs == r["seeds"] else f"{r['seeds']} of {runs}"
+            cells, row_marks = [(labels or {}).get(model, model), (labels or {}).get(r["arm"], r["arm"]), seeds], [None, None, None]
             for m in metrics:
                 text = _num(r[f"{m}_mean"], DECIMALS[m])
                 if r["seeds"] > 1:
                     text += f" ± {_num(r[f'{m}_std'], DECIMALS[m])}"
                 if r[f"{m}_nan"]:
                     text += "†"
-                    notes.append(f"† {model} / {cells[1]} / {m}: {r[f'{m}_nan']} NaN value(s) excluded from the mean")
+                    notes.append(f"† {cells[0]} / {cells[1]} / {m}: {r[f'{m}_nan']} NaN value(s) excluded from the mean")
                 cells.append(text)
                 rank = block_ranks[m][i]
                 row_marks.append(rank if rank < 2 and len(g) > 1 else None)
             rows.append(cells)
             marks.append(row_marks)
+    if "runs" in summary and (summary["seeds"] < summary["runs"]).any():
+        notes.append("'k of n' seeds: the means use the k healthy runs; the health table lists the failed ones.")
     if (summary["seeds"] < 3).any():
         notes.append("Fewer than 3 seeds in some rows: the ± is a spread of few runs, not a reliable estimate "
                      "(one seed: the mean alone).")
     return Table(title, header, rows, marks, blocks, notes)
 
 
-def paired_markup(table: pd.DataFrame, metrics: Sequence[str], title: str) -> Table:
-    """``change % (win rate, p)`` per metric; bold where p < 0.05 and the change is an improvement."""
-    header = ["model", f"arm vs {BASE_ARM}", "seeds/images", *[f"{m} {arrow(m)}" for m in metrics]]
-    rows, marks, blocks, notes = [], [], [], []
-    for model, g in table.groupby("model", sort=False):
-        blocks.append(len(rows))
-        for r in g.to_dict("records"):
-            cells, row_marks = [model, r["arm"], f"{r['seeds']}/{r['images']}"], [None, None, None]
+def _signed(value: float, decimals: int) -> str:
+    return "nan" if math.isnan(value) else f"{value:+.{decimals}f}"
+
+
+SEED_NOTE = ("Cells: mean over seeds of the paired difference arm - base in the metric's own units, with its 95% "
+             "t interval over seeds; a percent change only where the base mean is well away from zero (every seed's "
+             "base mean of one sign and at least four seed standard deviations from zero). The unit is the trained "
+             "network: arms with the same seed share initial weights and training patches. An exact sign-flip p over "
+             "seeds is printed only where the number of seeds can bring it below 0.05 (6 or more: n seeds cannot go "
+             "below 2/2^n, 0.25 for 3).")  # fmt: skip
+
+
+def seed_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, family: str, labels: dict[str, str]) -> Table:
+    """Seed-level paired differences (one population of runs, one family of metrics) as a table.
+
+    Bold: an improvement whose Holm-adjusted p (primary family) is below 0.05.
+    """
+    header = ["model", "arm", "seeds", *[f"{m} {arrow(m)}" for m in metrics]]
+    out, marks, blocks, notes = [], [], [], [SEED_NOTE]
+    for model, g in rows.groupby("model", sort=False):
+        blocks.append(len(out))
+        for arm, h in g.groupby("arm", sort=False):
+            by_metric = {r["metric"]: r for r in h.to_dict("records")}
+            n = int(h["seeds"].max())
+            cells, row_marks = [labels.get(model, model), labels.get(arm, arm), str(n)], [None, None, None]
             for m in metrics:
-                change, win, p = r[f"{m}_change_pct"], r[f"{m}_win_rate"], r[f"{m}_p_value"]
-                cells.append(f"{_num(change, 1)}% ({_num(100 * win, 0)}%, {format_p(p)})")
-                better = not math.isnan(change) and (change > 0) == METRICS[m].higher_is_better and change != 0
-                row_marks.append(0 if better and p < 0.05 else None)
-            rows.append(cells)
+                r, dec = by_metric[m], DECIMALS[m] + 1
+                text = _signed(r["diff"], dec)
+                if r["seeds"] > 1:
+                    text += f" [{_signed(r['t_lo'], dec)}, {_signed(r['t_hi'], dec)}]"
+                if not math.isnan(r["pct_change"]):
+                    text += f" ({r['pct_change']:+.1f}%)"
+                if r["seeds"] >= 2 and r["smallest_p"] < 0.05:
+                    text += f"; {format_p(r['p_signflip'])}"
+                    if family == "primary":
+                        text += f", Holm {format_p(r['p_holm'])[2:]}"
+                better = (r["diff"] > 0) == METRICS[m].higher_is_better and r["diff"] != 0
+                row_marks.append(0 if family == "primary" and bool(r["survives_holm"]) and better else None)
+                cells.append(text)
+            out.append(cells)
             marks.append(row_marks)
-    notes.append("Cells: relative change of the mean vs magnitude (win rate over images, two-sided paired Wilcoxon "
-                 "signed-rank p over images, per-image values averaged over seeds). Bold: an improvement with p < 0.05, "
-                 "uncorrected for the number of comparisons.")  # fmt: skip
-    if not table.empty and (table["seeds"] < 3).any():
-        notes.append("Fewer than 3 seeds: the test sees image-to-image variation only, not seed-to-seed variation.")
-    return Table(title, header, rows, marks, blocks, notes)
+    if family == "primary":
+        notes.append("Primary family (Holm-adjusted over these metrics x models x test sets, per arm): bold marks an "
+                     "improvement that survives the adjustment at 0.05.")  # fmt: skip
+    else:
+        notes.append("Exploratory metrics: unadjusted for multiplicity; read them as descriptions, not tests.")
+    if not rows.empty and int(rows["seeds"].max()) < 6:
+        notes.append(f"With {int(rows['seeds'].max())} seeds no seed-level test can reach p < 0.05; the intervals "
+                     "show the size and the uncertainty of each difference.")  # fmt: skip
+    return Table(title, header, out, marks, blocks, notes)
+
+
+def power_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, labels: dict[str, str]) -> Table:
+    """Per comparison and metric: seed-to-seed SD of the paired difference, the difference detectable at
+    alpha 0.05 with 80% power with these seeds, the observed difference, and the seeds it would need."""
+    header = ["model", "arm", "seeds", *[f"{m}" for m in metrics]]
+    out, marks, blocks = [], [], []
+    for model, g in rows.groupby("model", sort=False):
+        blocks.append(len(out))
+        for arm, h in g.groupby("arm", sort=False):
+            by_metric = {r["metric"]: r for r in h.to_dict("records")}
+            cells = [labels.get(model, model), labels.get(arm, arm), str(int(h["seeds"].max()))]
+            for m in metrics:
+                r, dec = by_metric[m], DECIMALS[m] + 1
+                needed = "n/a" if math.isnan(r["seeds_needed"]) else f"{int(r['seeds_needed'])}"
+                cells.append(f"sd {_num(r['diff_sd'], dec)}; MDD {_num(r['mdd'], dec)}; |d| {_num(abs(r['diff']), dec)}; "
+                             f"needs {needed}")  # fmt: skip
+            out.append(cells)
+            marks.append([None] * len(cells))
+    notes = ["sd: seed-to-seed standard deviation of the paired difference; MDD: the smallest true difference a paired "
+             "t test over these seeds detects at alpha 0.05 with 80% power; |d|: the observed mean difference; needs: "
+             "the seeds at which the MDD falls to |d| (at least 6, what the sign-flip test needs; n/a beyond 1000 or "
+             "for no difference)."]  # fmt: skip
+    return Table(title, header, out, marks, blocks, notes)
+
+
+def health_markup(health: pd.DataFrame, title: str, labels: dict[str, str]) -> Table:
+    """Per model and arm: failed runs out of seeds, and which seeds failed how."""
+    header = ["model", "arm", "failed / seeds", "failed runs"]
+    out, marks, blocks = [], [], []
+    for model, g in health.groupby("model", sort=False):
+        blocks.append(len(out))
+        for arm, h in g.groupby("arm", sort=False):
+            bad = h[h.health != "ok"]
+            which = ", ".join(f"seed {r.seed} {r.health}" for r in bad.itertuples()) or "none"
+            out.append([labels.get(model, model), labels.get(arm, arm), f"{len(bad)} / {len(h)}", which])
+            marks.append([None] * 4)
+    notes = ["Health from the per-image values: inverted (summed SSIM or mean correlation with the sources below "
+             "zero), collapsed (standard deviation below 1 grey level) or nan (a NaN metric, or a non-finite training "
+             "loss) on most images of the run. Means, rankings and marks in the main tables use healthy runs only."]  # fmt: skip
+    return Table(title, header, out, marks, blocks, notes)
 
 
 def format_p(p: float) -> str:
@@ -149,9 +224,11 @@ def to_csv(frame: pd.DataFrame) -> str:
     return out.getvalue()
 
 
-def write_table(folder: Path, stem: str, frame: pd.DataFrame, table: Table) -> list[Path]:
-    """``<stem>.csv`` (the numbers), ``.md`` and ``.tex`` (the formatted table); returns the three paths."""
+def write_table(folder: Path, stem: str, frame: pd.DataFrame, table: Table, extra_markdown: Sequence[str] = ()) -> list[Path]:
+    """``<stem>.csv`` (the numbers), ``.md`` and ``.tex`` (the formatted table; further Markdown tables may
+    follow it in the ``.md``); returns the three paths."""
     paths = [folder / f"{stem}.{ext}" for ext in ("csv", "md", "tex")]
-    for path, text in zip(paths, (to_csv(frame), table.markdown(), table.latex())):
+    markdown = "\n".join([table.markdown(), *extra_markdown])
+    for path, text in zip(paths, (to_csv(frame), markdown, table.latex())):
         atomic_write_text(path, text)
     return paths

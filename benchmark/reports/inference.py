@@ -1,0 +1,238 @@
+"""Inference with the trained network as the unit: seed-level paired tests, Holm's adjustment, power, run health.
+
+Two arms that share a seed share the network's initial weights and the stream of
+training patches (both are drawn from the seed alone: ``torch.manual_seed(seed)``
+before the model is built, and the patch sampler's own generator seeded with
+it), so a seed pairs two trainings that differ only in the gradient loss. For
+one model, test set and metric, each seed gives one paired difference
+``d_s = mean over images(arm, seed s) - mean over images(base, seed s)``; the
+images only make that mean more precise. Everything here is computed over the
+``d_s``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from itertools import product
+
+import numpy as np
+from scipy import stats
+
+ALPHA = 0.05
+POWER = 0.8
+BOOTSTRAP_ROUNDS = 2000
+HEALTH_CLASSES = ("ok", "inverted", "collapsed", "nan")
+COLLAPSED_SD = 1.0  # grey levels: an image with a smaller standard deviation is nearly constant
+
+
+def sign_flip_p(d: Sequence[float]) -> float:
+    """Exact two-sided sign-flip permutation p-value of the mean of paired differences.
+
+    Under the null each difference is as likely negative as positive; the p-value is the share of
+    the ``2^n`` sign patterns whose mean is at least as far from zero as the observed one. NaN for
+    no differences; 1.0 when every difference is zero.
+    """
+    d = np.asarray(d, dtype=float)
+    if not len(d):
+        return math.nan
+    signs = np.array(list(product((1.0, -1.0), repeat=len(d))))
+    means = np.abs(signs @ d) / len(d)
+    observed = abs(d.mean())
+    return float(np.mean(means >= observed - 1e-12 * max(1.0, observed)))
+
+
+def smallest_p(n: int) -> float:
+    """The smallest two-sided sign-flip p-value ``n`` seeds can give: ``2 / 2^n``."""
+    return 2.0 / 2**n
+
+
+def seeds_to_resolve(alpha: float = ALPHA) -> int:
+    """The fewest seeds whose sign-flip test can reach ``p < alpha`` (6 for 0.05)."""
+    n = 1
+    while smallest_p(n) >= alpha:
+        n += 1
+    return n
+
+
+def t_interval(d: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Student t interval of the mean of ``d`` (NaN bounds for fewer than two values)."""
+    d = np.asarray(d, dtype=float)
+    if len(d) < 2:
+        return math.nan, math.nan
+    half = stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+    return float(d.mean() - half), float(d.mean() + half)
+
+
+def minimal_detectable(sd: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The smallest true mean difference a paired t test over ``n`` seeds detects with this power:
+    ``(t(1 - alpha/2, n-1) + t(power, n-1)) * sd / sqrt(n)``."""
+    if n < 2 or not math.isfinite(sd):
+        return math.nan
+    return float((stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(power, n - 1)) * sd / math.sqrt(n))
+
+
+def seeds_needed(diff: float, sd: float, alpha: float = ALPHA, power: float = POWER, most: int = 1000) -> int | None:
+    """Seeds for which :func:`minimal_detectable` falls to ``|diff|`` (at least :func:`seeds_to_resolve`);
+    ``None`` beyond ``most`` or when the difference is zero."""
+    if not (math.isfinite(diff) and math.isfinite(sd)) or diff == 0:
+        return None
+    if sd == 0:
+        return seeds_to_resolve(alpha)
+    for n in range(max(2, seeds_to_resolve(alpha)), most + 1):
+        if minimal_detectable(sd, n, alpha, power) <= abs(diff):
+            return n
+    return None
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (NaN entries stay NaN and do not count)."""
+    p = np.asarray(pvalues, dtype=float)
+    keep = np.flatnonzero(~np.isnan(p))
+    out = np.full(len(p), math.nan)
+    order = keep[np.argsort(p[keep], kind="stable")]
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p[i]))
+        out[i] = running
+    return out.tolist()
+
+
+def two_level_bootstrap(arm: np.ndarray, base: np.ndarray, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0,
+                        level: float = 0.95) -> tuple[float, float]:  # fmt: skip
+    """Percentile interval of the mean paired difference, resampling seeds, then images within each seed.
+
+    ``arm`` and ``base`` are (seeds, images) arrays aligned on both axes; each resampled image is drawn
+    for both arms at once. NaN pairs are left out of their seed's mean.
+    """
+    diff = np.asarray(arm, dtype=float) - np.asarray(base, dtype=float)
+    n, m = diff.shape
+    if n < 2:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    seeds = rng.integers(0, n, size=(rounds, n))
+    images = rng.integers(0, m, size=(rounds, n, m))
+    with np.errstate(invalid="ignore"):
+        draws = np.nanmean(np.nanmean(diff[seeds[..., None], images], axis=2), axis=1)
+    lo, hi = np.nanpercentile(draws, [50 * (1 - level), 50 * (1 + level)])
+    return float(lo), float(hi)
+
+
+def image_health(values: Mapping[str, float]) -> str:
+    """The health of one fused image from its metric values (``SD``, ``SSIM``, ``CC``).
+
+    ``collapsed``: nearly constant (SD below :data:`COLLAPSED_SD` grey levels); ``nan``: a metric is NaN;
+    ``inverted``: polarity flipped, the summed SSIM or the mean correlation with the sources below zero;
+    else ``ok``.
+    """
+    if values["SD"] < COLLAPSED_SD:
+        return "collapsed"
+    if any(math.isnan(values[k]) for k in ("SD", "SSIM", "CC")):
+        return "nan"
+    if values["SSIM"] < 0 or values["CC"] < 0:
+        return "inverted"
+    return "ok"
+
+
+def run_health(classes: Sequence[str]) -> str:
+    """A run's health from its images' classes: the most frequent failure when failures are most images."""
+    failures = [c for c in classes if c != "ok"]
+    if len(failures) * 2 <= len(classes):
+        return "ok"
+    return max(HEALTH_CLASSES[1:], key=failures.count)
+
+
+def percent_is_meaningful(base_seed_means: Sequence[float]) -> bool:
+    """Whether a change in percent of the base mean means something: every seed's base mean has the same
+    sign and the base mean is at least four seed-to-seed standard deviations from zero."""
+    v = np.asarray(base_seed_means, dtype=float)
+    v = v[~np.isnan(v)]
+    if not len(v) or not (np.all(v > 0) or np.all(v < 0)):
+        return False
+    return len(v) < 2 or abs(v.mean()) >= 4 * v.std(ddof=1)
+
+
+def health_table(values, failed: Mapping[str, str], planned: Sequence[tuple[str, str, int, str]]):
+    """Per planned run: its health. ``values`` are the finished runs' per-image values (with ``run_id``),
+    ``failed`` maps failed run ids to their error, ``planned`` lists ``(model, arm, seed, run_id)``.
+
+    A run that failed with a non-finite loss is ``nan``; a run that has not finished is left out.
+    Returns a frame with model, arm, seed, run_id, health, failed_images, images.
+    """
+    import pandas as pd
+
+    rows = []
+    by_run = {rid: g for rid, g in values.groupby("run_id", sort=False)}
+    for model, arm, seed, rid in planned:
+        if rid in failed:
+            rows.append({"model": model, "arm": arm, "seed": seed, "run_id": rid, "health": "nan",
+                         "failed_images": math.nan, "images": 0})  # fmt: skip
+        elif rid in by_run:
+            classes = [image_health(r) for r in by_run[rid][["SD", "SSIM", "CC"]].to_dict("records")]
+            rows.append({"model": model, "arm": arm, "seed": seed, "run_id": rid, "health": run_health(classes),
+                         "failed_images": sum(c != "ok" for c in classes), "images": len(classes)})  # fmt: skip
+    return pd.DataFrame(rows, columns=["model", "arm", "seed", "run_id", "health", "failed_images", "images"])
+
+
+def seed_comparisons(values, metrics: Sequence[str], healthy: set[str], base: str, primary: Sequence[str]):
+    """Every arm against ``base`` per model, test set and metric, over the seeds both arms have.
+
+    ``healthy`` holds the ids of healthy runs. Each comparison appears twice, over all runs
+    (``runs = all``) and over the seeds where both runs are healthy (``runs = healthy``). Holm's
+    adjustment runs over the ``primary`` metrics x models x test sets, per arm and run population;
+    the other metrics are ``exploratory`` and left unadjusted.
+    """
+    import pandas as pd
+
+    from benchmark.metrics import METRICS
+    from benchmark.reports.stats import paired, paired_images
+
+    rows = []
+    for (model, test), group in values.groupby(["model", "test"], sort=False):
+        if base not in set(group.arm):
+            continue
+        for arm in [a for a in dict.fromkeys(group.arm) if a != base]:
+            ours, theirs, _ = paired_images(group, arm, base, metrics)  # descriptive: these networks only
+            described = {m: paired(ours[m].to_numpy(float), theirs[m].to_numpy(float), METRICS[m].higher_is_better)
+                         for m in metrics}  # fmt: skip
+            a, b = group[group.arm == arm], group[group.arm == base]
+            common = sorted(set(a.seed) & set(b.seed))
+            for runs in ("all", "healthy"):
+                seeds = [s for s in common if runs == "all" or
+                         {a.run_id[a.seed == s].iloc[0], b.run_id[b.seed == s].iloc[0]} <= healthy]  # fmt: skip
+                images = sorted(set(a.image[a.seed.isin(seeds)]) & set(b.image[b.seed.isin(seeds)]))
+                grids = [x[x.seed.isin(seeds)].pivot_table(index="seed", columns="image", values=list(metrics),
+                                                              dropna=False) for x in (a, b)]  # fmt: skip
+                for m in metrics:
+                    ga, gb = (g[m].reindex(index=seeds, columns=images).to_numpy(float) if seeds else np.empty((0, 0))
+                              for g in grids)  # fmt: skip
+                    with np.errstate(invalid="ignore"):
+                        ma, mb = np.nanmean(ga, axis=1) if seeds else ga, np.nanmean(gb, axis=1) if seeds else gb
+                    d = ma - mb
+                    d = d[~np.isnan(d)]
+                    sd = float(d.std(ddof=1)) if len(d) > 1 else math.nan
+                    lo, hi = t_interval(d)
+                    blo, bhi = two_level_bootstrap(ga, gb) if len(seeds) > 1 else (math.nan, math.nan)
+                    diff = float(d.mean()) if len(d) else math.nan
+                    needed = seeds_needed(diff, sd)
+                    rows.append({
+                        "model": model, "test": test, "arm": arm, "base": base, "metric": m,
+                        "family": "primary" if m in primary else "exploratory", "runs": runs, "seeds": len(d),
+                        "base_mean": float(np.nanmean(mb)) if len(d) else math.nan,
+                        "arm_mean": float(np.nanmean(ma)) if len(d) else math.nan,
+                        "diff": diff, "diff_sd": sd, "t_lo": lo, "t_hi": hi, "boot_lo": blo, "boot_hi": bhi,
+                        "p_signflip": sign_flip_p(d) if len(d) > 1 else math.nan,
+                        "smallest_p": smallest_p(len(d)) if len(d) else math.nan,
+                        "mdd": minimal_detectable(sd, len(d)), "seeds_needed": math.nan if needed is None else needed,
+                        "pct_change": diff / abs(float(np.nanmean(mb))) * 100
+                        if len(d) and percent_is_meaningful(mb) else math.nan,
+                        "images_win_rate": described[m]["win_rate"], "images_wilcoxon_p": described[m]["p_value"],
+                    })  # fmt: skip
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["p_holm"] = math.nan
+    for (_, _), idx in table[table.family == "primary"].groupby(["arm", "runs"]).groups.items():
+        table.loc[idx, "p_holm"] = holm(table.loc[idx, "p_signflip"].tolist())
+    table["survives_holm"] = table["p_holm"] < ALPHA
+    return table

@@ -1,0 +1,115 @@
+"""Seed-level inference: hand-computed sign-flip p-values, Holm, t intervals, power, bootstrap, run health."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from benchmark.metrics import evaluate
+from benchmark.reports import inference as I
+
+
+def test_sign_flip_p_by_hand() -> None:
+    assert I.sign_flip_p([0.1, 0.2, 0.3]) == 0.25  # only all-plus and all-minus are as extreme: 2 of 8
+    assert I.sign_flip_p([0.0045, -0.0040, 0.0090]) == 0.5  # PMGI Qabf per seed in the first study: 4 of 8
+    assert I.sign_flip_p([1.0, 1.0, 1.0, 1.0, 1.0, 1.0]) == pytest.approx(2 / 64)
+    assert I.sign_flip_p([1.0, -1.0]) == 1.0 and I.sign_flip_p([0.0, 0.0]) == 1.0
+    # 1, 2, 3, 4 (sum 10): flipping a subset S gives 10 - 2 sum(S), as extreme only for S empty or all: 2 of 16
+    assert I.sign_flip_p([1.0, 2.0, 3.0, 4.0]) == pytest.approx(2 / 16)
+    # 3, 1, 1 (sum 5): flipping one 1 gives 3, both give 1, the 3 gives -1: only ++ + and --- reach 5
+    assert I.sign_flip_p([3.0, 1.0, 1.0]) == pytest.approx(2 / 8)
+    # 2, 2, 0 (sum 4): the zero's sign does not matter, so 4 of 8 patterns reach |4|
+    assert I.sign_flip_p([2.0, 2.0, 0.0]) == pytest.approx(4 / 8)
+    assert math.isnan(I.sign_flip_p([]))
+
+
+def test_smallest_p_and_seeds_to_resolve() -> None:
+    assert I.smallest_p(3) == 0.25 and I.smallest_p(5) == 0.0625 and I.smallest_p(6) == 0.03125
+    assert I.seeds_to_resolve() == 6 and I.seeds_to_resolve(0.01) == 8
+
+
+def test_holm_on_a_known_vector() -> None:
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04 -> monotone 0.02, 0.03, 0.06, 0.06
+    assert I.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    out = I.holm([0.5, math.nan, 0.01])
+    assert out[0] == pytest.approx(0.5) and math.isnan(out[1]) and out[2] == pytest.approx(0.02)
+    assert I.holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])  # capped at 1
+
+
+def test_t_interval_and_minimal_detectable_difference_against_their_formulas() -> None:
+    d = np.array([0.2, 0.5, 0.3, 0.6])
+    half = stats.t.ppf(0.975, 3) * d.std(ddof=1) / 2
+    assert I.t_interval(d) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert all(math.isnan(x) for x in I.t_interval([1.0]))
+    assert I.minimal_detectable(2.0, 6) == pytest.approx((stats.t.ppf(0.975, 5) + stats.t.ppf(0.8, 5)) * 2 / math.sqrt(6))
+    needed = I.seeds_needed(0.5, 1.0)
+    assert I.minimal_detectable(1.0, needed) <= 0.5 < I.minimal_detectable(1.0, needed - 1)
+    assert I.seeds_needed(1.0, 0.0) == 6 and I.seeds_needed(0.0, 1.0) is None
+
+
+def test_two_level_bootstrap_is_deterministic_and_brackets_the_mean() -> None:
+    rng = np.random.default_rng(1)
+    base = rng.normal(0, 1, (5, 20))
+    arm = base + 0.5 + rng.normal(0, 0.1, (5, 20))
+    lo, hi = I.two_level_bootstrap(arm, base)
+    assert lo < 0.5 < hi and (lo, hi) == I.two_level_bootstrap(arm, base)
+    same = I.two_level_bootstrap(base + 1.0, base)
+    assert same == pytest.approx((1.0, 1.0))  # a constant difference has no spread
+
+
+def health_of(fused: np.ndarray, ir: np.ndarray, vis: np.ndarray) -> str:
+    return I.image_health(evaluate(fused, ir, vis, ["SD", "SSIM", "CC"]))
+
+
+def test_health_classes_on_hand_made_images() -> None:
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:64, 0:64]
+    vis = np.clip(128 + 60 * np.sin(x / 6) + rng.normal(0, 5, (64, 64)), 0, 255).round()
+    ir = np.clip(0.8 * vis + 20 + rng.normal(0, 5, (64, 64)), 0, 255).round()
+    assert health_of(np.round((ir + vis) / 2), ir, vis) == "ok"
+    assert health_of(255 - vis, ir, vis) == "inverted"  # an inverted copy of a source
+    assert health_of(np.full((64, 64), 90.0), ir, vis) == "collapsed"
+    assert I.run_health(["ok", "inverted", "inverted"]) == "inverted"
+    assert I.run_health(["ok", "ok", "inverted", "collapsed"]) == "ok"  # failures not most of the images
+    assert I.run_health(["collapsed", "collapsed", "inverted", "ok", "ok"]) == "collapsed"
+
+
+def test_health_table_marks_a_failed_run_nan() -> None:
+    values = pd.DataFrame([{"run_id": "m__a__t__s0", "SD": 10.0, "SSIM": 0.5, "CC": 0.4}])
+    planned = [("m", "a", 0, "m__a__t__s0"), ("m", "a", 1, "m__a__t__s1"), ("m", "a", 2, "m__a__t__s2")]
+    table = I.health_table(values, {"m__a__t__s1": "loss is nan at step 2"}, planned)
+    assert table.health.tolist() == ["ok", "nan"]  # the unfinished seed 2 is left out
+
+
+def test_percent_only_away_from_zero() -> None:
+    assert I.percent_is_meaningful([0.8, 0.82, 0.85])
+    assert not I.percent_is_meaningful([-0.2, 0.26, 0.53])  # the collapsed-magnitude SSIM of the first study
+    assert not I.percent_is_meaningful([0.1, 0.5, 0.9])  # mean 0.5 within four standard deviations (0.4) of zero
+
+
+def seed_frame(differences: dict[int, float], images: int = 4) -> pd.DataFrame:
+    rows = []
+    for seed, d in differences.items():
+        for arm, shift in (("base", 0.0), ("new", d)):
+            for i in range(images):
+                rows.append({"run_id": f"m__{arm}__t__s{seed}", "model": "m", "arm": arm, "seed": seed, "test": "t",
+                             "image": f"i{i}", "EN": 5.0 + i + shift, "SD": 30.0})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_seed_comparisons_use_seeds_as_the_unit() -> None:
+    frame = seed_frame({0: 0.1, 1: 0.2, 2: 0.3})
+    healthy = set(frame.run_id) - {"m__new__t__s2"}
+    table = I.seed_comparisons(frame, ["EN", "SD"], healthy, "base", ["EN"])
+    row = table[(table.metric == "EN") & (table.runs == "all")].iloc[0]
+    assert row.seeds == 3 and row["diff"] == pytest.approx(0.2) and row.p_signflip == 0.25
+    assert row.p_holm == 0.25 and not row.survives_holm and row.smallest_p == 0.25
+    assert row.images_win_rate == 1.0  # every image better: a description of these networks, not a test
+    healthy_row = table[(table.metric == "EN") & (table.runs == "healthy")].iloc[0]
+    assert healthy_row.seeds == 2 and healthy_row["diff"] == pytest.approx(0.15)
+    assert table[table.metric == "SD"].family.unique().tolist() == ["exploratory"]
+    assert math.isnan(table[table.metric == "SD"].p_holm.iloc[0])
