@@ -118,36 +118,61 @@ def forest_figure(study: Study, test: str, arms: list[str], base: str, healthy: 
     return fig
 
 
-def training_figure(study: Study, arms: list[str]) -> plt.Figure | None:
-    logs = {}
+SMOOTH = 5  # logged points in the running mean of the training curves
+
+
+def _smoothed(values: np.ndarray) -> np.ndarray:
+    """Running mean over the last :data:`SMOOTH` logged points (fewer at the start)."""
+    c = np.cumsum(np.insert(values, 0, 0.0))
+    end = np.arange(1, len(values) + 1)
+    start = np.maximum(end - SMOOTH, 0)
+    return (c[end] - c[start]) / (end - start)
+
+
+def _curve(log, quantity: str) -> np.ndarray:
+    """A logged part, or ``gradient share``: the gradient term over the total."""
+    if quantity == "gradient share":
+        return (log["gradient"] / log["loss"]).to_numpy(float) if "gradient" in log else np.full(len(log), np.nan)
+    return log[quantity].to_numpy(float)
+
+
+def training_figure(study: Study, arms: list[str], labels: dict[str, str]) -> plt.Figure | None:
+    """Per model: a part of the objective that every arm shares (the intensity term where the recipe has
+    one), and the gradient term's share of the total, each smoothed; mean over seeds with the min-max band.
+
+    The arms' totals are not compared: each arm's gradient term has its own scale.
+    """
+    logs: dict[str, dict[str, list]] = {}
     for run in study.runs.values():
         cfg = run["config"]
         if cfg["arm"]["name"] in arms and run["log"] is not None:
             logs.setdefault(cfg["model"]["name"], {}).setdefault(cfg["arm"]["name"], []).append(run["log"])
     if not logs:
         return None
-    fig, axes = plt.subplots(2, len(logs), figsize=(2.4 * len(logs) + 0.4, 4.2), squeeze=False, sharex="col")
+    fig, axes = plt.subplots(2, len(logs), figsize=(2.3 * len(logs) + 0.4, 3.9), squeeze=False, sharex="col")
     for col, (model, by_arm) in enumerate(logs.items()):
+        log0 = next(iter(by_arm.values()))[0]
+        shared = [c for c in log0.columns if c not in ("step", "phase", "lr", "loss", "gradient", "seconds")
+                  and not np.isnan(float(log0[c].iloc[-1]))]  # a part of the last phase, equal in every arm
+        shared.sort(key=lambda c: c != "intensity")
+        for change in log0["step"][log0["phase"].ne(log0["phase"].shift()) & (log0.index > 0)]:
+            for ax in axes[:, col]:
+                ax.axvline(change, color="k", lw=0.5, ls=":")
         for j, arm in enumerate(a for a in arms if a in by_arm):
-            log0 = by_arm[arm][0]
-            shared = [c for c in log0.columns if c not in ("step", "phase", "lr", "loss", "gradient", "seconds")
-                      and not np.isnan(float(log0[c].iloc[-1]))]  # a part of the last phase, equal in every arm
-            for change in log0["step"][log0["phase"].ne(log0["phase"].shift()) & (log0.index > 0)]:
-                for ax in axes[:, col]:
-                    ax.axvline(change, color="k", lw=0.5, ls=":")
-            shared.sort(key=lambda c: c != "intensity")  # the intensity term where the recipe has one
-            for row, column in enumerate(["loss", shared[0] if shared else "loss"]):
-                steps = by_arm[arm][0]["step"].to_numpy()
-                curves = np.stack([log[column].to_numpy(float)[: len(steps)] for log in by_arm[arm]])
+            steps = by_arm[arm][0]["step"].to_numpy()
+            for row, quantity in enumerate([shared[0] if shared else "loss", "gradient share"]):
+                curves = np.stack([_smoothed(_curve(log, quantity)[: len(steps)]) for log in by_arm[arm]])
                 ax = axes[row][col]
-                ax.plot(steps, curves.mean(0), color=PALETTE[j % len(PALETTE)], lw=0.9, label=arm)
-                ax.fill_between(steps, curves.min(0), curves.max(0), color=PALETTE[j % len(PALETTE)], alpha=0.15, lw=0)
-                ax.set_ylabel("total loss" if row == 0 else f"'{column}' part")
-        axes[0][col].set_title(model)
+                color = PALETTE[j % len(PALETTE)]
+                ax.plot(steps, curves.mean(0), color=color, lw=0.9, label=labels.get(arm, arm))
+                ax.fill_between(steps, curves.min(0), curves.max(0), color=color, alpha=0.15, lw=0)
+        axes[0][col].set_ylabel(f"'{shared[0] if shared else 'loss'}' part")
+        axes[1][col].set_ylabel("gradient term / total")
+        axes[0][col].set_title(labels.get(model, model))
         axes[1][col].set_xlabel("step")
     axes[0][0].legend(frameon=False)
-    fig.suptitle("Training curves (top: each arm's own total loss; bottom: a part all arms share), mean over seeds,\n"
-                 "band = min-max; dotted: recipe phase change", y=1.02)
+    fig.suptitle(f"Training: a part every arm shares (top) and the gradient term's share (bottom), running mean of "
+                 f"{SMOOTH} logged steps,\nmean over seeds, band = min-max; dotted: recipe phase change", y=1.02)  # fmt: skip
     fig.tight_layout()
     return fig
 
@@ -213,8 +238,17 @@ def edge_window(ir: np.ndarray, vis: np.ndarray, frac: float = 0.22) -> tuple[in
     return int(r), int(col), h, w
 
 
-def qualitative_figure(study: Study, model: str, test: str, arms: list[str], images: list[str]) -> plt.Figure | None:
-    columns = ["infrared", "visible", *arms]
+def _inset_corner(y: int, x: int, h: int, w: int, shape: tuple[int, ...]) -> list[float]:
+    """Axes-fraction bounds of a 45% inset in the corner farthest from the zoomed box, so it never covers it."""
+    right = x + w / 2 < shape[1] / 2  # box on the left: inset on the right
+    top = y + h / 2 > shape[0] / 2  # box in the lower half (rows grow downwards): inset at the top
+    return [0.55 if right else 0.0, 0.55 if top else 0.0, 0.45, 0.45]
+
+
+def qualitative_figure(study: Study, model: str, test: str, arms: list[str], images: list[str],
+                       labels: dict[str, str] | None = None) -> plt.Figure | None:  # fmt: skip
+    labels = labels or {}
+    columns = ["infrared", "visible", *(labels.get(a, a) for a in arms)]
     rows = []
     for image in images:
         panels = [_example(study, test, f"{image}_ir"), _example(study, test, f"{image}_vi")]
@@ -230,7 +264,7 @@ def qualitative_figure(study: Study, model: str, test: str, arms: list[str], ima
             ax = axes[r][c]
             ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, ec="#ffd400", lw=0.8))
-            inset = ax.inset_axes([0.0, 0.0, 0.45, 0.45])
+            inset = ax.inset_axes(_inset_corner(y, x, h, w, img.shape))
             inset.imshow(img[y : y + h, x : x + w], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             inset.set_xticks([])
             inset.set_yticks([])
@@ -241,7 +275,8 @@ def qualitative_figure(study: Study, model: str, test: str, arms: list[str], ima
             if r == 0:
                 ax.set_title(title, fontsize=7)
         axes[r][0].set_ylabel(image, fontsize=6)
-    fig.suptitle(f"{model} on {test} (seed 0); inset: strongest source edges", fontsize=8)
+    fig.suptitle(f"{labels.get(model, model)} on {labels.get(test, test)} (seed 0 of each arm); inset: the boxed region "
+                 "of strongest source edges", fontsize=8)  # fmt: skip
     fig.tight_layout(pad=0.3)
     return fig
 
@@ -252,7 +287,7 @@ def direction_figure(study: Study, model: str, test: str, arms: list[str], image
     fused = {a: f for a, f in fused.items() if f is not None}
     if ir is None or vis is None or not fused:
         return None
-    fig, axes = plt.subplots(2, len(fused), figsize=(1.9 * len(fused) + 0.8, 3.6), squeeze=False,
+    fig, axes = plt.subplots(2, len(fused), figsize=(1.9 * len(fused) + 0.8, 3.6), squeeze=False, sharey="row",
                              gridspec_kw={"height_ratios": [1.4, 1]})  # fmt: skip
     bins = np.linspace(0, 180, 37)
     for c, (arm, f) in enumerate(fused.items()):
@@ -283,13 +318,13 @@ def make_figures(study: Study, healthy: set[str]) -> list[Path]:
         fig = forest_figure(study, test, arms, base, healthy, labels)
         if fig is not None:
             written += save(fig, folder, f"forest_{test}")
-    fig = training_figure(study, arms)
+    fig = training_figure(study, arms, labels)
     if fig is not None:
         written += save(fig, folder, "training_curves")
-    if tests:
-        model, test = next(iter(dict.fromkeys(study.values.model))), tests[0]
+    for model in dict.fromkeys(study.values.model) if tests else []:
+        test = tests[0]
         images = collect_examples(study, model, test, arms)
-        fig = qualitative_figure(study, model, test, arms, images)
+        fig = qualitative_figure(study, model, test, arms, images, labels)
         if fig is not None:
             written += save(fig, folder, f"qualitative_{model}_{test}")
         if images:
