@@ -11,7 +11,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.data import PairedDataset
-from benchmark.fuse import evaluate_folders, format_means, format_markdown_means
+from benchmark.fuse import evaluate_folders, format_markdown_means, format_means
 from benchmark.metrics import evaluate
 from tests.conftest import need, real_data, write_image
 

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 import losses
-from losses import DAMGL, build
-from losses import reference
+from losses import DAMGL, build, reference
 
 
 def row(*values: float) -> torch.Tensor:

@@ -6,11 +6,10 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
-
-import pandas as pd
 
 from benchmark import launch
 from benchmark.config import ConfigError, load_config

@@ -19,7 +19,8 @@ from functools import cached_property
 import numpy as np
 
 from benchmark.metrics import _kernels as K
-from benchmark.metrics.core import Convention, MetricInfo, ratio as _ratio
+from benchmark.metrics.core import Convention, MetricInfo
+from benchmark.metrics.core import ratio as _ratio
 
 
 class _Images:

@@ -33,11 +33,11 @@ import numpy as np
 import pandas as pd
 
 from benchmark.metrics import DEFAULT_CONVENTION, get_convention
+from benchmark.reports.figures import make_figures
 from benchmark.reports.inference import health_table, seed_comparisons
 from benchmark.reports.stats import run_summary, study_metrics, summarise_arms
-from benchmark.reports.figures import make_figures
 from benchmark.reports.tables import health_markup, main_table, power_markup, seed_markup, to_csv, write_table
-from benchmark.store import ResultsFolder, Study, StoreError, atomic_write_text, load_study, run_id
+from benchmark.store import ResultsFolder, StoreError, Study, atomic_write_text, load_study, run_id
 
 
 def _plan_order(study: Study) -> dict[str, list]:

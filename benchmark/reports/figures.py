@@ -30,8 +30,8 @@ from benchmark.data import DataError, open_dataset, png_bytes  # noqa: E402
 from benchmark.metrics import METRICS  # noqa: E402
 from benchmark.reports.inference import t_interval  # noqa: E402
 from benchmark.reports.stats import seed_means, study_metrics  # noqa: E402
-from losses import Sobel  # noqa: E402
 from benchmark.store import Study, atomic_write_bytes, dataset_source, read_image_array  # noqa: E402
+from losses import Sobel  # noqa: E402
 
 
 def fused_example(image: str, model: str, arm: str) -> str:

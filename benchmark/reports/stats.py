@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import wilcoxon
 
-from benchmark.metrics import METRICS, metric_names
+from benchmark.metrics import metric_names
 from benchmark.store import Study
-
 
 
 def study_metrics(study: Study) -> list[str]:
