@@ -116,6 +116,7 @@ def test_report_writes_tables_summary_and_figures(smoke_study: Path) -> None:
             assert (smoke_study / "tables" / f"{stem}.{ext}").is_file()
         assert latex_is_well_formed((smoke_study / "tables" / f"{stem}.tex").read_text())
     for fig in ("forest_synthetic_small_test", "training_curves", "qualitative_tiny_synthetic_small_test",
+                "qualitative_ablation_sign_tiny_synthetic_small_test",
                 "direction_tiny_synthetic_small_test"):  # fmt: skip
         assert {f"figures/{fig}.png", f"figures/{fig}.pdf"} <= names
     summary = (smoke_study / "summary.md").read_text()
@@ -137,12 +138,21 @@ def test_figures_have_the_expected_panels(smoke_study: Path) -> None:
     arms = ["magnitude", "damgl"]
     forest = plots.forest_figure(study, "synthetic_small_test", arms, "magnitude", set(study.values.run_id), {})
     assert len(forest.axes) == 12  # one panel per metric and model
-    images = plots.collect_examples(study, "tiny", "synthetic_small_test", arms)
+    seed = plots.median_seed(study, "tiny", arms, set(study.values.run_id))
+    assert seed in (0, 1)  # of two seeds, the lower-ranked middle one
+    images = plots.collect_examples(study, "tiny", "synthetic_small_test", arms, seed)
     assert images == ["syn12_000", "syn12_001"]
-    grid = plots.qualitative_figure(study, "tiny", "synthetic_small_test", arms, images)
+    grid = plots.qualitative_figure(study, "tiny", "synthetic_small_test", arms, images, seed)
     assert len(grid.axes) == 2 * 4 and all(len(ax.child_axes) == 1 for ax in grid.axes)  # 2 images x 4, each zoomed
-    assert [ax.get_title() for ax in grid.axes[:4]] == ["infrared", "visible", *arms]
-    direction = plots.direction_figure(study, "tiny", "synthetic_small_test", arms, images[0])
+    assert [ax.get_title() for ax in grid.axes[:4]] == ["infrared", "visible", *(f"{a} (seed {seed})" for a in arms)]
+    assert grid._suptitle.get_text().startswith("tiny on synthetic_small_test")
+    for ax in grid.axes:  # the inset never covers the box it zooms into
+        (box,) = ax.patches
+        x0, y0 = ax.transData.transform((box.get_x(), box.get_y() + box.get_height()))
+        x1, y1 = ax.transData.transform((box.get_x() + box.get_width(), box.get_y()))
+        inset = ax.child_axes[0].get_position().transformed(ax.figure.transFigure)
+        assert x1 <= inset.x0 or inset.x1 <= x0 or y1 <= inset.y0 or inset.y1 <= y0
+    direction = plots.direction_figure(study, "tiny", "synthetic_small_test", arms, images[0], seed)
     assert len(direction.axes) == 2 * 2 + 1  # map and histogram per arm, one colour bar
 
 

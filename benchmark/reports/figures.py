@@ -30,13 +30,35 @@ from benchmark.data import DataError, open_dataset, png_bytes  # noqa: E402
 from benchmark.metrics import METRICS  # noqa: E402
 from benchmark.reports.inference import t_interval  # noqa: E402
 from benchmark.reports.stats import seed_means, study_metrics  # noqa: E402
-from benchmark.store import Study, atomic_write_bytes, dataset_source, read_image_array  # noqa: E402
+from benchmark.store import Study, atomic_write_bytes, dataset_source, read_image_array, run_id  # noqa: E402
 from losses import Sobel  # noqa: E402
 
 
-def fused_example(image: str, model: str, arm: str) -> str:
+def fused_example(image: str, model: str, arm: str, seed: int) -> str:
     """File stem of an example fused image under ``examples/<test>/``."""
-    return f"{image}_{model}_{arm.replace(':', '-')}"
+    return f"{image}_{model}_{arm.replace(':', '-')}_s{seed}"
+
+
+def median_seed(study: Study, model: str, arms: list[str], healthy: set[str]) -> int | None:
+    """The model's median seed: seeds (healthy in every arm where possible) ordered by their mean rank over the
+    arms and primary metrics, the middle one (the lower middle for an even count)."""
+    values = study.values[(study.values.model == model) & study.values.arm.isin(arms)]
+    if values.empty:
+        return None
+    primary = [m for m in study.spec["primary_metrics"] if m in values.columns]
+    good = values[values.run_id.isin(healthy)]
+    per_arm = [set(good.seed[good.arm == a]) for a in arms if a in set(values.arm)]
+    seeds = sorted(set.intersection(*per_arm)) if per_arm and all(per_arm) else []
+    seeds = seeds or sorted(set(values.seed))  # no seed healthy in every arm: rank them all
+    means = seed_means(values[values.seed.isin(seeds)], primary)
+    score = {s: 0.0 for s in seeds}
+    for (_, _), g in means.groupby(["arm", "test"], sort=False):
+        for m in primary:
+            order = g.sort_values(m, ascending=not METRICS[m].higher_is_better, kind="stable").seed.tolist()
+            for rank, s in enumerate(order):
+                score[s] += rank
+    ranked = sorted(seeds, key=lambda s: (score[s], s))
+    return ranked[(len(ranked) - 1) // 2]
 
 EXAMPLES = 2  # images per qualitative figure
 EDGE_QUANTILE = 0.9  # direction error is measured where the selected source gradient is in its top 10%
@@ -177,8 +199,9 @@ def training_figure(study: Study, arms: list[str], labels: dict[str, str]) -> pl
     return fig
 
 
-def collect_examples(study: Study, model: str, test: str, arms: list[str]) -> list[str]:
-    """Copy sources and seed-0 fused images of the first :data:`EXAMPLES` images into ``examples/`` (once)."""
+def collect_examples(study: Study, model: str, test: str, arms: list[str], seed: int) -> list[str]:
+    """Copy sources and the given seed's fused images of the first :data:`EXAMPLES` images into ``examples/``
+    (once; fused images exist only while the run directories keep them)."""
     images = sorted(set(study.values.loc[(study.values.test == test) & (study.values.model == model), "image"]))[:EXAMPLES]
     folder = study.folder
     run = next((r for r in study.runs.values() if r["config"]["model"]["name"] == model and test in r["config"]["test"]), None)
@@ -192,13 +215,19 @@ def collect_examples(study: Study, model: str, test: str, arms: list[str]) -> li
             for kind, grey in (("ir", sample.ir_grey), ("vi", sample.vi_grey)):
                 atomic_write_bytes(folder.example(test, f"{image}_{kind}"), png_bytes(np.round(grey).astype(np.uint8)))
         for arm in arms:
-            target = folder.example(test, fused_example(image, model, arm))
-            mine = [(r["config"]["seed"], rid) for rid, r in study.runs.items()
-                    if r["config"]["model"]["name"] == model and r["config"]["arm"]["name"] == arm]  # fmt: skip
-            source = folder.run(min(mine)[1]).fused(test, image) if mine else None
-            if not target.is_file() and source is not None and source.is_file():
+            target = folder.example(test, fused_example(image, model, arm, seed))
+            source = folder.run(run_id(model, arm, study.spec["train"], seed)).fused(test, image)
+            if not target.is_file() and source.is_file():
                 atomic_write_bytes(target, source.read_bytes())
     return [i for i in images if folder.example(test, f"{i}_ir").is_file()]
+
+
+def _fused(study: Study, test: str, image: str, model: str, arm: str, seed: int) -> tuple[np.ndarray | None, int]:
+    """An arm's example fused image at ``seed``, else at the lowest seed kept in ``examples/``; and its seed."""
+    kept = sorted(int(p.stem.rsplit("_s", 1)[1]) for p in study.folder.examples.joinpath(test).glob(
+        f"{fused_example(image, model, arm, 0)[:-1]}*.png"))  # fmt: skip
+    chosen = seed if seed in kept or not kept else kept[0]
+    return _example(study, test, fused_example(image, model, arm, chosen)), chosen
 
 
 def _example(study: Study, test: str, name: str) -> np.ndarray | None:
@@ -245,22 +274,26 @@ def _inset_corner(y: int, x: int, h: int, w: int, shape: tuple[int, ...]) -> lis
     return [0.55 if right else 0.0, 0.55 if top else 0.0, 0.45, 0.45]
 
 
-def qualitative_figure(study: Study, model: str, test: str, arms: list[str], images: list[str],
-                       labels: dict[str, str] | None = None) -> plt.Figure | None:  # fmt: skip
+def qualitative_figure(study: Study, model: str, test: str, arms: list[str], images: list[str], seed: int,
+                       labels: dict[str, str] | None = None, title: str = "") -> plt.Figure | None:  # fmt: skip
+    """Infrared, visible and each arm's fused image (at ``seed`` where kept) of each example image, with a zoomed
+    inset of the region of strongest source edges placed away from its box."""
     labels = labels or {}
-    columns = ["infrared", "visible", *(labels.get(a, a) for a in arms)]
-    rows = []
+    rows, seeds = [], {}
     for image in images:
         panels = [_example(study, test, f"{image}_ir"), _example(study, test, f"{image}_vi")]
-        panels += [_example(study, test, fused_example(image, model, a)) for a in arms]
+        for a in arms:
+            img, seeds[a] = _fused(study, test, image, model, a, seed)
+            panels.append(img)
         if all(p is not None for p in panels):
             rows.append((image, panels))
     if not rows:
         return None
+    columns = ["infrared", "visible", *(f"{labels.get(a, a)} (seed {seeds[a]})" for a in arms)]
     fig, axes = plt.subplots(len(rows), len(columns), figsize=(1.45 * len(columns), 1.3 * len(rows) + 0.4), squeeze=False)
     for r, (image, panels) in enumerate(rows):
         y, x, h, w = edge_window(panels[0], panels[1])
-        for c, (title, img) in enumerate(zip(columns, panels)):
+        for c, (heading, img) in enumerate(zip(columns, panels)):
             ax = axes[r][c]
             ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, ec="#ffd400", lw=0.8))
@@ -273,17 +306,17 @@ def qualitative_figure(study: Study, model: str, test: str, arms: list[str], ima
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(title, fontsize=7)
+                ax.set_title(heading, fontsize=7)
         axes[r][0].set_ylabel(image, fontsize=6)
-    fig.suptitle(f"{labels.get(model, model)} on {labels.get(test, test)} (seed 0 of each arm); inset: the boxed region "
-                 "of strongest source edges", fontsize=8)  # fmt: skip
+    fig.suptitle(title or f"{labels.get(model, model)} on {labels.get(test, test)}; inset: the boxed region of strongest "
+                 "source edges", fontsize=8)  # fmt: skip
     fig.tight_layout(pad=0.3)
     return fig
 
 
-def direction_figure(study: Study, model: str, test: str, arms: list[str], image: str) -> plt.Figure | None:
+def direction_figure(study: Study, model: str, test: str, arms: list[str], image: str, seed: int) -> plt.Figure | None:
     ir, vis = _example(study, test, f"{image}_ir"), _example(study, test, f"{image}_vi")
-    fused = {a: _example(study, test, fused_example(image, model, a)) for a in arms}
+    fused = {a: _fused(study, test, image, model, a, seed)[0] for a in arms}
     fused = {a: f for a, f in fused.items() if f is not None}
     if ir is None or vis is None or not fused:
         return None
@@ -322,13 +355,24 @@ def make_figures(study: Study, healthy: set[str]) -> list[Path]:
     if fig is not None:
         written += save(fig, folder, "training_curves")
     for model in dict.fromkeys(study.values.model) if tests else []:
-        test = tests[0]
-        images = collect_examples(study, model, test, arms)
-        fig = qualitative_figure(study, model, test, arms, images, labels)
+        test, seed = tests[0], median_seed(study, model, arms, healthy)
+        images = collect_examples(study, model, test, arms, seed)
+        fig = qualitative_figure(study, model, test, arms, images, seed, labels)
         if fig is not None:
             written += save(fig, folder, f"qualitative_{model}_{test}")
         if images:
-            fig = direction_figure(study, model, test, arms, images[0])
+            fig = direction_figure(study, model, test, arms, images[0], seed)
             if fig is not None:
                 written += save(fig, folder, f"direction_{model}_{test}")
+    for name, arm_of in study.spec["ablations"].items():
+        grid = study.spec["grids"][next(iter(arm_of.values()))]
+        chosen = [base, *dict.fromkeys(arm_of.values())]
+        names = {**labels, **{a: f"{name}={v}" for v, a in arm_of.items()}}
+        for model in [m for m in grid["models"] if m in set(study.values.model)]:
+            test, seed = grid["test"][0], median_seed(study, model, chosen, healthy)
+            images = collect_examples(study, model, test, chosen, seed)
+            fig = qualitative_figure(study, model, test, chosen, images, seed, names,
+                                     f"Ablation '{name}': {labels.get(model, model)} on {labels.get(test, test)}")  # fmt: skip
+            if fig is not None:
+                written += save(fig, folder, f"qualitative_ablation_{name}_{model}_{test}")
     return written
