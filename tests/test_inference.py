@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -113,3 +114,27 @@ def test_seed_comparisons_use_seeds_as_the_unit() -> None:
     assert healthy_row.seeds == 2 and healthy_row["diff"] == pytest.approx(0.15)
     assert table[table.metric == "SD"].family.unique().tolist() == ["exploratory"]
     assert math.isnan(table[table.metric == "SD"].p_holm.iloc[0])
+
+
+def test_arms_with_the_same_seed_share_initial_weights_and_patches(tmp_path, monkeypatch) -> None:
+    """The pairing behind every seed-level comparison: only the gradient loss differs between two arms' runs."""
+    import torch
+
+    from benchmark.config import load_config
+    from benchmark.plan import plan
+    from benchmark.store import RunDir
+    from benchmark.train import Trainer, train_run
+
+    seen = {}
+
+    def record(self, sampler, until=None, on_step=None):
+        seen[self.objectives[0].recipe["gradient"]["type"]] = (
+            {k: v.clone() for k, v in self.model.state_dict().items()}, sampler.next())
+
+    monkeypatch.setattr(Trainer, "run", record)
+    cfg = load_config(Path(__file__).resolve().parents[1] / "experiments.yaml")
+    for run in plan(cfg, cfg.profile("smoke")):
+        train_run(run, cfg, RunDir(tmp_path / run.run_id), "cpu", progress=False)
+    (w_mag, batch_mag), (w_dam, batch_dam) = seen["magnitude"], seen["damgl"]
+    assert w_mag.keys() == w_dam.keys() and all(torch.equal(w_mag[k], w_dam[k]) for k in w_mag)
+    assert all(torch.equal(a, b) for a, b in zip(batch_mag, batch_dam))
