@@ -73,14 +73,15 @@ class Recipe:
         if not self.phases:
             raise ValueError("phases: a recipe needs at least one phase")
 
-    def objective(self, phase: int = 0, gradient: dict[str, Any] | None = None) -> FusionObjective:
-        """The phase's objective; ``gradient`` (a loss block without weight) fills the gradient slot."""
+    def objective(self, phase: int = 0, gradient: dict[str, Any] | None = None, scale: float = 1.0) -> FusionObjective:
+        """The phase's objective; ``gradient`` (a loss block without weight) fills the gradient slot with the
+        recipe's ``gradient_weight`` times ``scale`` (1 unless an arm is balanced, see ``benchmark.train``)."""
         p = self.phases[phase]
         parts = copy.deepcopy(p.objective)
         if gradient is not None and p.swap_gradient:
             if "weight" in gradient:
                 raise ValueError("the gradient arm must not set 'weight': the recipe's gradient_weight is used")
-            parts[GRADIENT_SLOT] = {**gradient, "weight": self.gradient_weight}
+            parts[GRADIENT_SLOT] = {**gradient, "weight": self.gradient_weight * scale}
         return FusionObjective(parts, self.terms)
 
     def with_overrides(self, overrides: dict[str, Any]) -> Recipe:

@@ -31,6 +31,7 @@ from benchmark.store import DEFAULT_BASE_ARM, DEFAULT_PRIMARY_METRICS
 from benchmark.synthetic import SyntheticDataset
 
 NORMALISATIONS = ("clamp", "image_minmax", "recipe")
+BALANCES = ("none", "initial")  # an arm's gradient weight as the recipe sets it, or scaled to the base arm's start
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -215,12 +216,20 @@ def _parse_losses(block: Any) -> dict[str, dict[str, Any]]:
         if "weight" in b:
             raise ConfigError(f"{path}.weight: a gradient arm has no weight (each model's recipe sets it)")
         _build_loss(b, path)
-        out[name] = dict(b)
+        out[name] = _balanced(dict(b), path)
     return out
 
 
+def _balanced(block: dict[str, Any], path: str) -> dict[str, Any]:
+    """Check an arm's ``balance`` switch (see :data:`BALANCES`); ``none``, the default, is dropped."""
+    value = block.pop("balance", "none")
+    if value not in BALANCES:
+        raise ConfigError(f"{path}.balance: '{value}' is not one of {list(BALANCES)}")
+    return {**block, "balance": value} if value != "none" else block
+
+
 def _build_loss(block: dict[str, Any], path: str) -> None:
-    options = {k: v for k, v in block.items() if k != "type"}
+    options = {k: v for k, v in block.items() if k not in ("type", "balance")}
     try:
         losses.build(block["type"], **options)
     except (TypeError, ValueError) as exc:
@@ -244,6 +253,7 @@ def _parse_ablations(block: Any, loss_arms: dict[str, dict[str, Any]]) -> dict[s
         for i, value in enumerate(values):
             arm = {**loss_arms[b["base"]], **(b.get("fixed") or {}), switch: value}
             _build_loss(arm, f"{path}.vary.{switch}[{i}]")
+            arm = _balanced(arm, f"{path}.vary.{switch}[{i}]")
             label = ",".join(str(v) for v in value) if isinstance(value, list) else str(value).lower()
             arms[f"{name}:{switch}={label}"] = arm
         out[name] = arms
@@ -290,6 +300,10 @@ def _parse_profile(name: str, b: Any, cfg: dict[str, Any], arms: dict, ablations
     if "base_arm" in b and base_arm not in profile_arms:
         raise ConfigError(f"{path}.base_arm: '{base_arm}' is not an arm of this profile{suggest(base_arm, list(profile_arms))}; "
                           f"arms: {', '.join(profile_arms)}")  # fmt: skip
+    balanced = [a for a, blk in profile_arms.items() if blk.get("balance") == "initial"]
+    if balanced and (base_arm not in profile_arms or profile_arms[base_arm].get("balance")):
+        raise ConfigError(f"{path}: arm '{balanced[0]}' has balance: initial, which needs an unbalanced base arm "
+                          f"('{base_arm}') in the profile")  # fmt: skip
     primary = _name_list(b.get("primary_metrics", list(DEFAULT_PRIMARY_METRICS)), metric_names(), f"{path}.primary_metrics", "metric")
     return Profile(
         name, models, profile_arms, seeds, train, test, b["steps"], b.get("batch_size"), b.get("patch_size"),

@@ -66,6 +66,8 @@ def plan(cfg: Config, profile: Profile) -> list[RunSpec]:
                     "normalisation": recipe.output_normalisation if profile.normalisation == "recipe" else profile.normalisation,
                     "checkpoint_every": profile.checkpoint_every,
                 }
+                if block.get("balance") == "initial":  # the factor is measured against the base arm's term
+                    config["base_arm"] = dict(profile.arms[profile.base_arm])
                 if config["patch_size"] is None:
                     raise ConfigError(f"profiles.{profile.name}.patch_size: model '{model}' trains on whole images; set a patch size")
                 paths = {t: sources[t] for t in dict.fromkeys([profile.train, *tests])}

@@ -10,6 +10,7 @@ checkpoints in the run store.
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 import random
@@ -24,6 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from baselines.recipe import Recipe
+from losses.fusion import GRADIENT_SLOT
 from benchmark import interrupts
 from benchmark.console import say
 from benchmark.data import DataError
@@ -129,6 +131,7 @@ class Trainer:
         steps: total optimisation steps.
         device: ``"cpu"`` or ``"cuda"``; on CUDA, bf16 autocast and channels-last are used.
         lr: overrides the recipe's learning rate when given.
+        gradient_scale: multiplies the recipe's gradient weight (a balanced arm's factor, see :func:`balance_scale`).
     """
 
     def __init__(
@@ -139,6 +142,7 @@ class Trainer:
         steps: int,
         device: str = "cpu",
         lr: float | None = None,
+        gradient_scale: float = 1.0,
     ):
         if steps < 1:
             raise ValueError(f"steps: expected a positive number, got {steps}")
@@ -148,7 +152,7 @@ class Trainer:
         if self.cuda:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.recipe, self.steps, self.step = recipe, steps, 0
-        self.objectives = [recipe.objective(i, gradient).to(self.device) for i in range(len(recipe.phases))]
+        self.objectives = [recipe.objective(i, gradient, gradient_scale).to(self.device) for i in range(len(recipe.phases))]
         total_epochs = sum(p.epochs for p in recipe.phases)
         bounds = np.cumsum([p.epochs / total_epochs * steps for p in recipe.phases])
         self.phase_end = [int(round(b)) for b in bounds]
@@ -272,6 +276,29 @@ def restore(trainer: Trainer, sampler: PatchSampler, run_dir: RunDir, run_id: st
     return 0.0
 
 
+def balance_scale(model: nn.Module, recipe: Recipe, gradient: dict[str, Any], base: dict[str, Any],
+                  sampler: PatchSampler) -> float:  # fmt: skip
+    """The factor on an arm's gradient weight that makes its gradient term start at the base arm's share.
+
+    Both terms are evaluated on the run's first batch with the initial weights (the sampler's state is left
+    as it was); every other part of the objective is then equal, so equal shares need equal weighted
+    terms: the factor is ``base term / arm term``. It depends on the seed alone, so a resumed run
+    recomputes the same factor.
+    """
+    phase = next((i for i, p in enumerate(recipe.phases) if p.swap_gradient), None)
+    if phase is None:
+        return 1.0
+    state = copy.deepcopy(sampler.state())
+    ir, vis = sampler.next()
+    sampler.load_state(state)
+    with torch.random.fork_rng(devices=[]), torch.no_grad():  # a model's own noise draws leave the stream as it was
+        model.train()
+        fused = model(ir, vis).float()
+        terms = [recipe.objective(phase, block)(fused, ir, vis, getattr(model, "aux", None))[1][GRADIENT_SLOT]
+                 for block in (gradient, base)]  # fmt: skip
+    return float(terms[1] / terms[0]) if float(terms[0]) > 0 else 1.0
+
+
 def train_run(run: RunSpec, cfg: Config, run_dir: RunDir, device: str,
               progress: bool = True) -> tuple[Trainer, str | None, float]:  # fmt: skip
     """Train (or resume) one run with logging and checkpoints.
@@ -286,10 +313,13 @@ def train_run(run: RunSpec, cfg: Config, run_dir: RunDir, device: str,
     np.random.seed(run.seed)
     random.seed(run.seed)
     model = spec.build()
-    gradient = {k: v for k, v in c["arm"].items() if k != "name"}
-    trainer = Trainer(model, spec.recipe, gradient, c["steps"], device=device, lr=c["lr"])
+    gradient = {k: v for k, v in c["arm"].items() if k not in ("name", "balance")}
     sampler = PatchSampler(load_training_images(cfg.datasets[c["train"]["name"]].open()), c["patch_size"],
                            c["batch_size"], seed=run.seed)  # fmt: skip
+    scale = 1.0
+    if c["arm"].get("balance", "none") == "initial":
+        scale = balance_scale(model, spec.recipe, gradient, c["base_arm"], sampler)
+    trainer = Trainer(model, spec.recipe, gradient, c["steps"], device=device, lr=c["lr"], gradient_scale=scale)
     parts = list(dict.fromkeys(p for objective in trainer.objectives for p in objective.terms))
     before = restore(trainer, sampler, run_dir, run.run_id)
     rows = run_dir.read_log(trainer.step)

@@ -256,3 +256,24 @@ def test_ablation_arms_reuse_equal_runs_and_use_their_grid() -> None:
     assert all(list(r.config["test"]) == ["roadscene_test"] for r in ablation_only)
     with pytest.raises(ConfigError, match=r"profiles.real-cpu.ablation_on.models\[0\]: unknown profile model 'u2fusion'"):
         load_config(EXPERIMENTS, ["profiles.real-cpu.ablation_on.models=[u2fusion]"])
+
+
+def test_balance_initial_starts_the_gradient_term_at_the_base_arms_share(tmp_path: Path) -> None:
+    assert main(smoke_args(tmp_path, "--set", "profiles.smoke.ablations=[balance]", "--set", "profiles.smoke.log_every=1",
+                           "--no-figures")) == 0  # fmt: skip
+    runs = tmp_path / "smoke" / "runs"
+
+    def first_parts(arm: str) -> tuple[float, float]:
+        """(gradient part, total) of the first logged step, computed before the first update."""
+        row = (runs / f"tiny__{arm}__synthetic_small__s0" / "train_log.csv").read_text().splitlines()[1].split(",")
+        return float(row[5]), float(row[3])
+
+    (g_base, t_base), (g_plain, _), (g_balanced, t_balanced) = (
+        first_parts(arm) for arm in ("magnitude", "damgl", "balance-balance=initial"))  # fmt: skip
+    assert abs(g_balanced / t_balanced - g_base / t_base) <= 0.01 * g_base / t_base  # equal shares within 1%
+    assert g_balanced == pytest.approx(g_base, rel=1e-5)  # the same weighted term
+    assert abs(g_plain - g_base) > 0.1 * g_base  # without balancing, DAMGL's term starts elsewhere
+    config = yaml.safe_load((runs / "tiny__balance-balance=initial__synthetic_small__s0" / "config.yaml").read_text())
+    assert config["arm"]["balance"] == "initial" and config["base_arm"] == {"type": "magnitude"}
+    with pytest.raises(ConfigError, match=r"losses.damgl.balance: 'start' is not one of \['none', 'initial'\]"):
+        load_config(EXPERIMENTS, ["losses.damgl.balance=start"])

@@ -35,8 +35,16 @@ import pandas as pd
 from benchmark.metrics import DEFAULT_CONVENTION, get_convention
 from benchmark.reports.figures import make_figures
 from benchmark.reports.inference import health_table, seed_comparisons
-from benchmark.reports.stats import run_summary, study_metrics, summarise_arms
-from benchmark.reports.tables import health_markup, main_table, power_markup, seed_markup, to_csv, write_table
+from benchmark.reports.stats import loss_scale, run_summary, study_metrics, summarise_arms
+from benchmark.reports.tables import (
+    health_markup,
+    loss_scale_markup,
+    main_table,
+    power_markup,
+    seed_markup,
+    to_csv,
+    write_table,
+)
 from benchmark.store import ResultsFolder, StoreError, Study, atomic_write_text, load_study, run_id
 
 
@@ -161,6 +169,12 @@ def build_report(root: str | Path, figures: bool = True) -> list[Path]:
     table = health_markup(health, "Run health: failed runs out of seeds", labels)
     written += write_table(tables, "health", health, table)
     sections += ["## Run health", "", table.markdown()]
+    scale = loss_scale(study, list(study.spec["arms"]), base)
+    if not scale.empty:
+        table = loss_scale_markup(scale, "Loss scale: the gradient term's share of the objective", labels.get(base, base),
+                                  labels)  # fmt: skip
+        written += write_table(tables, "loss_scale", scale, table)
+        sections += ["## Loss scale", "", table.markdown()]
     main_values = study.values[study.values.arm.isin(main_arms)]
     comparisons = seed_comparisons(main_values, metrics, healthy, base, primary)
     for test in study.tests(main_arms):

@@ -99,3 +99,29 @@ def ranks(means: Sequence[float], higher_is_better: bool) -> list[int]:
     keyed = [(-v if higher_is_better else v) for v in means if not math.isnan(v)]
     order = sorted(set(keyed))
     return [len(means) if math.isnan(v) else order.index(-v if higher_is_better else v) for v in means]
+
+
+def loss_scale(study: Study, arms: Sequence[str], base: str) -> pd.DataFrame:
+    """Per model and arm: the gradient term's share of the total loss at the first and the last logged step
+    (mean over seeds), and the arm's gradient term at the first logged step over the base arm's with the same
+    seed (mean over seeds). A swapped gradient term changes the balance against the other terms; this shows
+    by how much. Logged values are the weighted parts, computed before each step's update."""
+    first: dict[tuple[str, str, int], tuple[float, float, float]] = {}
+    for run in study.runs.values():
+        cfg, log = run["config"], run["log"]
+        if log is None or "gradient" not in log or cfg["arm"]["name"] not in arms:
+            continue
+        rows = log[np.isfinite(log["gradient"].to_numpy(float))]
+        if len(rows):
+            share = (rows["gradient"] / rows["loss"]).to_numpy(float)
+            first[(cfg["model"]["name"], cfg["arm"]["name"], cfg["seed"])] = (share[0], share[-1], float(rows["gradient"].iloc[0]))
+    out = []
+    for model in dict.fromkeys(k[0] for k in first):
+        for arm in [a for a in arms if any(k[:2] == (model, a) for k in first)]:
+            seeds = sorted(k[2] for k in first if k[:2] == (model, arm))
+            ratios = [first[(model, arm, s)][2] / first[(model, base, s)][2] for s in seeds if (model, base, s) in first]
+            out.append({"model": model, "arm": arm, "seeds": len(seeds),
+                        "share_start": float(np.mean([first[(model, arm, s)][0] for s in seeds])),
+                        "share_end": float(np.mean([first[(model, arm, s)][1] for s in seeds])),
+                        "start_vs_base": float(np.mean(ratios)) if ratios else math.nan})  # fmt: skip
+    return pd.DataFrame(out, columns=["model", "arm", "seeds", "share_start", "share_end", "start_vs_base"])

@@ -232,3 +232,21 @@ def write_table(folder: Path, stem: str, frame: pd.DataFrame, table: Table, extr
     for path, text in zip(paths, (to_csv(frame), markdown, table.latex())):
         atomic_write_text(path, text)
     return paths
+
+
+def loss_scale_markup(frame: pd.DataFrame, title: str, base: str, labels: dict[str, str]) -> Table:
+    """The gradient term's share of the total at the start and the end of training, and its size at the start
+    against the base arm's."""
+    header = ["model", "arm", "seeds", "gradient share at start", "gradient share at end", f"start term / {base}'s"]
+    out, marks, blocks = [], [], []
+    for model, g in frame.groupby("model", sort=False):
+        blocks.append(len(out))
+        for r in g.to_dict("records"):
+            out.append([labels.get(model, model), labels.get(r["arm"], r["arm"]), str(r["seeds"]),
+                        f"{r['share_start']:.3f}", f"{r['share_end']:.3f}", _num(r["start_vs_base"], 2)])  # fmt: skip
+            marks.append([None] * len(header))
+    notes = ["Shares are the weighted gradient term over the total objective at the first and the last logged step, "
+             "mean over seeds; the last column is the arm's gradient term at the first logged step over the base "
+             "arm's with the same seed. Swapping the term at a fixed weight also changes its weight against the "
+             "other terms; an arm with balance: initial starts at the base arm's share."]  # fmt: skip
+    return Table(title, header, out, marks, blocks, notes)
