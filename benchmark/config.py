@@ -31,7 +31,10 @@ from benchmark.store import DEFAULT_BASE_ARM, DEFAULT_PRIMARY_METRICS
 from benchmark.synthetic import SyntheticDataset
 
 NORMALISATIONS = ("clamp", "image_minmax", "recipe")
-BALANCES = ("none", "initial")  # an arm's gradient weight as the recipe sets it, or scaled to the base arm's start
+BALANCES = ("none", "initial")
+# paper: the recipe's phases and learning-rate decays at its published epochs, in real epochs of the training set;
+# compressed: the recipe's epochs mapped onto the step budget, so that even a short run decays fully
+SCHEDULES = ("paper", "compressed")  # an arm's gradient weight as the recipe sets it, or scaled to the base arm's start
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -99,6 +102,10 @@ class DatasetDef:
     def open(self) -> PairedDataset | SyntheticDataset:
         return open_dataset(self.source(), self.name)
 
+    def pixels(self) -> int:
+        """Pixels in one epoch of this dataset (sizes read from the image headers)."""
+        return self.open().pixels()
+
     def check(self, path: str) -> None:
         """Fail early if the folder or split file is missing."""
         if self.synthetic is not None:
@@ -120,7 +127,7 @@ class Profile:
     seeds: list[int]
     train: str
     test: list[str]
-    steps: int
+    steps: int | None  # the budget in steps, or None when it is given in epochs
     batch_size: int | None = None
     patch_size: int | None = None
     lr: float | None = None
@@ -135,6 +142,8 @@ class Profile:
     base_arm: str = DEFAULT_BASE_ARM  # what every other arm is compared with
     primary_metrics: list[str] = field(default_factory=lambda: list(DEFAULT_PRIMARY_METRICS))  # the Holm family
     labels: dict[str, str] = field(default_factory=dict)  # display names of datasets, models and arms
+    epochs: float | None = None  # the budget in epochs of the training set (instead of steps)
+    schedule: str = "paper"  # see SCHEDULES
 
     def grid(self, arm: str) -> tuple[list[str], list[int], list[str]]:
         """Models, seeds and test sets an arm runs on (ablation-only arms may use a smaller grid)."""
@@ -151,8 +160,9 @@ class Profile:
                 "grids": {arm: dict(zip(("models", "seeds", "test"), self.grid(arm))) for arm in self.arms}}  # fmt: skip
 
 
-PROFILE_KEYS = ["models", "losses", "ablations", "ablation_on", "seeds", "train", "test", "steps", "batch_size", "patch_size", "lr",
-                "device", "checkpoint_every", "log_every", "normalisation", "slurm", "base_arm", "primary_metrics"]  # fmt: skip
+PROFILE_KEYS = ["models", "losses", "ablations", "ablation_on", "seeds", "train", "test", "steps", "epochs", "schedule",
+                "batch_size", "patch_size", "lr", "device", "checkpoint_every", "log_every", "normalisation", "slurm",
+                "base_arm", "primary_metrics"]  # fmt: skip
 TOP_KEYS = ["datasets", "models", "losses", "ablations", "profiles", "default_profile", "labels"]
 
 
@@ -263,7 +273,15 @@ def _parse_ablations(block: Any, loss_arms: dict[str, dict[str, Any]]) -> dict[s
 def _parse_profile(name: str, b: Any, cfg: dict[str, Any], arms: dict, ablations: dict,
                    labels: dict[str, str]) -> Profile:  # fmt: skip
     path = f"profiles.{name}"
-    _check_keys(b, PROFILE_KEYS, path, required=("models", "seeds", "train", "test", "steps"))
+    _check_keys(b, PROFILE_KEYS, path, required=("models", "seeds", "train", "test"))
+    if (b.get("steps") is None) == (b.get("epochs") is None):
+        raise ConfigError(f"{path}: give the budget as exactly one of 'steps' or 'epochs'")
+    epochs = b.get("epochs")
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or epochs <= 0):
+        raise ConfigError(f"{path}.epochs: expected a positive number, got {epochs!r}")
+    schedule = b.get("schedule", "paper")
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"{path}.schedule: '{schedule}' is not one of {list(SCHEDULES)}")
     models = _name_list(b["models"], list(cfg["models"]), f"{path}.models", "model")
     profile_arms: dict[str, dict[str, Any]] = {}
     loss_arms = _name_list(b["losses"], list(arms), f"{path}.losses", "loss arm") if "losses" in b else []
@@ -306,9 +324,10 @@ def _parse_profile(name: str, b: Any, cfg: dict[str, Any], arms: dict, ablations
                           f"('{base_arm}') in the profile")  # fmt: skip
     primary = _name_list(b.get("primary_metrics", list(DEFAULT_PRIMARY_METRICS)), metric_names(), f"{path}.primary_metrics", "metric")
     return Profile(
-        name, models, profile_arms, seeds, train, test, b["steps"], b.get("batch_size"), b.get("patch_size"),
+        name, models, profile_arms, seeds, train, test, b.get("steps"), b.get("batch_size"), b.get("patch_size"),
         b.get("lr"), device, b.get("checkpoint_every", 100), b.get("log_every", 10), norm,
         dict(b.get("slurm") or {}), list(loss_arms), ablation_arms, ablation_on, base_arm, list(primary), labels,
+        None if epochs is None else float(epochs), schedule,
     )  # fmt: skip
 
 

@@ -223,6 +223,17 @@ class PairedDataset:
         """Pair names (file stems) in dataset order."""
         return [p.name for p in self.pairs]
 
+    def pixels(self) -> int:
+        """The number of pixels of all infrared images, from their headers (nothing is decoded)."""
+        total = 0
+        for pair in self.pairs:
+            try:
+                with Image.open(pair.ir) as img:
+                    total += img.size[0] * img.size[1]
+            except (OSError, SyntaxError, ValueError) as exc:
+                raise DataError(f"cannot read image {pair.ir}: {exc}") from exc
+        return total
+
     def verify(self) -> int:
         """Read every pair (decoding the whole file, checking partners and sizes); returns the pair count.
 

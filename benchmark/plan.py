@@ -1,5 +1,9 @@
 """The plan stage: a profile of ``experiments.yaml`` becomes the list of runs it makes.
 
+A budget in ``epochs`` becomes steps at each model's batch and patch size: one epoch is as many patch
+pixels as the training set has pixels, so ``steps = ceil(epochs * pixels / (batch * patch^2))``; every run
+records its steps, epochs and steps per epoch.
+
 Each :class:`RunSpec` carries the run's resolved configuration. Its hash
 covers what decides the numbers: the model block, the gradient arm, the seed,
 the budget, and each dataset's identity (name, image count and a digest of its
@@ -13,6 +17,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +50,7 @@ def plan(cfg: Config, profile: Profile) -> list[RunSpec]:
     for name, ds in datasets.items():
         ds.check(f"datasets.{name}")
     identity = {name: ds.identity() for name, ds in datasets.items()}
+    train_pixels = datasets[profile.train].pixels()
     sources = {name: ds.source() for name, ds in datasets.items()}
     runs = []
     for model in profile.models:
@@ -53,23 +59,29 @@ def plan(cfg: Config, profile: Profile) -> list[RunSpec]:
             models, seeds, tests = profile.grid(arm)
             for seed in seeds if model in models else []:
                 recipe = spec.recipe
+                batch, patch = profile.batch_size or recipe.batch_size, profile.patch_size or recipe.patch_size
+                if patch is None:
+                    raise ConfigError(f"profiles.{profile.name}.patch_size: model '{model}' trains on whole images; set a patch size")
+                per_epoch = train_pixels / (batch * patch * patch)
+                steps = profile.steps or max(1, math.ceil(profile.epochs * per_epoch))
                 config = {
                     "model": {"name": model, **copy.deepcopy(cfg.raw["models"][model])},
                     "arm": {"name": arm, **block},
                     "seed": seed,
                     "train": {"name": profile.train, **identity[profile.train]},
                     "test": {t: identity[t] for t in tests},
-                    "steps": profile.steps,
-                    "batch_size": profile.batch_size or recipe.batch_size,
-                    "patch_size": profile.patch_size or recipe.patch_size,
+                    "steps": steps,
+                    "epochs": steps / per_epoch,
+                    "steps_per_epoch": per_epoch,
+                    "schedule": profile.schedule,
+                    "batch_size": batch,
+                    "patch_size": patch,
                     "lr": profile.lr,
                     "normalisation": recipe.output_normalisation if profile.normalisation == "recipe" else profile.normalisation,
                     "checkpoint_every": profile.checkpoint_every,
                 }
                 if block.get("balance") == "initial":  # the factor is measured against the base arm's term
                     config["base_arm"] = dict(profile.arms[profile.base_arm])
-                if config["patch_size"] is None:
-                    raise ConfigError(f"profiles.{profile.name}.patch_size: model '{model}' trains on whole images; set a patch size")
                 paths = {t: sources[t] for t in dict.fromkeys([profile.train, *tests])}
                 runs.append(RunSpec(run_id(model, arm, profile.train, seed), model, arm, seed, config, paths, profile.log_every))
     return runs

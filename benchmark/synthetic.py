@@ -82,6 +82,10 @@ class SyntheticDataset:
         """Generated pairs are always complete; returns the pair count."""
         return self.count
 
+    def pixels(self) -> int:
+        """The number of pixels of all pairs' images."""
+        return self.count * self.height * self.width
+
     def __getitem__(self, index: int) -> Sample:
         ir, rgb = make_pair(self.seed * 100003 + index, self.height, self.width)
         return Sample(self.names()[index], ir.astype(np.float64), to_grey(rgb), rgb_to_ycbcr(rgb))

@@ -119,9 +119,13 @@ class StepLog:
 class Trainer:
     """Runs a recipe's phases for ``steps`` optimisation steps in total.
 
-    The budget is shared between phases in proportion to their ``epochs``; the
-    recipe's epochs are mapped onto the budget, so a step decay "every epoch"
-    happens every ``steps / total_epochs`` steps.
+    With ``steps_per_epoch`` (the ``paper`` schedule), the recipe's phases and
+    learning-rate steps fall at its published epochs, measured in real epochs of
+    the training set: a short budget ends early in the recipe, with the
+    learning rate it has reached there. Without it (the ``compressed``
+    schedule), the recipe's epochs are mapped onto the budget: phases share the
+    steps in proportion to their epochs and a decay "every epoch" happens every
+    ``steps / total_epochs`` steps, so even a short run decays fully.
 
     Args:
         model: the network (moved to ``device``).
@@ -132,6 +136,7 @@ class Trainer:
         device: ``"cpu"`` or ``"cuda"``; on CUDA, bf16 autocast and channels-last are used.
         lr: overrides the recipe's learning rate when given.
         gradient_scale: multiplies the recipe's gradient weight (a balanced arm's factor, see :func:`balance_scale`).
+        steps_per_epoch: steps that make one epoch of the training set (the ``paper`` schedule), or ``None``.
     """
 
     def __init__(
@@ -143,6 +148,7 @@ class Trainer:
         device: str = "cpu",
         lr: float | None = None,
         gradient_scale: float = 1.0,
+        steps_per_epoch: float | None = None,
     ):
         if steps < 1:
             raise ValueError(f"steps: expected a positive number, got {steps}")
@@ -154,9 +160,9 @@ class Trainer:
         self.recipe, self.steps, self.step = recipe, steps, 0
         self.objectives = [recipe.objective(i, gradient, gradient_scale).to(self.device) for i in range(len(recipe.phases))]
         total_epochs = sum(p.epochs for p in recipe.phases)
-        bounds = np.cumsum([p.epochs / total_epochs * steps for p in recipe.phases])
-        self.phase_end = [int(round(b)) for b in bounds]
-        self.steps_per_epoch = steps / total_epochs
+        self.steps_per_epoch = steps / total_epochs if steps_per_epoch is None else float(steps_per_epoch)
+        bounds = np.cumsum([p.epochs * self.steps_per_epoch for p in recipe.phases])
+        self.phase_end = [min(steps, int(round(b))) for b in bounds]
         opt_spec = dict(recipe.optimizer) | ({"lr": lr} if lr is not None else {})
         self.base_lr = float(opt_spec["lr"])
         self.optimizer = make_optimizer(self.model.parameters(), opt_spec)
@@ -319,7 +325,9 @@ def train_run(run: RunSpec, cfg: Config, run_dir: RunDir, device: str,
     scale = 1.0
     if c["arm"].get("balance", "none") == "initial":
         scale = balance_scale(model, spec.recipe, gradient, c["base_arm"], sampler)
-    trainer = Trainer(model, spec.recipe, gradient, c["steps"], device=device, lr=c["lr"], gradient_scale=scale)
+    per_epoch = c["steps_per_epoch"] if c.get("schedule") == "paper" else None
+    trainer = Trainer(model, spec.recipe, gradient, c["steps"], device=device, lr=c["lr"], gradient_scale=scale,
+                      steps_per_epoch=per_epoch)  # fmt: skip
     parts = list(dict.fromkeys(p for objective in trainer.objectives for p in objective.terms))
     before = restore(trainer, sampler, run_dir, run.run_id)
     rows = run_dir.read_log(trainer.step)

@@ -229,8 +229,23 @@ def test_a_failing_write_names_the_path_and_leaves_nothing_that_looks_complete(t
     assert not list(run.glob(".*.tmp")) and not (run / "lock").exists()
 
 
+def children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs /proc to find the job's process")
 def test_a_preempted_slurm_job_requeues_and_resumes_exactly(tmp_path: Path) -> None:
-    """submitit's local executor signals the job before its time limit, as Slurm does on preemption."""
+    """The job gets Slurm's preemption signal (SIGUSR2, as submitit's local executor uses) once its first
+    checkpoint exists; submitit requeues it and it resumes to the uninterrupted numbers."""
     submitit = pytest.importorskip("submitit")
     from benchmark.config import load_config
     from benchmark.launch import SlurmJob, execute
@@ -240,10 +255,17 @@ def test_a_preempted_slurm_job_requeues_and_resumes_exactly(tmp_path: Path) -> N
     cfg = load_config(EXPERIMENTS, overrides)
     run = plan(cfg, cfg.profile("smoke"))[1]
     assert execute(run, cfg, tmp_path / "uninterrupted", "cpu", progress=False).status == "trained"
-    executor = submitit.LocalExecutor(folder=str(tmp_path / "jobs"), max_num_timeout=10)
-    executor.update_parameters(timeout_min=12 / 60, signal_delay_s=6)  # signalled 6 s after each start
+    executor = submitit.LocalExecutor(folder=str(tmp_path / "jobs"), max_num_timeout=3)
+    executor.update_parameters(timeout_min=10)
     threads = torch.get_num_threads()  # the same thread count: CPU sums depend on it
     job = executor.submit(SlurmJob(), (run, str(EXPERIMENTS), str(tmp_path / "slurm"), "cpu", threads, overrides))
+    checkpoint = tmp_path / "slurm" / "runs" / run.run_id / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists():
+        assert time.monotonic() < deadline and job.state != "FINISHED", "the job never wrote a checkpoint"
+        time.sleep(0.01)
+    (task,) = children(job._process.pid)  # the controller's one task
+    os.kill(task, signal.SIGUSR2)
     assert job.result().status == "trained"
     assert "Requeued job" in job.stdout()
     ours, theirs = (tmp_path / where / "runs" / run.run_id / "metrics.csv" for where in ("slurm", "uninterrupted"))

@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from baselines import build as baselines_build
 from benchmark import launch
 from benchmark.config import ConfigError, load_config
 from benchmark.launch import execute
@@ -277,3 +278,33 @@ def test_balance_initial_starts_the_gradient_term_at_the_base_arms_share(tmp_pat
     assert config["arm"]["balance"] == "initial" and config["base_arm"] == {"type": "magnitude"}
     with pytest.raises(ConfigError, match=r"losses.damgl.balance: 'start' is not one of \['none', 'initial'\]"):
         load_config(EXPERIMENTS, ["losses.damgl.balance=start"])
+
+
+def test_budget_in_epochs_and_the_paper_schedule(tmp_path: Path) -> None:
+    """One epoch is as many patch pixels as the training set has: 4 images of 64 x 80 at batch 2 of 32 x 32."""
+    with pytest.raises(ConfigError, match="give the budget as exactly one of 'steps' or 'epochs'"):
+        load_config(EXPERIMENTS, ["profiles.smoke.steps=null"])
+    raw = yaml.safe_load(EXPERIMENTS.read_text())
+    del raw["profiles"]["smoke"]["steps"]
+    raw["profiles"]["smoke"]["epochs"] = 1.5
+    (tmp_path / "e.yaml").write_text(yaml.safe_dump(raw))
+    cfg = load_config(tmp_path / "e.yaml")
+    run = plan(cfg, cfg.profile("smoke"))[0]
+    per_epoch = 4 * 64 * 80 / (2 * 32 * 32)  # 10 steps
+    assert run.config["steps_per_epoch"] == per_epoch and run.config["steps"] == 15 and run.config["epochs"] == 1.5
+    assert run.config["schedule"] == "paper"
+    with pytest.raises(ConfigError, match="give the budget as exactly one of 'steps' or 'epochs'"):
+        load_config(EXPERIMENTS, ["profiles.smoke.epochs=2"])
+    with pytest.raises(ConfigError, match=r"profiles.smoke.schedule: 'squeezed' is not one of \['paper', 'compressed'\]"):
+        load_config(EXPERIMENTS, ["profiles.smoke.schedule=squeezed"])
+
+
+def test_the_paper_schedule_decays_at_real_epochs_and_compressed_squeezes() -> None:
+    from baselines import MODELS
+
+    recipe = MODELS["cddfuse"].recipe  # phases of 40 and 80 epochs, lr halved every 20 epochs
+    model = baselines_build("cddfuse")
+    paper = Trainer(model, recipe, {"type": "damgl"}, steps=100, steps_per_epoch=10.0)
+    assert paper.phase_end == [100, 100]  # 40 epochs are 400 steps: a 100-step run never leaves phase one
+    squeezed = Trainer(model, recipe, {"type": "damgl"}, steps=120)
+    assert squeezed.phase_end == [40, 120] and squeezed.steps_per_epoch == 1.0

@@ -77,6 +77,18 @@ def format_summary(study: Study) -> str:
     return "\n".join(lines + notes)
 
 
+def budget(study: Study) -> str:
+    """The training budget of the study's runs: steps, epochs and images' worth of pixels seen, and the schedule."""
+    configs = [r["config"] for r in study.runs.values()]
+    steps = ", ".join(str(s) for s in sorted({c["steps"] for c in configs}))
+    if not all("epochs" in c for c in configs):
+        return f"{steps} steps (epochs and schedule not recorded by these runs)"
+    count = configs[0]["train"].get("images") or configs[0]["train"]["synthetic"]["count"]
+    epochs = sorted({c["epochs"] for c in configs})
+    seen = ", ".join(f"{e:.3g} epochs (about {e * count:.0f} of its {count} images' worth of pixels)" for e in epochs)
+    return f"{steps} steps = {seen}, schedule {', '.join(sorted({c['schedule'] for c in configs}))}"
+
+
 def provenance(study: Study) -> list[str]:
     """Lines saying where the numbers come from, read from the run files only."""
     envs = [r["env"] for r in study.runs.values()]
@@ -88,7 +100,7 @@ def provenance(study: Study) -> list[str]:
 
     planned = len(study.runs) + len(study.missing) + len(study.failed)
     return [
-        f"- profile: `{study.spec['profile']}`; train set `{study.spec['train']}`, {study.spec['steps']} steps, "
+        f"- profile: `{study.spec['profile']}`; train set `{study.spec['train']}`, {budget(study)}, "
         f"batch {config['batch_size']}, patches {config['patch_size']} px, output normalisation `{config['normalisation']}`",
         f"- runs: {len(study.runs)} of {planned} complete, {len(study.failed)} failed, {len(study.missing)} missing",
         f"- finished: {min(d['finished'] for d in done)} to {max(d['finished'] for d in done)}",
