@@ -44,6 +44,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_split(args: argparse.Namespace) -> int:
+    from benchmark.data import carve, read_split
+    from benchmark.store import atomic_write_text
+
+    source = Path(args.list) if Path(args.list).is_file() else data_root() / args.list
+    rest, held = carve(read_split(source), args.fraction)
+    header = f"# python -m benchmark split --list {args.list} --fraction {args.fraction}\n"
+    for path, part, stems in ((args.rest, "the rest", rest), (args.held_out, "held out", held)):
+        atomic_write_text(path, f"# {part} of {args.list}, made by\n{header}" + "".join(f"{s}\n" for s in stems))
+    print(f"{source}: {len(rest)} stems -> {args.rest}, {len(held)} held out -> {args.held_out}")
+    return 0
+
+
 def _cmd_speed(args: argparse.Namespace) -> int:
     from benchmark.speed import run_speed
 
@@ -70,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--allow-missing", action="store_true", help="skip (and list) missing or mis-sized fused images")
     ev.add_argument("--convention", default="cddfuse", help="metric convention (default: cddfuse)")
     ev.set_defaults(func=_cmd_evaluate)
+
+    cut = sub.add_parser("split", help="carve a held-out (validation) list from a split file, the same on every machine")
+    cut.add_argument("--list", required=True, help="split file to carve, a path or relative to $FUSION_DATA")
+    cut.add_argument("--fraction", type=float, default=0.1, help="share held out (default 0.1)")
+    cut.add_argument("--rest", required=True, help="file for the remaining stems")
+    cut.add_argument("--held-out", required=True, help="file for the held-out stems")
+    cut.set_defaults(func=_cmd_split)
 
     sp = sub.add_parser("speed", help="print timings of a part of the benchmark")
     sp.add_argument("target", choices=["metrics", "losses", "models", "train"], help="what to time")

@@ -67,12 +67,17 @@ def _name_list(value: Any, valid: list[str], path: str, what: str) -> list[str]:
 
 @dataclass
 class DatasetDef:
-    """A dataset: a folder (relative paths under ``$FUSION_DATA``) with optional split, or the synthetic generator."""
+    """A dataset: a folder (relative paths under ``$FUSION_DATA``) with optional split, or the synthetic generator.
+
+    A relative split file is looked up beside the experiments file first (the project's own lists, such as
+    the validation split in ``benchmark/splits/``), then under ``$FUSION_DATA`` (the publishers' lists).
+    """
 
     name: str
     path: str | None = None
     split: str | None = None
     synthetic: dict[str, Any] | None = None
+    home: Path | None = None  # the experiments file's folder
 
     def source(self) -> dict[str, Any]:
         """Where the images are read from: ``{"synthetic": {...}}`` or ``{"path": ..., "split": ...}`` (absolute)."""
@@ -97,7 +102,10 @@ class DatasetDef:
         if not self.split:
             return None
         p = Path(self.split)
-        return p if p.is_absolute() else data_root() / p
+        if p.is_absolute():
+            return p
+        beside = self.home / p if self.home is not None else None
+        return beside if beside is not None and beside.is_file() else data_root() / p
 
     def open(self) -> PairedDataset | SyntheticDataset:
         return open_dataset(self.source(), self.name)
@@ -196,7 +204,7 @@ class Config:
         return self._models[name]
 
 
-def _parse_datasets(block: Any) -> dict[str, DatasetDef]:
+def _parse_datasets(block: Any, home: Path | None) -> dict[str, DatasetDef]:
     if not isinstance(block, dict) or not block:
         raise ConfigError(f"datasets: expected a mapping of dataset names to blocks, got {block!r}")
     out = {}
@@ -211,7 +219,7 @@ def _parse_datasets(block: Any) -> dict[str, DatasetDef]:
                 SyntheticDataset(**syn)
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"{path}.synthetic: {exc}") from None
-        out[name] = DatasetDef(name, d.get("path"), d.get("split"), d.get("synthetic"))
+        out[name] = DatasetDef(name, d.get("path"), d.get("split"), d.get("synthetic"), home)
     return out
 
 
@@ -376,10 +384,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def parse_config(raw: dict[str, Any]) -> Config:
-    """Validate a raw experiments mapping."""
+def parse_config(raw: dict[str, Any], home: Path | None = None) -> Config:
+    """Validate a raw experiments mapping; ``home`` is the folder relative split files are looked up in first."""
     _check_keys(raw, TOP_KEYS, "experiments", required=("datasets", "models", "profiles"))
-    datasets = _parse_datasets(raw["datasets"])
+    datasets = _parse_datasets(raw["datasets"], home)
     if not isinstance(raw["models"], dict) or not raw["models"]:
         raise ConfigError(f"models: expected a mapping of model names to blocks, got {raw['models']!r}")
     for name, block in raw["models"].items():
@@ -412,6 +420,6 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     try:
-        return parse_config(apply_overrides(raw, overrides or []))
+        return parse_config(apply_overrides(raw, overrides or []), path.resolve().parent)
     except DataError as exc:
         raise ConfigError(str(exc)) from None

@@ -14,6 +14,7 @@ the offending path.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from dataclasses import dataclass
@@ -271,3 +272,16 @@ def png_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def carve(stems: list[str], fraction: float) -> tuple[list[str], list[str]]:
+    """Split a list of image stems into ``(rest, held_out)``, both in the list's order.
+
+    The held-out part is the ``round(fraction * n)`` stems with the smallest SHA-256 digests of their names:
+    it depends on the names alone, so it is the same on every machine and for any order of the list.
+    """
+    if not 0 < fraction < 1:
+        raise DataError(f"fraction: expected a number between 0 and 1, got {fraction!r}")
+    count = round(fraction * len(stems))
+    held = set(sorted(stems, key=lambda s: hashlib.sha256(s.encode()).hexdigest())[:count])
+    return [s for s in stems if s not in held], [s for s in stems if s in held]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.data import DataError, PairedDataset, read_grey, rgb_to_ycbcr, to_grey, ycbcr_to_rgb
+from benchmark.data import DataError, PairedDataset, read_grey, read_split, rgb_to_ycbcr, to_grey, ycbcr_to_rgb
 from tests.conftest import need, real_data, write_image
 
 
@@ -142,3 +142,29 @@ def test_real_datasets_and_standard_split() -> None:
     assert len(vifb) == 21
     sample = vifb[0]
     assert sample.ir_grey.shape == sample.vi_grey.shape == sample.vi_ycbcr.shape[1:]
+
+
+def test_carve_is_deterministic_order_free_and_disjoint() -> None:
+    from benchmark.data import carve
+
+    stems = [f"img{i:03d}" for i in range(40)]
+    rest, held = carve(stems, 0.1)
+    assert len(held) == 4 and len(rest) == 36 and not set(rest) & set(held) and sorted(rest + held) == stems
+    assert rest == sorted(rest) and held == sorted(held)  # each part keeps the list's order
+    rest2, held2 = carve(list(reversed(stems)), 0.1)
+    assert set(held2) == set(held)  # the held-out stems depend on the names only
+    with pytest.raises(DataError, match="fraction: expected a number between 0 and 1"):
+        carve(stems, 1.0)
+
+
+def test_committed_validation_split_of_roadscene(tmp_path: Path) -> None:
+    root = need(real_data() / "RoadScene")
+    splits = Path(__file__).resolve().parents[1] / "benchmark" / "splits"
+    train, test = set(read_split(root / "train.txt")), set(read_split(root / "test.txt"))
+    fit, val = read_split(splits / "roadscene_fit.txt"), read_split(splits / "roadscene_val.txt")
+    assert len(val) == 17 and set(fit) | set(val) == train and not set(fit) & set(val) and not set(val) & test
+    from benchmark.cli import main
+
+    assert main(["split", "--list", str(root / "train.txt"), "--fraction", "0.1", "--rest", str(tmp_path / "fit.txt"),
+                 "--held-out", str(tmp_path / "val.txt")]) == 0  # fmt: skip
+    assert read_split(tmp_path / "val.txt") == val and read_split(tmp_path / "fit.txt") == fit  # the same rule again
