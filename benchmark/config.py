@@ -152,6 +152,9 @@ class Profile:
     labels: dict[str, str] = field(default_factory=dict)  # display names of datasets, models and arms
     epochs: float | None = None  # the budget in epochs of the training set (instead of steps)
     schedule: str = "paper"  # see SCHEDULES
+    val: dict[str, Any] | None = None  # {dataset, every}: score the validation images every so many steps
+    stop: dict[str, Any] | None = None  # {criterion, patience, min_delta}: stop on a validation plateau
+    select: str = "last"  # the checkpoint that is fused and scored: last, or best by the stop criterion
 
     def grid(self, arm: str) -> tuple[list[str], list[int], list[str]]:
         """Models, seeds and test sets an arm runs on (ablation-only arms may use a smaller grid)."""
@@ -170,7 +173,7 @@ class Profile:
 
 PROFILE_KEYS = ["models", "losses", "ablations", "ablation_on", "seeds", "train", "test", "steps", "epochs", "schedule",
                 "batch_size", "patch_size", "lr", "device", "checkpoint_every", "log_every", "normalisation", "slurm",
-                "base_arm", "primary_metrics"]  # fmt: skip
+                "base_arm", "primary_metrics", "val", "stop", "select"]  # fmt: skip
 TOP_KEYS = ["datasets", "models", "losses", "ablations", "profiles", "default_profile", "labels"]
 
 
@@ -331,12 +334,52 @@ def _parse_profile(name: str, b: Any, cfg: dict[str, Any], arms: dict, ablations
         raise ConfigError(f"{path}: arm '{balanced[0]}' has balance: initial, which needs an unbalanced base arm "
                           f"('{base_arm}') in the profile")  # fmt: skip
     primary = _name_list(b.get("primary_metrics", list(DEFAULT_PRIMARY_METRICS)), metric_names(), f"{path}.primary_metrics", "metric")
+    val, stop, select = _parse_validation(b, path, list(cfg["datasets"]), test, train)
     return Profile(
         name, models, profile_arms, seeds, train, test, b.get("steps"), b.get("batch_size"), b.get("patch_size"),
         b.get("lr"), device, b.get("checkpoint_every", 100), b.get("log_every", 10), norm,
         dict(b.get("slurm") or {}), list(loss_arms), ablation_arms, ablation_on, base_arm, list(primary), labels,
-        None if epochs is None else float(epochs), schedule,
+        None if epochs is None else float(epochs), schedule, val, stop, select,
     )  # fmt: skip
+
+
+def _parse_validation(b: dict[str, Any], path: str, datasets: list[str], test: list[str],
+                      train: str) -> tuple[dict | None, dict | None, str]:  # fmt: skip
+    """``val``, ``stop`` and ``select`` of a profile.
+
+    The stop criterion is the same for every arm of a comparison: metrics of the validation images summed
+    (each higher-is-better, e.g. ``Qabf+SSIM``), or one part of the objective that every arm shares (e.g.
+    ``intensity``, lower is better); never an arm's own gradient term or total.
+    """
+    val = b.get("val")
+    if val is not None:
+        _check_keys(val, ["dataset", "every"], f"{path}.val", required=("dataset", "every"))
+        _name_list([val["dataset"]], datasets, f"{path}.val.dataset", "dataset")
+        if val["dataset"] in test or val["dataset"] == train:
+            raise ConfigError(f"{path}.val.dataset: '{val['dataset']}' is also a training or test set; use a held-out split")
+        if not isinstance(val["every"], int) or isinstance(val["every"], bool) or val["every"] < 1:
+            raise ConfigError(f"{path}.val.every: expected a positive integer, got {val['every']!r}")
+    stop = b.get("stop")
+    if stop is not None:
+        if val is None:
+            raise ConfigError(f"{path}.stop: needs 'val' (the validation images it watches)")
+        _check_keys(stop, ["criterion", "patience", "min_delta"], f"{path}.stop", required=("criterion", "patience"))
+        terms = str(stop["criterion"]).split("+")
+        if any(t in ("gradient", "loss") for t in terms):
+            raise ConfigError(f"{path}.stop.criterion: '{stop['criterion']}' depends on the arm; use metrics (Qabf+SSIM) "
+                              "or a part every arm shares (intensity)")  # fmt: skip
+        metrics = [t for t in terms if t in metric_names()]
+        if metrics and len(metrics) != len(terms):
+            raise ConfigError(f"{path}.stop.criterion: '{stop['criterion']}' mixes metrics and objective parts")
+        if not isinstance(stop["patience"], int) or stop["patience"] < 1:
+            raise ConfigError(f"{path}.stop.patience: expected a positive integer, got {stop['patience']!r}")
+        stop = {"criterion": stop["criterion"], "patience": stop["patience"], "min_delta": float(stop.get("min_delta", 0.0))}
+    select = b.get("select", "last")
+    if select not in ("last", "best"):
+        raise ConfigError(f"{path}.select: '{select}' is not one of ['last', 'best']")
+    if select == "best" and stop is None:
+        raise ConfigError(f"{path}.select: best needs 'stop' (its criterion picks the checkpoint)")
+    return (dict(val) if val else None), stop, select
 
 
 def _parse_ablation_on(block: Any, models: list[str], test: list[str], path: str) -> dict[str, list]:

@@ -97,14 +97,17 @@ def train_and_fuse(run: RunSpec, cfg: Config, run_dir: RunDir, device: str, prog
 
     ``done.json`` records the wall-clock seconds of the whole run, training counted across resumes.
     """
-    trainer, error, trained = train_run(run, cfg, run_dir, device, progress)
+    trainer, error, trained, ending = train_run(run, cfg, run_dir, device, progress)
     if error is not None:
         run_dir.write_failed(run.run_id, run.config_hash, error, trainer.step)
         return RunOutcome(run.run_id, "failed", error, trained)
     start = time.perf_counter()
+    if ending.get("selected") == "best":  # the weights of the best validation, not the last step's
+        trainer.model.load_state_dict(torch.load(run_dir.best, map_location=trainer.device, weights_only=True))
     fuse_run(trainer.model, run, cfg, run_dir, device, progress)
     seconds = trained + time.perf_counter() - start
-    run_dir.write_done(run.run_id, run.config_hash, trainer.step, seconds, time.strftime("%Y-%m-%d %H:%M:%S"))
+    run_dir.write_done(run.run_id, run.config_hash, trainer.step, seconds, time.strftime("%Y-%m-%d %H:%M:%S"),
+                       **ending)  # fmt: skip
     return RunOutcome(run.run_id, "trained", "", seconds)
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmark.config import Config, ConfigError, Profile
+from benchmark.metrics import metric_names
 from benchmark.registry import suggest
 from benchmark.store import run_id
 
@@ -46,7 +47,8 @@ class RunSpec:
 
 def plan(cfg: Config, profile: Profile) -> list[RunSpec]:
     """Expand models x arms x seeds into runs; data folders are read and each model is built and checked once."""
-    datasets = {name: cfg.datasets[name] for name in dict.fromkeys([profile.train, *profile.test])}
+    val = [profile.val["dataset"]] if profile.val else []
+    datasets = {name: cfg.datasets[name] for name in dict.fromkeys([profile.train, *profile.test, *val])}
     for name, ds in datasets.items():
         ds.check(f"datasets.{name}")
     identity = {name: ds.identity() for name, ds in datasets.items()}
@@ -80,11 +82,25 @@ def plan(cfg: Config, profile: Profile) -> list[RunSpec]:
                     "normalisation": recipe.output_normalisation if profile.normalisation == "recipe" else profile.normalisation,
                     "checkpoint_every": profile.checkpoint_every,
                 }
+                if profile.val:  # validation, stopping and selection change what is scored, so they are hashed
+                    config["val"] = {**profile.val, "identity": identity[profile.val["dataset"]]}
+                    config["stop"], config["select"] = profile.stop, profile.select
+                    _check_criterion(profile, model, recipe)
                 if block.get("balance") == "initial":  # the factor is measured against the base arm's term
                     config["base_arm"] = dict(profile.arms[profile.base_arm])
-                paths = {t: sources[t] for t in dict.fromkeys([profile.train, *tests])}
+                paths = {t: sources[t] for t in dict.fromkeys([profile.train, *tests, *val])}
                 runs.append(RunSpec(run_id(model, arm, profile.train, seed), model, arm, seed, config, paths, profile.log_every))
     return runs
+
+
+def _check_criterion(profile: Profile, model: str, recipe) -> None:
+    """An objective part named by the stop criterion must be in the model's last phase."""
+    terms = str(profile.stop["criterion"]).split("+") if profile.stop else []
+    parts = set(recipe.phases[-1].objective)
+    for term in terms:
+        if term not in metric_names() and term not in parts:
+            raise ConfigError(f"profiles.{profile.name}.stop.criterion: '{term}' is neither a metric nor a part of "
+                              f"{model}'s objective ({', '.join(sorted(parts))})")  # fmt: skip
 
 
 SELECT_KEYS = {"model": "model", "loss": "arm", "arm": "arm", "seed": "seed"}

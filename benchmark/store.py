@@ -11,8 +11,10 @@ A profile's results folder ``<results>/<profile>/`` holds::
         config.yaml            the resolved config, its hash, and where the data was read from
         env.json               versions, git commit, device, seed
         train_log.csv          step, phase, lr, loss, each objective part, seconds
+        val_log.csv            step, epoch, the stopping criterion and what it sums, at each validation
         checkpoints/last.pt    everything needed to resume exactly, with last.pt.sha256; the
-                               checkpoint before it is kept as previous.pt
+                               checkpoint before it is kept as previous.pt; best.pt: the weights
+                               at the best validation (``select: best``)
         fused/<test>/<image>.png      fused 8-bit Y
         fused_rgb/<test>/<image>.png  colour image rebuilt with the visible Cb/Cr
         metrics.csv            per-image metric values
@@ -52,9 +54,9 @@ if TYPE_CHECKING:
 
 STUDY, SUMMARY_CSV, SUMMARY_MD = "study.json", "summary.csv", "summary.md"
 RUNS, TABLES, FIGURES, EXAMPLES, SLURM = "runs", "tables", "figures", "examples", "slurm"
-CONFIG, ENV, TRAIN_LOG, METRICS, DONE, FAILED, LOCK = (
-    "config.yaml", "env.json", "train_log.csv", "metrics.csv", "done.json", "failed.json", "lock")  # fmt: skip
-CHECKPOINT, PREVIOUS = Path("checkpoints") / "last.pt", Path("checkpoints") / "previous.pt"
+CONFIG, ENV, TRAIN_LOG, VAL_LOG, METRICS, DONE, FAILED, LOCK = (
+    "config.yaml", "env.json", "train_log.csv", "val_log.csv", "metrics.csv", "done.json", "failed.json", "lock")  # fmt: skip
+CHECKPOINT, PREVIOUS, BEST = (Path("checkpoints") / name for name in ("last.pt", "previous.pt", "best.pt"))
 DIGEST_SUFFIX, REPORT_LOCK = ".sha256", "report.lock"
 FUSED, FUSED_RGB = "fused", "fused_rgb"
 # what a study compares with, and its primary metric family (the DAMGL paper's six), unless it says otherwise
@@ -189,6 +191,8 @@ class RunDir:
         self.config = self.root / CONFIG
         self.env = self.root / ENV
         self.log = self.root / TRAIN_LOG
+        self.val_log = self.root / VAL_LOG
+        self.best = self.root / BEST
         self.ckpt = self.root / CHECKPOINT
         self.previous = self.root / PREVIOUS
         self.metrics = self.root / METRICS
@@ -256,6 +260,22 @@ class RunDir:
             rows = list(csv.reader(fh))
         return [r for r in rows[1:] if int(r[0]) <= upto]
 
+    def write_val_log(self, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        """``val_log.csv`` with columns step, epoch, criterion, then the quantities it sums."""
+        atomic_write_text(self.val_log, csv_text(["step", "epoch", "criterion", *columns], rows))
+
+    def read_val_log(self, upto: int) -> list[list[str]]:
+        """Validation rows up to and including step ``upto``."""
+        if not self.val_log.is_file():
+            return []
+        with open(self.val_log, newline="") as fh:
+            return [r for r in list(csv.reader(fh))[1:] if int(r[0]) <= upto]
+
+    def save_best(self, data: bytes) -> None:
+        """Write ``best.pt`` (the model weights at the best validation) and its digest."""
+        atomic_write_bytes(self.best, data)
+        atomic_write_text(_digest_path(self.best), hashlib.sha256(data).hexdigest() + "\n")
+
     def save_checkpoint(self, data: bytes) -> None:
         """Write ``last.pt`` and its digest, keeping the checkpoint it replaces as ``previous.pt``."""
         if self.ckpt.is_file():
@@ -281,7 +301,7 @@ class RunDir:
 
     def drop_checkpoints(self) -> None:
         """Remove every checkpoint (a run that restarts from scratch)."""
-        for path in (self.ckpt, self.previous):
+        for path in (self.ckpt, self.previous, self.best):
             path.unlink(missing_ok=True)
             _digest_path(path).unlink(missing_ok=True)
 
@@ -294,10 +314,12 @@ class RunDir:
         body = [[r["test"], r["image"], *(repr(float(r[m])) for m in names)] for r in rows]
         atomic_write_text(self.metrics, csv_text(["test", "image", *names], body))
 
-    def write_done(self, run_id: str, config_hash: str, steps: int, seconds: float, finished: str) -> None:
-        """``done.json``, last: the run is complete; it records the digest of ``metrics.csv``."""
+    def write_done(self, run_id: str, config_hash: str, steps: int, seconds: float, finished: str,
+                   **training: Any) -> None:  # fmt: skip
+        """``done.json``, last: the run is complete; it records the digest of ``metrics.csv`` and what
+        ``training`` says of how it ended (plateau, selected checkpoint)."""
         write_json(self.done, {"run_id": run_id, "config_hash": config_hash, "steps": steps, "seconds": seconds,
-                               "finished": finished, "metrics_sha256": sha256(self.metrics)})  # fmt: skip
+                               "finished": finished, "metrics_sha256": sha256(self.metrics), **training})  # fmt: skip
 
     def write_failed(self, run_id: str, config_hash: str, error: str, step: int) -> None:
         write_json(self.failed, {"run_id": run_id, "config_hash": config_hash, "error": error, "step": step})

@@ -25,11 +25,12 @@ from torch import nn
 from tqdm import tqdm
 
 from baselines.recipe import Recipe
-from losses.fusion import GRADIENT_SLOT
 from benchmark import interrupts
 from benchmark.console import say
 from benchmark.data import DataError
+from benchmark.metrics import metric_names
 from benchmark.store import RunDir
+from losses.fusion import GRADIENT_SLOT
 
 if TYPE_CHECKING:
     from benchmark.config import Config
@@ -250,6 +251,90 @@ def load_training_images(dataset: Any) -> list[tuple[str, np.ndarray, np.ndarray
     return out
 
 
+class Plateau(Exception):
+    """Validation stopped improving: the run ends here (a checkpoint is written first)."""
+
+
+class Validation:
+    """Scores the validation images during training and decides when the run has reached its plateau.
+
+    The criterion is the sum of validation metrics (higher is better) or of objective parts every arm
+    shares (lower is better), computed on full-size images fused as the test sets are. A validation whose
+    criterion does not beat the best so far by ``min_delta`` counts towards ``patience``; when the count
+    reaches it, the run stops. The history lives in ``val_log.csv``, so a resumed run decides the same.
+    """
+
+    def __init__(self, run: RunSpec, cfg: Config, run_dir: RunDir):
+        c = run.config
+        self.every, self.stop, self.select = c["val"]["every"], c.get("stop"), c.get("select", "last")
+        self.terms = str(self.stop["criterion"]).split("+") if self.stop else ["Qabf", "SSIM"]
+        self.metrics = [t for t in self.terms if t in metric_names()]
+        self.higher = bool(self.metrics)  # metrics: higher is better; objective parts: lower
+        self.dataset = cfg.datasets[c["val"]["dataset"]].open()
+        self.run_dir, self.run, self.normalisation = run_dir, run, c["normalisation"]
+        self.rows: list[list[str]] = []
+
+    def resume(self, step: int) -> None:
+        """Keep the validations up to ``step`` (those a resumed run has already passed)."""
+        self.rows = self.run_dir.read_val_log(step)
+
+    def criteria(self) -> list[float]:
+        return [float(r[2]) for r in self.rows]
+
+    def best_step(self) -> int | None:
+        values = self.criteria()
+        if not values:
+            return None
+        pick = max if self.higher else min
+        return int(self.rows[values.index(pick(values))][0])
+
+    def exhausted(self) -> bool:
+        """Whether the history already shows the plateau (``patience`` validations without improvement)."""
+        if not self.stop:
+            return False
+        best, bad, sign = None, 0, 1 if self.higher else -1
+        for value in self.criteria():
+            if best is None or sign * (value - best) > self.stop["min_delta"]:
+                best, bad = value, 0
+            else:
+                bad += 1
+        return bad >= self.stop["patience"]
+
+    def __call__(self, trainer: Trainer, step: int) -> bool:
+        """Validate after ``step``; returns whether this is the best validation so far."""
+        from benchmark.fuse import normalise, score
+
+        model = trainer.model
+        model.eval()
+        if hasattr(model, "set_phase"):
+            model.set_phase(trainer.recipe.phases[trainer.phase_index(max(step - 1, 0))].name)
+        totals = {t: 0.0 for t in self.terms}
+        objective = trainer.objectives[trainer.phase_index(max(step - 1, 0))]
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            for i in range(len(self.dataset)):
+                s = self.dataset[i]
+                ir = torch.from_numpy(s.ir_unit)[None, None].to(trainer.device)
+                vis = torch.from_numpy(s.vi_ycbcr[0])[None, None].to(trainer.device)
+                fused = model(ir, vis).float()
+                if self.metrics:
+                    y8 = np.round(normalise(fused, self.normalisation)[0, 0].cpu().numpy() * 255)
+                    for m, v in score(y8, s, self.metrics).items():
+                        totals[m] += v
+                else:
+                    _, parts = objective(fused, ir, vis, getattr(model, "aux", None))
+                    for t in self.terms:
+                        totals[t] += float(parts[t])
+        model.train()
+        means = [totals[t] / len(self.dataset) for t in self.terms]
+        previous = self.criteria()
+        value = sum(means)
+        self.rows.append([str(step), repr(step / trainer.steps_per_epoch), repr(value), *map(repr, means)])
+        self.run_dir.write_val_log(self.terms, self.rows)
+        sign = 1 if self.higher else -1
+        return not previous or sign * (value - (max(previous) if self.higher else min(previous))) > (
+            self.stop["min_delta"] if self.stop else 0.0)  # fmt: skip
+
+
 def restore(trainer: Trainer, sampler: PatchSampler, run_dir: RunDir, run_id: str) -> float:
     """Load the newest readable checkpoint into ``trainer`` and ``sampler``; returns its training seconds.
 
@@ -306,12 +391,14 @@ def balance_scale(model: nn.Module, recipe: Recipe, gradient: dict[str, Any], ba
 
 
 def train_run(run: RunSpec, cfg: Config, run_dir: RunDir, device: str,
-              progress: bool = True) -> tuple[Trainer, str | None, float]:  # fmt: skip
+              progress: bool = True) -> tuple[Trainer, str | None, float, dict[str, Any]]:  # fmt: skip
     """Train (or resume) one run with logging and checkpoints.
 
-    Returns the trainer, an error for a NaN loss (else ``None``) and the training seconds, counted across
-    resumes. A stop request (:mod:`benchmark.interrupts`) writes a checkpoint after the current step and
-    raises :class:`~benchmark.interrupts.Interrupted`.
+    Returns the trainer, an error for a NaN loss (else ``None``), the training seconds, counted across
+    resumes, and how training ended (``plateau``, ``stopped_at``, ``selected``). A stop request
+    (:mod:`benchmark.interrupts`) writes a checkpoint after the current step and raises
+    :class:`~benchmark.interrupts.Interrupted`. With validation (``val``), the run is scored every
+    ``every`` steps, may stop on its plateau (``stop``), and keeps ``best.pt`` for ``select: best``.
     """
     c = run.config
     spec = cfg.model(run.model)
@@ -331,6 +418,9 @@ def train_run(run: RunSpec, cfg: Config, run_dir: RunDir, device: str,
     parts = list(dict.fromkeys(p for objective in trainer.objectives for p in objective.terms))
     before = restore(trainer, sampler, run_dir, run.run_id)
     rows = run_dir.read_log(trainer.step)
+    validation = Validation(run, cfg, run_dir) if c.get("val") else None
+    if validation is not None:
+        validation.resume(trainer.step)
     interrupts.check(run.run_id, f"before training step {trainer.step + 1} of {c['steps']}")
     started = time.perf_counter()
 
@@ -351,17 +441,34 @@ def train_run(run: RunSpec, cfg: Config, run_dir: RunDir, device: str,
             rows.append([str(log.step), log.phase, repr(log.lr), repr(log.loss),
                          *(repr(log.parts.get(p, float("nan"))) for p in parts), f"{seconds():.3f}"])  # fmt: skip
             bar.set_postfix({"loss": f"{log.loss:.4f}", **{p: f"{v:.3f}" for p, v in log.parts.items()}})
+        plateau = False
+        if validation is not None and (log.step % validation.every == 0 or log.step == c["steps"]):
+            if validation(trainer, log.step) and validation.select == "best":
+                buffer = io.BytesIO()
+                torch.save(trainer.model.state_dict(), buffer)
+                run_dir.save_best(buffer.getvalue())
+            plateau = validation.exhausted()
         stop = interrupts.requested() is not None
-        if stop or log.step % c["checkpoint_every"] == 0 or log.step == c["steps"]:
+        if stop or plateau or log.step % c["checkpoint_every"] == 0 or log.step == c["steps"]:
             save()
         if stop:
             interrupts.check(run.run_id, f"at step {log.step} of {c['steps']} (checkpoint saved)")
+        if plateau:
+            raise Plateau
 
+    plateau = validation is not None and validation.exhausted()  # a resumed run that had already stopped
     try:
-        trainer.run(sampler, on_step=on_step)
+        if not plateau:
+            trainer.run(sampler, on_step=on_step)
     except NonFiniteLoss as exc:
         run_dir.write_log(parts, rows)
-        return trainer, str(exc), seconds()
+        return trainer, str(exc), seconds(), {}
+    except Plateau:
+        plateau = True
     finally:
         bar.close()
-    return trainer, None, seconds()
+    ending: dict[str, Any] = {}
+    if validation is not None:
+        ending = {"plateau": plateau, "stopped_at": trainer.step, "best_step": validation.best_step(),
+                  "selected": validation.select}  # fmt: skip
+    return trainer, None, seconds(), ending

@@ -144,7 +144,7 @@ def test_run_files_are_readable_by_others(finished: Path) -> None:
 
 STORE_NAMES = {store.STUDY, store.SUMMARY_CSV, store.SUMMARY_MD, store.CONFIG, store.ENV, store.TRAIN_LOG,
                store.METRICS, store.DONE, store.FAILED, store.LOCK, store.FUSED, store.FUSED_RGB, store.RUNS,
-               store.TABLES, store.FIGURES, store.EXAMPLES, store.SLURM, "last.pt", "checkpoints"}  # fmt: skip
+               store.TABLES, store.FIGURES, store.EXAMPLES, store.SLURM, store.VAL_LOG, "last.pt", "best.pt", "checkpoints"}  # fmt: skip
 
 
 def path_literals(path: Path) -> list[str]:

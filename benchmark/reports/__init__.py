@@ -35,8 +35,9 @@ import pandas as pd
 from benchmark.metrics import DEFAULT_CONVENTION, get_convention
 from benchmark.reports.figures import make_figures
 from benchmark.reports.inference import health_table, seed_comparisons
-from benchmark.reports.stats import loss_scale, run_summary, study_metrics, summarise_arms
+from benchmark.reports.stats import convergence, loss_scale, run_summary, study_metrics, summarise_arms
 from benchmark.reports.tables import (
+    convergence_markup,
     health_markup,
     loss_scale_markup,
     main_table,
@@ -181,6 +182,11 @@ def build_report(root: str | Path, figures: bool = True) -> list[Path]:
     table = health_markup(health, "Run health: failed runs out of seeds", labels)
     written += write_table(tables, "health", health, table)
     sections += ["## Run health", "", table.markdown()]
+    converged = convergence(study)
+    if not converged.empty:
+        table = convergence_markup(converged, "Convergence: runs that reached their validation plateau", labels)
+        written += write_table(tables, "convergence", converged, table)
+        sections += ["## Convergence", "", table.markdown()]
     scale = loss_scale(study, list(study.spec["arms"]), base)
     if not scale.empty:
         table = loss_scale_markup(scale, "Loss scale: the gradient term's share of the objective", labels.get(base, base),

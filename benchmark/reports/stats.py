@@ -125,3 +125,21 @@ def loss_scale(study: Study, arms: Sequence[str], base: str) -> pd.DataFrame:
                         "share_end": float(np.mean([first[(model, arm, s)][1] for s in seeds])),
                         "start_vs_base": float(np.mean(ratios)) if ratios else math.nan})  # fmt: skip
     return pd.DataFrame(out, columns=["model", "arm", "seeds", "share_start", "share_end", "start_vs_base"])
+
+
+def convergence(study: Study) -> pd.DataFrame:
+    """Per model and arm, for runs that validated during training: how many reached their plateau, and the
+    steps at which each stopped and had its best validation (empty when no run validated)."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for run in study.runs.values():
+        done, cfg = run["done"], run["config"]
+        if "plateau" not in done:
+            continue
+        row = rows.setdefault((cfg["model"]["name"], cfg["arm"]["name"]), {"model": cfg["model"]["name"],
+                              "arm": cfg["arm"]["name"], "seeds": 0, "plateau": 0, "stopped_at": [], "best_step": []})  # fmt: skip
+        row["seeds"] += 1
+        row["plateau"] += bool(done["plateau"])
+        row["stopped_at"].append(done["stopped_at"])
+        row["best_step"].append(done["best_step"])
+    return pd.DataFrame([{**r, "stopped_at": " ".join(map(str, r["stopped_at"])), "best_step": " ".join(map(str, r["best_step"]))}
+                         for r in rows.values()], columns=["model", "arm", "seeds", "plateau", "stopped_at", "best_step"])  # fmt: skip

@@ -250,3 +250,14 @@ def loss_scale_markup(frame: pd.DataFrame, title: str, base: str, labels: dict[s
              "arm's with the same seed. Swapping the term at a fixed weight also changes its weight against the "
              "other terms; an arm with balance: initial starts at the base arm's share."]  # fmt: skip
     return Table(title, header, out, marks, blocks, notes)
+
+
+def convergence_markup(frame: pd.DataFrame, title: str, labels: dict[str, str]) -> Table:
+    """Reached plateau, k of n seeds, with the steps where each run stopped and had its best validation."""
+    header = ["model", "arm", "reached plateau", "stopped at step", "best validation at step"]
+    out = [[labels.get(r["model"], r["model"]), labels.get(r["arm"], r["arm"]), f"{r['plateau']} of {r['seeds']} seeds",
+            r["stopped_at"], r["best_step"]] for r in frame.to_dict("records")]  # fmt: skip
+    notes = ["A run that did not reach its plateau ran out of budget while its validation criterion was still "
+             "improving: comparisons that involve it compare networks that had not finished training."]  # fmt: skip
+    blocks = [i for i, r in enumerate(frame.to_dict("records")) if i == 0 or r["model"] != frame.iloc[i - 1]["model"]]
+    return Table(title, header, out, [[None] * len(header) for _ in out], blocks, notes)
