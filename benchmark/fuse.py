@@ -42,14 +42,30 @@ def normalise(y: torch.Tensor, mode: str) -> torch.Tensor:
     return ((y - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1)
 
 
+def fuse_sample(model: torch.nn.Module, sample: Sample, device: str | torch.device) -> tuple[torch.Tensor, ...]:
+    """``(ir, vis_y, fused)`` of one loaded pair as (1, 1, H, W) tensors on ``device``, fused at full size.
+
+    float32 even on CUDA: bf16 would move saved grey levels by up to one.
+    """
+    import torch
+
+    ir = torch.from_numpy(sample.ir_unit)[None, None].to(device)
+    vis = torch.from_numpy(sample.vi_ycbcr[0])[None, None].to(device)
+    with torch.no_grad():
+        return ir, vis, model(ir, vis).float()
+
+
+def grey8(fused: torch.Tensor, mode: str) -> np.ndarray:
+    """A fused (1, 1, H, W) output normalised by ``mode`` as the 8-bit grey image that is saved and scored."""
+    return np.round(normalise(fused, mode)[0, 0].cpu().numpy() * 255).astype(np.uint8)
+
+
 def fuse_run(model: torch.nn.Module, run: RunSpec, cfg: Config, run_dir: RunDir, device: str,
              progress: bool = True) -> list[dict[str, Any]]:  # fmt: skip
     """Fuse every test image at full resolution, save 8-bit Y and colour PNGs, score, write ``metrics.csv``.
 
     A stop request is honoured between images (nothing marks the run done, so the same command fuses again).
     """
-    import torch
-
     model.eval()
     if hasattr(model, "set_phase"):
         model.set_phase(cfg.model(run.model).recipe.phases[-1].name)
@@ -60,12 +76,7 @@ def fuse_run(model: torch.nn.Module, run: RunSpec, cfg: Config, run_dir: RunDir,
         for i in tqdm(range(len(dataset)), desc=f"{run.run_id} fuse {test}", unit="img", disable=not progress, leave=False):
             interrupts.check(run.run_id, f"while fusing {test} (training is complete and saved)")
             s = dataset[i]
-            ir = torch.from_numpy(s.ir_unit)[None, None].to(device)
-            vis = torch.from_numpy(s.vi_ycbcr[0])[None, None].to(device)
-            with torch.no_grad():  # float32 even on CUDA: bf16 would move saved grey levels by up to one
-                y = model(ir, vis).float()
-            y = normalise(y, run.config["normalisation"])[0, 0].cpu().numpy()
-            y8 = np.round(y * 255).astype(np.uint8)
+            y8 = grey8(fuse_sample(model, s, device)[2], run.config["normalisation"])
             atomic_write_bytes(run_dir.fused(test, s.name), png_bytes(y8))
             rgb = ycbcr_to_rgb(np.stack([y8 / 255.0, s.vi_ycbcr[1], s.vi_ycbcr[2]]))
             atomic_write_bytes(run_dir.fused(test, s.name, colour=True), png_bytes(rgb))

@@ -271,7 +271,7 @@ class Validation:
         self.metrics = [t for t in self.terms if t in metric_names()]
         self.higher = bool(self.metrics)  # metrics: higher is better; objective parts: lower
         self.dataset = cfg.datasets[c["val"]["dataset"]].open()
-        self.run_dir, self.run, self.normalisation = run_dir, run, c["normalisation"]
+        self.run_dir, self.normalisation = run_dir, c["normalisation"]
         self.rows: list[list[str]] = []
 
     def resume(self, step: int) -> None:
@@ -280,6 +280,11 @@ class Validation:
 
     def criteria(self) -> list[float]:
         return [float(r[2]) for r in self.rows]
+
+    def _improves(self, value: float, best: float | None) -> bool:
+        """Whether ``value`` beats ``best`` by more than ``min_delta`` in the criterion's direction."""
+        margin = self.stop["min_delta"] if self.stop else 0.0
+        return best is None or (value - best if self.higher else best - value) > margin
 
     def best_step(self) -> int | None:
         values = self.criteria()
@@ -292,9 +297,9 @@ class Validation:
         """Whether the history already shows the plateau (``patience`` validations without improvement)."""
         if not self.stop:
             return False
-        best, bad, sign = None, 0, 1 if self.higher else -1
+        best, bad = None, 0
         for value in self.criteria():
-            if best is None or sign * (value - best) > self.stop["min_delta"]:
+            if self._improves(value, best):
                 best, bad = value, 0
             else:
                 bad += 1
@@ -302,26 +307,22 @@ class Validation:
 
     def __call__(self, trainer: Trainer, step: int) -> bool:
         """Validate after ``step``; returns whether this is the best validation so far."""
-        from benchmark.fuse import normalise, score
+        from benchmark.fuse import fuse_sample, grey8, score
 
-        model = trainer.model
+        model, phase = trainer.model, trainer.phase_index(max(step - 1, 0))
         model.eval()
         if hasattr(model, "set_phase"):
-            model.set_phase(trainer.recipe.phases[trainer.phase_index(max(step - 1, 0))].name)
+            model.set_phase(trainer.recipe.phases[phase].name)
         totals = {t: 0.0 for t in self.terms}
-        objective = trainer.objectives[trainer.phase_index(max(step - 1, 0))]
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             for i in range(len(self.dataset)):
                 s = self.dataset[i]
-                ir = torch.from_numpy(s.ir_unit)[None, None].to(trainer.device)
-                vis = torch.from_numpy(s.vi_ycbcr[0])[None, None].to(trainer.device)
-                fused = model(ir, vis).float()
+                ir, vis, fused = fuse_sample(model, s, trainer.device)
                 if self.metrics:
-                    y8 = np.round(normalise(fused, self.normalisation)[0, 0].cpu().numpy() * 255)
-                    for m, v in score(y8, s, self.metrics).items():
+                    for m, v in score(grey8(fused, self.normalisation).astype(np.float64), s, self.metrics).items():
                         totals[m] += v
                 else:
-                    _, parts = objective(fused, ir, vis, getattr(model, "aux", None))
+                    _, parts = trainer.objectives[phase](fused, ir, vis, getattr(model, "aux", None))
                     for t in self.terms:
                         totals[t] += float(parts[t])
         model.train()
@@ -330,9 +331,12 @@ class Validation:
         value = sum(means)
         self.rows.append([str(step), repr(step / trainer.steps_per_epoch), repr(value), *map(repr, means)])
         self.run_dir.write_val_log(self.terms, self.rows)
-        sign = 1 if self.higher else -1
-        return not previous or sign * (value - (max(previous) if self.higher else min(previous))) > (
-            self.stop["min_delta"] if self.stop else 0.0)  # fmt: skip
+        return self._improves(value, (max if self.higher else min)(previous) if previous else None)
+
+
+def _warn(problems: list[str]) -> None:
+    for text in problems:
+        say(f"warning: {text}")
 
 
 def restore(trainer: Trainer, sampler: PatchSampler, run_dir: RunDir, run_id: str) -> float:
@@ -354,13 +358,11 @@ def restore(trainer: Trainer, sampler: PatchSampler, run_dir: RunDir, run_id: st
             problems.append(f"{path} cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
             continue
         seconds = trainer.load_state_dict(state, sampler)
-        for text in problems:
-            say(f"warning: {text}")
+        _warn(problems)
         if problems:
             say(f"{run_id}: resuming from {path.name} at step {trainer.step}")
         return seconds
-    for text in problems:
-        say(f"warning: {text}")
+    _warn(problems)
     if problems:
         say(f"{run_id}: no readable checkpoint left; restarting from scratch")
         run_dir.drop_checkpoints()
