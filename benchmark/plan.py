@@ -137,5 +137,6 @@ def verify_data(cfg: Config, profile: Profile, runs: list[RunSpec]) -> int:
     Each image must be readable, have its partner and the partner's size; the first problem raises
     :class:`~benchmark.data.DataError` naming the file.
     """
-    names = dict.fromkeys([profile.train, *(t for r in runs for t in r.config["test"])])
+    names = dict.fromkeys([profile.train, *(t for r in runs for t in r.config["test"]),
+                           *([profile.val["dataset"]] if profile.val else [])])  # fmt: skip
     return sum(cfg.datasets[name].open().verify() for name in names)

@@ -273,8 +273,7 @@ class RunDir:
 
     def save_best(self, data: bytes) -> None:
         """Write ``best.pt`` (the model weights at the best validation) and its digest."""
-        atomic_write_bytes(self.best, data)
-        atomic_write_text(_digest_path(self.best), hashlib.sha256(data).hexdigest() + "\n")
+        _write_with_digest(self.best, data)
 
     def save_checkpoint(self, data: bytes) -> None:
         """Write ``last.pt`` and its digest, keeping the checkpoint it replaces as ``previous.pt``."""
@@ -283,8 +282,7 @@ class RunDir:
             digest = _digest_path(self.ckpt)
             if digest.is_file():
                 os.replace(digest, _digest_path(self.previous))
-        atomic_write_bytes(self.ckpt, data)
-        atomic_write_text(_digest_path(self.ckpt), hashlib.sha256(data).hexdigest() + "\n")
+        _write_with_digest(self.ckpt, data)
 
     def checkpoints(self) -> Iterator[tuple[Path, bytes | None, str]]:
         """``(path, bytes, problem)`` for ``last.pt`` then ``previous.pt`` where they exist; the bytes are
@@ -345,6 +343,12 @@ class RunDir:
 
 def _digest_path(path: Path) -> Path:
     return path.with_name(path.name + DIGEST_SUFFIX)
+
+
+def _write_with_digest(path: Path, data: bytes) -> None:
+    """Write ``data`` and then its SHA-256 digest beside it (a file without its digest is still whole)."""
+    atomic_write_bytes(path, data)
+    atomic_write_text(_digest_path(path), hashlib.sha256(data).hexdigest() + "\n")
 
 
 def dataset_source(config: dict[str, Any], name: str) -> dict[str, Any]:
