@@ -153,6 +153,7 @@ class Profile:
     epochs: float | None = None  # the budget in epochs of the training set (instead of steps)
     schedule: str = "paper"  # see SCHEDULES
     val: dict[str, Any] | None = None  # {dataset, every}: score the validation images every so many steps
+    #                                     (default: once an epoch)
     stop: dict[str, Any] | None = None  # {criterion, patience, min_delta}: stop on a validation plateau
     select: str = "last"  # the checkpoint that is fused and scored: last, or best by the stop criterion
 
@@ -353,11 +354,12 @@ def _parse_validation(b: dict[str, Any], path: str, datasets: list[str], test: l
     """
     val = b.get("val")
     if val is not None:
-        _check_keys(val, ["dataset", "every"], f"{path}.val", required=("dataset", "every"))
+        _check_keys(val, ["dataset", "every"], f"{path}.val", required=("dataset",))
         _name_list([val["dataset"]], datasets, f"{path}.val.dataset", "dataset")
         if val["dataset"] in test or val["dataset"] == train:
             raise ConfigError(f"{path}.val.dataset: '{val['dataset']}' is also a training or test set; use a held-out split")
-        if not isinstance(val["every"], int) or isinstance(val["every"], bool) or val["every"] < 1:
+        every = val.get("every", 1)  # absent: once an epoch, set when the run's steps per epoch are known
+        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise ConfigError(f"{path}.val.every: expected a positive integer, got {val['every']!r}")
     stop = b.get("stop")
     if stop is not None:

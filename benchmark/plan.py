@@ -83,7 +83,8 @@ def plan(cfg: Config, profile: Profile) -> list[RunSpec]:
                     "checkpoint_every": profile.checkpoint_every,
                 }
                 if profile.val:  # validation, stopping and selection change what is scored, so they are hashed
-                    config["val"] = {**profile.val, "identity": identity[profile.val["dataset"]]}
+                    every = profile.val.get("every", max(1, round(per_epoch)))  # default: once an epoch
+                    config["val"] = {**profile.val, "every": every, "identity": identity[profile.val["dataset"]]}
                     config["stop"], config["select"] = profile.stop, profile.select
                     _check_criterion(profile, model, recipe)
                 if block.get("balance") == "initial":  # the factor is measured against the base arm's term

@@ -340,6 +340,11 @@ class RunDir:
 
         return pd.read_csv(self.log) if self.log.is_file() else None
 
+    def read_val_frame(self) -> pd.DataFrame | None:
+        import pandas as pd
+
+        return pd.read_csv(self.val_log) if self.val_log.is_file() else None
+
 
 def _digest_path(path: Path) -> Path:
     return path.with_name(path.name + DIGEST_SUFFIX)
@@ -410,7 +415,7 @@ class Study:
     folder: ResultsFolder
     spec: dict[str, Any]
     values: pd.DataFrame  # run_id, model, arm, seed, test, image, *metrics
-    runs: dict[str, dict[str, Any]]  # run id -> {"config", "env", "done", "log"}
+    runs: dict[str, dict[str, Any]]  # run id -> {"config", "env", "done", "log", "val"}
     missing: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
 
@@ -455,7 +460,7 @@ def load_study(root: str | Path) -> Study:
                     table.insert(0, column, value)
                 frames.append(table)
                 runs[rid] = {"config": config, "env": run.read_json("env"), "done": run.read_json("done"),
-                             "log": run.read_log_frame()}  # fmt: skip
+                             "log": run.read_log_frame(), "val": run.read_val_frame()}  # fmt: skip
     if not frames:
         raise StoreError(f"{folder.root}: no completed runs yet ({len(missing)} planned, {len(failed)} failed)")
     import pandas as pd

@@ -211,10 +211,10 @@ class Trainer:
             if on_step is not None:
                 on_step(log)
 
-    def state_dict(self, sampler: PatchSampler, seconds: float = 0.0) -> dict[str, Any]:
+    def state_dict(self, sampler: PatchSampler, seconds: float = 0.0, val_seconds: float = 0.0) -> dict[str, Any]:
         """Everything needed to resume exactly: model, optimiser, step, the sampler's generator and every
         global random state a model may draw from (torch on the CPU and on each CUDA device, as TC-MoA's
-        gating noise does; NumPy; Python), plus the training seconds spent so far."""
+        gating noise does; NumPy; Python), plus the seconds spent so far (in all, and validating)."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -225,10 +225,11 @@ class Trainer:
             "numpy_rng": np.random.get_state(),
             "python_rng": random.getstate(),
             "seconds": seconds,
+            "val_seconds": val_seconds,
         }
 
-    def load_state_dict(self, state: dict[str, Any], sampler: PatchSampler) -> float:
-        """Restore :meth:`state_dict`; returns the training seconds it recorded."""
+    def load_state_dict(self, state: dict[str, Any], sampler: PatchSampler) -> tuple[float, float]:
+        """Restore :meth:`state_dict`; returns the seconds it recorded (in all, and validating)."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
@@ -239,7 +240,7 @@ class Trainer:
         if "numpy_rng" in state:
             np.random.set_state(state["numpy_rng"])
             random.setstate(state["python_rng"])
-        return float(state.get("seconds", 0.0))
+        return float(state.get("seconds", 0.0)), float(state.get("val_seconds", 0.0))
 
 
 def load_training_images(dataset: Any) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -273,6 +274,7 @@ class Validation:
         self.dataset = cfg.datasets[c["val"]["dataset"]].open()
         self.run_dir, self.normalisation = run_dir, c["normalisation"]
         self.rows: list[list[str]] = []
+        self.seconds = 0.0  # wall time spent validating, counted across resumes (kept in the checkpoint)
 
     def resume(self, step: int) -> None:
         """Keep the validations up to ``step`` (those a resumed run has already passed)."""
@@ -309,6 +311,7 @@ class Validation:
         """Validate after ``step``; returns whether this is the best validation so far."""
         from benchmark.fuse import fuse_sample, grey8, score
 
+        started = time.perf_counter()
         model, phase = trainer.model, trainer.phase_index(max(step - 1, 0))
         model.eval()
         if hasattr(model, "set_phase"):
@@ -331,6 +334,7 @@ class Validation:
         value = sum(means)
         self.rows.append([str(step), repr(step / trainer.steps_per_epoch), repr(value), *map(repr, means)])
         self.run_dir.write_val_log(self.terms, self.rows)
+        self.seconds += time.perf_counter() - started
         return self._improves(value, (max if self.higher else min)(previous) if previous else None)
 
 
@@ -339,8 +343,9 @@ def _warn(problems: list[str]) -> None:
         say(f"warning: {text}")
 
 
-def restore(trainer: Trainer, sampler: PatchSampler, run_dir: RunDir, run_id: str) -> float:
-    """Load the newest readable checkpoint into ``trainer`` and ``sampler``; returns its training seconds.
+def restore(trainer: Trainer, sampler: PatchSampler, run_dir: RunDir, run_id: str) -> tuple[float, float]:
+    """Load the newest readable checkpoint into ``trainer`` and ``sampler``; returns the seconds it recorded
+    (in all, and validating).
 
     A checkpoint that does not match its digest or cannot be unpickled is skipped with a warning; the
     previous one is tried next, and with none left the run restarts from scratch, saying so.
@@ -357,16 +362,16 @@ def restore(trainer: Trainer, sampler: PatchSampler, run_dir: RunDir, run_id: st
         except Exception as exc:  # noqa: BLE001 - an unreadable file of any kind falls back
             problems.append(f"{path} cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
             continue
-        seconds = trainer.load_state_dict(state, sampler)
+        clocks = trainer.load_state_dict(state, sampler)
         _warn(problems)
         if problems:
             say(f"{run_id}: resuming from {path.name} at step {trainer.step}")
-        return seconds
+        return clocks
     _warn(problems)
     if problems:
         say(f"{run_id}: no readable checkpoint left; restarting from scratch")
         run_dir.drop_checkpoints()
-    return 0.0
+    return 0.0, 0.0
 
 
 def balance_scale(model: nn.Module, recipe: Recipe, gradient: dict[str, Any], base: dict[str, Any],
@@ -418,11 +423,12 @@ def train_run(run: RunSpec, cfg: Config, run_dir: RunDir, device: str,
     trainer = Trainer(model, spec.recipe, gradient, c["steps"], device=device, lr=c["lr"], gradient_scale=scale,
                       steps_per_epoch=per_epoch)  # fmt: skip
     parts = list(dict.fromkeys(p for objective in trainer.objectives for p in objective.terms))
-    before = restore(trainer, sampler, run_dir, run.run_id)
+    before, validated = restore(trainer, sampler, run_dir, run.run_id)
     rows = run_dir.read_log(trainer.step)
     validation = Validation(run, cfg, run_dir) if c.get("val") else None
     if validation is not None:
         validation.resume(trainer.step)
+        validation.seconds = validated
     interrupts.check(run.run_id, f"before training step {trainer.step + 1} of {c['steps']}")
     started = time.perf_counter()
 
@@ -431,7 +437,7 @@ def train_run(run: RunSpec, cfg: Config, run_dir: RunDir, device: str,
 
     def save() -> None:
         buffer = io.BytesIO()
-        torch.save(trainer.state_dict(sampler, seconds()), buffer)
+        torch.save(trainer.state_dict(sampler, seconds(), validation.seconds if validation else 0.0), buffer)
         run_dir.save_checkpoint(buffer.getvalue())
         run_dir.write_log(parts, rows)
 
@@ -472,5 +478,5 @@ def train_run(run: RunSpec, cfg: Config, run_dir: RunDir, device: str,
     ending: dict[str, Any] = {}
     if validation is not None:
         ending = {"plateau": plateau, "stopped_at": trainer.step, "best_step": validation.best_step(),
-                  "selected": validation.select}  # fmt: skip
+                  "selected": validation.select, "val_seconds": round(validation.seconds, 3)}  # fmt: skip
     return trainer, None, seconds(), ending

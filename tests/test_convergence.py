@@ -82,6 +82,37 @@ def test_resume_after_a_kill_gives_the_same_validation_log_and_metrics(tmp_path:
         assert run_dir(tmp_path / "killed").joinpath(name).read_bytes() == run_dir(tmp_path / "whole").joinpath(name).read_bytes()
 
 
+def test_runs_short_of_their_plateau_are_labelled_and_validation_is_timed(tmp_path: Path) -> None:
+    stop = ["--set", "profiles.smoke.stop={criterion: Qabf+SSIM, patience: 100}"]  # never reached in 40 steps
+    assert main([a for a in args(tmp_path, *stop) if a != "--no-figures"]) == 0
+    tables = tmp_path / "smoke" / "tables"
+    assert "| tiny | DAMGL | 0 of 1 seeds | 40 |" in (tables / "convergence.md").read_text()
+    paired = (tables / "paired_synthetic_small_test.md").read_text()
+    assert "| tiny | DAMGL | 1; 2 short of plateau |" in paired and "'k short of plateau'" in paired
+    done = json.loads(run_dir(tmp_path).joinpath("done.json").read_text())
+    assert 0 < done["val_seconds"] < done["seconds"]
+    added = 100 * done["val_seconds"] / (done["seconds"] - done["val_seconds"])
+    frame = (tables / "convergence.csv").read_text().splitlines()
+    assert frame[0].endswith(",validation_added_pct")
+    assert abs(float(frame[2].split(",")[-1]) - added) < 1e-6 * added  # the damgl row, mean over its one run
+    assert (tmp_path / "smoke" / "figures" / "validation_curves.png").stat().st_size > 10_000
+
+
+def test_validation_defaults_to_once_an_epoch() -> None:
+    cfg = load_config(EXPERIMENTS, ["profiles.smoke.steps=null", "profiles.smoke.epochs=3",
+                                    "profiles.smoke.val={dataset: synthetic_test}"])  # fmt: skip
+    runs = plan(cfg, cfg.profile("smoke"))
+    # 4 images of 64 x 80 in patches of 2 x 32 x 32: 10 steps an epoch
+    assert {r.config["steps_per_epoch"] for r in runs} == {10.0} and {r.config["val"]["every"] for r in runs} == {10}
+
+
+def test_fixed_budget_comparisons_say_convergence_is_unknown(tmp_path: Path) -> None:
+    assert main(["--config", str(EXPERIMENTS), "--profile", "smoke", "--results", str(tmp_path), "--no-figures"]) == 0
+    paired = (tmp_path / "smoke" / "tables" / "paired_synthetic_small_test.md").read_text()
+    assert "trained for a fixed budget without validation: whether they had converged is not known" in paired
+    assert not (tmp_path / "smoke" / "tables" / "convergence.md").exists()
+
+
 @pytest.mark.parametrize(
     "change,message",
     [

@@ -35,7 +35,7 @@ import pandas as pd
 from benchmark.metrics import DEFAULT_CONVENTION, get_convention
 from benchmark.reports.figures import make_figures
 from benchmark.reports.inference import health_table, seed_comparisons
-from benchmark.reports.stats import convergence, loss_scale, run_summary, study_metrics, summarise_arms
+from benchmark.reports.stats import convergence, loss_scale, reached_plateau, run_summary, study_metrics, summarise_arms
 from benchmark.reports.tables import (
     convergence_markup,
     health_markup,
@@ -194,7 +194,8 @@ def build_report(root: str | Path, figures: bool = True) -> list[Path]:
         written += write_table(tables, "loss_scale", scale, table)
         sections += ["## Loss scale", "", table.markdown()]
     main_values = study.values[study.values.arm.isin(main_arms)]
-    comparisons = seed_comparisons(main_values, metrics, healthy, base, primary)
+    plateau = reached_plateau(study)
+    comparisons = seed_comparisons(main_values, metrics, healthy, base, primary, plateau)
     for test in study.tests(main_arms):
         vals = main_values[main_values.test == test]
         summary = _healthy_summary(vals, healthy, metrics, main_arms)
@@ -218,7 +219,7 @@ def build_report(root: str | Path, figures: bool = True) -> list[Path]:
             continue
         names = {arm: ", ".join(f"{name}={v}" for v, a in arm_of.items() if a == arm) for arm in arms}
         ablation = seed_comparisons(vals.assign(arm=vals.arm.map(lambda a: names.get(a, a))), metrics, healthy,
-                                    names.get(base, base), primary)  # fmt: skip
+                                    names.get(base, base), primary, plateau)  # fmt: skip
         for test in list(dict.fromkeys(vals.test)):
             here = vals[vals.test == test]
             if not here.arm.isin(arms).any():  # only the base rows so far

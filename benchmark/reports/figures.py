@@ -24,6 +24,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from benchmark.data import DataError, open_dataset, png_bytes  # noqa: E402
@@ -199,6 +200,39 @@ def training_figure(study: Study, arms: list[str], labels: dict[str, str]) -> pl
     return fig
 
 
+def validation_figure(study: Study, arms: list[str], labels: dict[str, str]) -> plt.Figure | None:
+    """Per model: the validation criterion against epochs, mean over the seeds still training at each
+    validation with the min-max band, and a marker where each run stopped (filled: at its plateau)."""
+    curves: dict[str, dict[str, list]] = {}
+    for run in study.runs.values():
+        cfg = run["config"]
+        if cfg["arm"]["name"] in arms and run.get("val") is not None and len(run["val"]):
+            curves.setdefault(cfg["model"]["name"], {}).setdefault(cfg["arm"]["name"], []).append((run["val"], run["done"]))
+    if not curves:
+        return None
+    criterion = str((next(iter(study.runs.values()))["config"].get("stop") or {}).get("criterion", "Qabf+SSIM"))
+    fig, axes = plt.subplots(1, len(curves), figsize=(2.6 * len(curves) + 0.4, 2.6), squeeze=False)
+    for ax, (model, by_arm) in zip(axes[0], curves.items()):
+        for j, arm in enumerate(a for a in arms if a in by_arm):
+            color = PALETTE[j % len(PALETTE)]
+            frame = pd.concat([v[["epoch", "criterion"]].assign(run=i) for i, (v, _) in enumerate(by_arm[arm])])
+            frame["epoch"] = frame["epoch"].round(6)  # equal steps, equal epochs, whatever the float text
+            stats = frame.groupby("epoch")["criterion"].agg(["mean", "min", "max"])
+            ax.plot(stats.index, stats["mean"], color=color, lw=0.9, label=labels.get(arm, arm))
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.15, lw=0)
+            for v, done in by_arm[arm]:
+                ax.plot(v["epoch"].iloc[-1], v["criterion"].iloc[-1], "o", ms=3.5, color=color,
+                        mfc=color if done.get("plateau") else "white")  # fmt: skip
+        ax.set_title(labels.get(model, model))
+        ax.set_xlabel("epoch")
+    axes[0][0].set_ylabel(f"validation {criterion}")
+    axes[0][0].legend(frameon=False)
+    fig.suptitle("Validation during training: mean over seeds, band = min-max;\ndot = where a run stopped "
+                 "(filled: at its plateau, open: at the end of its budget)", y=1.08, fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
 def collect_examples(study: Study, model: str, test: str, arms: list[str], seed: int) -> list[str]:
     """Copy sources and the given seed's fused images of the first :data:`EXAMPLES` images into ``examples/``
     (once; fused images exist only while the run directories keep them)."""
@@ -354,6 +388,9 @@ def make_figures(study: Study, healthy: set[str]) -> list[Path]:
     fig = training_figure(study, arms, labels)
     if fig is not None:
         written += save(fig, folder, "training_curves")
+    fig = validation_figure(study, arms, labels)
+    if fig is not None:
+        written += save(fig, folder, "validation_curves")
     for model in dict.fromkeys(study.values.model) if tests else []:
         test, seed = tests[0], median_seed(study, model, arms, healthy)
         images = collect_examples(study, model, test, arms, seed)

@@ -174,13 +174,16 @@ def health_table(values, failed: Mapping[str, str], planned: Sequence[tuple[str,
     return pd.DataFrame(rows, columns=["model", "arm", "seed", "run_id", "health", "failed_images", "images"])
 
 
-def seed_comparisons(values, metrics: Sequence[str], healthy: set[str], base: str, primary: Sequence[str]):
+def seed_comparisons(values, metrics: Sequence[str], healthy: set[str], base: str, primary: Sequence[str],
+                     plateau: dict[str, bool | None] | None = None):  # fmt: skip
     """Every arm against ``base`` per model, test set and metric, over the seeds both arms have.
 
     ``healthy`` holds the ids of healthy runs. Each comparison appears twice, over all runs
     (``runs = all``) and over the seeds where both runs are healthy (``runs = healthy``). Holm's
     adjustment runs over the ``primary`` metrics x models x test sets, per arm and run population;
-    the other metrics are ``exploratory`` and left unadjusted.
+    the other metrics are ``exploratory`` and left unadjusted. ``plateau`` (run id -> reached its
+    validation plateau, ``None`` when it did not validate) gives each row ``unconverged``, the compared
+    runs that stopped short of their plateau, and ``unvalidated``, those whose convergence is unknown.
     """
     import pandas as pd
 
@@ -201,6 +204,7 @@ def seed_comparisons(values, metrics: Sequence[str], healthy: set[str], base: st
                 seeds = [s for s in common if runs == "all" or
                          {a.run_id[a.seed == s].iloc[0], b.run_id[b.seed == s].iloc[0]} <= healthy]  # fmt: skip
                 images = sorted(set(a.image[a.seed.isin(seeds)]) & set(b.image[b.seed.isin(seeds)]))
+                reached = [(plateau or {}).get(r) for x in (a, b) for r in dict.fromkeys(x.run_id[x.seed.isin(seeds)])]
                 grids = [x[x.seed.isin(seeds)].pivot_table(index="seed", columns="image", values=list(metrics),
                                                               dropna=False) for x in (a, b)]  # fmt: skip
                 for m in metrics:
@@ -218,6 +222,7 @@ def seed_comparisons(values, metrics: Sequence[str], healthy: set[str], base: st
                     rows.append({
                         "model": model, "test": test, "arm": arm, "base": base, "metric": m,
                         "family": "primary" if m in primary else "exploratory", "runs": runs, "seeds": len(d),
+                        "unconverged": reached.count(False), "unvalidated": reached.count(None),
                         "base_mean": float(np.nanmean(mb)) if len(d) else math.nan,
                         "arm_mean": float(np.nanmean(ma)) if len(d) else math.nan,
                         "diff": diff, "diff_sd": sd, "t_lo": lo, "t_hi": hi, "boot_lo": blo, "boot_hi": bhi,

@@ -128,18 +128,30 @@ def loss_scale(study: Study, arms: Sequence[str], base: str) -> pd.DataFrame:
 
 
 def convergence(study: Study) -> pd.DataFrame:
-    """Per model and arm, for runs that validated during training: how many reached their plateau, and the
-    steps at which each stopped and had its best validation (empty when no run validated)."""
+    """Per model and arm, for runs that validated during training: how many reached their plateau, the
+    steps at which each stopped and had its best validation, and the time validation added, as a percent
+    of the rest of the run's wall time (mean over runs; empty when no run validated)."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for run in study.runs.values():
         done, cfg = run["done"], run["config"]
         if "plateau" not in done:
             continue
         row = rows.setdefault((cfg["model"]["name"], cfg["arm"]["name"]), {"model": cfg["model"]["name"],
-                              "arm": cfg["arm"]["name"], "seeds": 0, "plateau": 0, "stopped_at": [], "best_step": []})  # fmt: skip
+                              "arm": cfg["arm"]["name"], "seeds": 0, "plateau": 0, "stopped_at": [], "best_step": [],
+                              "added": []})  # fmt: skip
         row["seeds"] += 1
         row["plateau"] += bool(done["plateau"])
         row["stopped_at"].append(done["stopped_at"])
         row["best_step"].append(done["best_step"])
-    return pd.DataFrame([{**r, "stopped_at": " ".join(map(str, r["stopped_at"])), "best_step": " ".join(map(str, r["best_step"]))}
-                         for r in rows.values()], columns=["model", "arm", "seeds", "plateau", "stopped_at", "best_step"])  # fmt: skip
+        if "val_seconds" in done:
+            row["added"].append(100 * done["val_seconds"] / (done["seconds"] - done["val_seconds"]))
+    return pd.DataFrame([{**r, "stopped_at": " ".join(map(str, r["stopped_at"])), "best_step": " ".join(map(str, r["best_step"])),
+                          "validation_added_pct": float(np.mean(r["added"])) if r["added"] else math.nan}
+                         for r in rows.values()],
+                        columns=["model", "arm", "seeds", "plateau", "stopped_at", "best_step", "validation_added_pct"])  # fmt: skip
+
+
+def reached_plateau(study: Study) -> dict[str, bool | None]:
+    """Per finished run: whether it reached its validation plateau (``None``: it trained to a fixed budget
+    without validation, so nobody knows)."""
+    return {rid: (bool(run["done"]["plateau"]) if "plateau" in run["done"] else None) for rid, run in study.runs.items()}

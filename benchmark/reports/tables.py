@@ -137,8 +137,9 @@ def seed_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, family: 
         blocks.append(len(out))
         for arm, h in g.groupby("arm", sort=False):
             by_metric = {r["metric"]: r for r in h.to_dict("records")}
-            n = int(h["seeds"].max())
-            cells, row_marks = [labels.get(model, model), labels.get(arm, arm), str(n)], [None, None, None]
+            n, short = int(h["seeds"].max()), int(h["unconverged"].max())
+            count = f"{n}; {short} short of plateau" if short else str(n)
+            cells, row_marks = [labels.get(model, model), labels.get(arm, arm), count], [None, None, None]
             for m in metrics:
                 r, dec = by_metric[m], DECIMALS[m] + 1
                 text = _signed(r["diff"], dec)
@@ -160,6 +161,14 @@ def seed_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, family: 
                      "improvement that survives the adjustment at 0.05.")  # fmt: skip
     else:
         notes.append("Exploratory metrics: unadjusted for multiplicity; read them as descriptions, not tests.")
+    if (rows["unconverged"] > 0).any():
+        notes.append("'k short of plateau': k of the arm's and the base arm's runs compared stopped while their "
+                     "validation criterion was still improving; that comparison is between unfinished networks.")  # fmt: skip
+    if not rows.empty and (rows["unvalidated"] > 0).all():
+        notes.append("These runs trained for a fixed budget without validation: whether they had converged is not "
+                     "known, and the differences describe networks at that budget.")  # fmt: skip
+    elif (rows["unvalidated"] > 0).any():
+        notes.append("Some compared runs trained without validation: their convergence is not known.")
     if not rows.empty and int(rows["seeds"].max()) < 6:
         notes.append(f"With {int(rows['seeds'].max())} seeds no seed-level test can reach p < 0.05; the intervals "
                      "show the size and the uncertainty of each difference.")  # fmt: skip
@@ -254,10 +263,14 @@ def loss_scale_markup(frame: pd.DataFrame, title: str, base: str, labels: dict[s
 
 def convergence_markup(frame: pd.DataFrame, title: str, labels: dict[str, str]) -> Table:
     """Reached plateau, k of n seeds, with the steps where each run stopped and had its best validation."""
-    header = ["model", "arm", "reached plateau", "stopped at step", "best validation at step"]
+    header = ["model", "arm", "reached plateau", "stopped at step", "best validation at step", "validation time"]
     out = [[labels.get(r["model"], r["model"]), labels.get(r["arm"], r["arm"]), f"{r['plateau']} of {r['seeds']} seeds",
-            r["stopped_at"], r["best_step"]] for r in frame.to_dict("records")]  # fmt: skip
+            r["stopped_at"], r["best_step"],
+            "" if math.isnan(r["validation_added_pct"]) else f"+{r['validation_added_pct']:.1f}%"]
+           for r in frame.to_dict("records")]  # fmt: skip
     notes = ["A run that did not reach its plateau ran out of budget while its validation criterion was still "
-             "improving: comparisons that involve it compare networks that had not finished training."]  # fmt: skip
+             "improving: comparisons that involve it compare networks that had not finished training.",
+             "Validation time: the wall time spent validating, as a percent of the rest of the run (training, "
+             "fusing and scoring), mean over the runs."]  # fmt: skip
     blocks = [i for i, r in enumerate(frame.to_dict("records")) if i == 0 or r["model"] != frame.iloc[i - 1]["model"]]
     return Table(title, header, out, [[None] * len(header) for _ in out], blocks, notes)
