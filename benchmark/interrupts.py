@@ -13,6 +13,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import time
 from collections.abc import Iterator
 
 _requested: list[int] = []
@@ -32,9 +33,15 @@ class Interrupted(Exception):
         return 128 + self.signum
 
 
+_SAME_PRESS = 1.0  # seconds: a terminal's Ctrl-C reaches a worker twice (the group's and the forwarded one)
+_first_at: list[float] = []
+
+
 def _on_signal(signum: int, frame: object) -> None:
-    if _requested and signum == signal.SIGINT:
+    if _requested and signum == signal.SIGINT and time.monotonic() - _first_at[0] > _SAME_PRESS:
         raise KeyboardInterrupt  # a second Ctrl-C: stop now
+    if not _requested:
+        _first_at[:] = [time.monotonic()]
     _requested.append(signum)
     for child in multiprocessing.active_children():
         with contextlib.suppress(OSError):
@@ -51,6 +58,13 @@ def handling_stops() -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def stop_on_signals() -> None:
+    """Process-pool initializer: SIGINT and SIGTERM become stop requests for the life of the worker, so a
+    run the pool starts after a stop request ends at its first check instead of training."""
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, _on_signal)
 
 
 def requested() -> int | None:

@@ -162,12 +162,6 @@ def _worker(args: tuple[RunSpec, str, str, str, int, list[str]]) -> RunOutcome:
         return RunOutcome(run.run_id, "failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
 
 
-def _pool_worker(args: tuple[RunSpec, str, str, str, int, list[str]]) -> RunOutcome:
-    """:func:`_worker` in a process-pool worker, with SIGINT and SIGTERM turned into stop requests."""
-    with interrupts.handling_stops():
-        return _worker(args)
-
-
 class SlurmJob:
     """A run as a submitit job; on preemption or timeout submitit requeues it and it resumes from its
     last checkpoint, giving the numbers an uninterrupted run would have given."""
@@ -200,8 +194,15 @@ def launch(runs: list[RunSpec], cfg: Config, profile: Profile, config_path: str,
         return outcomes
     threads = max(1, (os.cpu_count() or 1) // workers)
     jobs = [(run, config_path, str(results), device, threads, overrides) for run in runs]
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        outcomes = list(pool.map(_pool_worker, jobs))
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=interrupts.stop_on_signals) as pool:
+        futures = [pool.submit(_worker, job) for job in jobs]
+        outcomes = []
+        for future in futures:
+            if not future.cancelled():
+                outcomes.append(future.result())
+            if interrupts.requested() is not None:  # a stop request: start no further run
+                for later in futures:
+                    later.cancel()
     for o in outcomes:
         print(o.line())
     return outcomes

@@ -115,6 +115,22 @@ def test_signal_stops_cleanly_and_the_same_command_resumes_exactly(reference: di
         assert done["seconds"] >= seconds[-1]
 
 
+def test_a_stopped_pool_starts_no_further_run(tmp_path: Path) -> None:
+    """SIGTERM to a runner with 2 workers and 4 runs: the two training runs (magnitude, seeds 0 and 1) stop
+    at a checkpoint and the two queued ones never train (a worker's stop request outlives its run)."""
+    extra = ("--workers", "2", "--set", "profiles.smoke.seeds=[0,1]")
+    proc = subprocess.Popen([sys.executable, "run_all.py", *args(tmp_path, *extra)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    wait_for(tmp_path / "smoke" / "runs" / RUNS[0] / "checkpoints" / "last.pt", proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, (out, err)
+    runs = tmp_path / "smoke" / "runs"
+    assert not list(runs.glob("*/done.json")) and not list(runs.glob("*/lock"))
+    assert not list(runs.glob("tiny__damgl__*/checkpoints/last.pt"))  # the queued DAMGL runs took no step
+    assert main(args(tmp_path, *extra)) == 0 and len(list(runs.glob("*/done.json"))) == 4
+
+
 def finished_copy(tmp_path: Path) -> Path:
     assert main(args(tmp_path)) == 0
     return tmp_path / "smoke" / "runs" / RUNS[1]

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from benchmark.metrics import cddfuse
+from benchmark.metrics import cddfuse, tang, vifb
 from benchmark.metrics.core import ArrayLike, Convention, MetricInfo
 from benchmark.registry import Registry
 
-CONVENTIONS: Registry[Convention] = Registry("metric convention", {"cddfuse": cddfuse.CONVENTION})
+CONVENTIONS: Registry[Convention] = Registry(
+    "metric convention", {c.name: c for c in (cddfuse.CONVENTION, vifb.CONVENTION, tang.CONVENTION)}
+)
 DEFAULT_CONVENTION = "cddfuse"
 METRICS: dict[str, MetricInfo] = cddfuse.METRICS  # the default convention's table
 

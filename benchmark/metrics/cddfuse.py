@@ -130,8 +130,9 @@ def _gauss_1d(n: int) -> np.ndarray:
     return g / g.sum()
 
 
-def _vifp_many(refs: tuple[np.ndarray, ...], dist: np.ndarray) -> np.ndarray:
-    """Pixel-domain multi-scale VIF of ``dist`` (H, W) against each of ``refs`` (a tuple of (H, W)); 1.0 where NaN."""
+def vifp(refs: tuple[np.ndarray, ...], dist: np.ndarray) -> np.ndarray:
+    """Pixel-domain multi-scale VIF of ``dist`` (H, W) against each of ``refs`` (a tuple of (H, W)), one
+    ratio of sums over the four scales per reference (NaN for 0/0)."""
     if min(dist.shape) < 32:
         raise ValueError(f"VIF needs images of at least 32 x 32 pixels, got {dist.shape}")
     num = np.zeros(len(refs))
@@ -145,13 +146,14 @@ def _vifp_many(refs: tuple[np.ndarray, ...], dist: np.ndarray) -> np.ndarray:
         num += s_num.sum(axis=1)
         den += s_den.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        vif = num / den
-    return np.where(np.isnan(vif), 1.0, vif)
+        return num / den
 
 
 def _vif(x: _Images) -> float:
-    """Visual information fidelity (VIFF, pixel domain) summed over sources: ``vifp(A,F) + vifp(B,F)``."""
-    return float(_vifp_many(x.sources, x.f).sum())
+    """Visual information fidelity (VIFF, pixel domain) summed over sources: ``vifp(A,F) + vifp(B,F)``,
+    each 0/0 counted as 1 (the evaluator's rule)."""
+    vif = vifp(x.sources, x.f)
+    return float(np.where(np.isnan(vif), 1.0, vif).sum())
 
 
 # ---------------------------------------------------------------- Qabf, SSIM
@@ -201,9 +203,17 @@ METRICS: dict[str, MetricInfo] = {
     )
 }
 
+def grey(rgb: np.ndarray) -> np.ndarray:
+    """The evaluator's grey levels of a colour image: ``round(0.299 R + 0.587 G + 0.114 B)``, half to even."""
+    from benchmark.data import to_grey
+
+    return to_grey(rgb)
+
+
 CONVENTION = Convention(
     "cddfuse",
     "the Python evaluator of CDDFuse-era tables: MATLAB-derived formulas, old scikit-image float SSIM",
     METRICS,
     _Images,
+    grey,
 )

@@ -12,13 +12,14 @@ import numpy as np
 ArrayLike = Any  # np.ndarray or torch.Tensor, 2-D
 
 
-def as_image(x: ArrayLike, name: str) -> np.ndarray:
-    """Return ``x`` as a C-contiguous float64 2-D array, checking shape and range (grey levels 0..255)."""
+def as_image(x: ArrayLike, name: str, colour: bool = False) -> np.ndarray:
+    """Return ``x`` as a C-contiguous float64 array, checking shape and range (levels 0..255): 2-D grey,
+    or with ``colour`` also (H, W, 3)."""
     if hasattr(x, "detach"):  # torch.Tensor, without importing torch here
         x = x.detach().cpu().numpy()
     arr = np.ascontiguousarray(x, dtype=np.float64)
-    if arr.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D grey image, got shape {arr.shape}")
+    if not (arr.ndim == 2 or (colour and arr.ndim == 3 and arr.shape[2] == 3)):
+        raise ValueError(f"{name}: expected a 2-D grey {'or (H, W, 3) colour ' if colour else ''}image, got shape {arr.shape}")
     if arr.size == 0:
         raise ValueError(f"{name}: image is empty")
     lo, hi = float(arr.min()), float(arr.max())
@@ -27,10 +28,10 @@ def as_image(x: ArrayLike, name: str) -> np.ndarray:
     return arr
 
 
-def as_images(*pairs: tuple[ArrayLike, str]) -> list[np.ndarray]:
-    """Convert several images with :func:`as_image`, requiring equal shapes."""
-    out = [as_image(x, name) for x, name in pairs]
-    if len({t.shape for t in out}) > 1:
+def as_images(*pairs: tuple[ArrayLike, str], colour: bool = False) -> list[np.ndarray]:
+    """Convert several images with :func:`as_image`, requiring equal sizes (height and width)."""
+    out = [as_image(x, name, colour) for x, name in pairs]
+    if len({t.shape[:2] for t in out}) > 1:
         shapes = ", ".join(f"{n}={t.shape}" for t, (_, n) in zip(out, pairs))
         raise ValueError(f"images differ in shape: {shapes}")
     return out
@@ -71,12 +72,20 @@ class Convention:
         metrics: ``name -> MetricInfo`` in table order.
         prepare: builds the shared per-evaluation object from validated ``(fused, ir, vis)``
             (or ``(fused,)``) float64 arrays; each metric's ``impl`` takes it.
+        grey: how the toolkit turns an (H, W, 3) colour image into grey levels before scoring;
+            ``None`` for a toolkit that scores colour itself (``prepare`` then receives colour arrays).
     """
 
     name: str
     description: str
     metrics: dict[str, MetricInfo]
     prepare: Callable[..., Any]
+    grey: Callable[[np.ndarray], np.ndarray] | None
+
+    def _images(self, *pairs: tuple[ArrayLike, str]) -> list[np.ndarray]:
+        """Validated float64 arrays, colour ones turned to this toolkit's grey where it scores grey."""
+        out = as_images(*pairs, colour=True)
+        return [self.grey(x) if x.ndim == 3 and self.grey is not None else x for x in out]
 
     def names(self) -> list[str]:
         """Metric names in table order."""
@@ -93,9 +102,12 @@ class Convention:
         return [by_lower[n.lower()] for n in metrics]
 
     def evaluate(self, fused: ArrayLike, ir: ArrayLike, vis: ArrayLike, metrics: Iterable[str] | None = None) -> dict[str, float]:
-        """``{name: value}`` for one fused image and its sources (all metrics when ``metrics`` is ``None``)."""
+        """``{name: value}`` for one fused image and its sources (all metrics when ``metrics`` is ``None``).
+
+        Images are 2-D grey or (H, W, 3) colour arrays of levels 0..255, as decoded from their files.
+        """
         chosen = self.resolve(metrics)
-        images = self.prepare(*as_images((fused, "fused"), (ir, "ir"), (vis, "vis")))
+        images = self.prepare(*self._images((fused, "fused"), (ir, "ir"), (vis, "vis")))
         return {m.name: m.impl(images) for m in chosen}
 
     def function(self, name: str) -> Callable[..., float]:
@@ -106,12 +118,12 @@ class Convention:
         if info.needs_sources:
 
             def fn(f: ArrayLike, a: ArrayLike, b: ArrayLike) -> float:
-                return info.impl(prepare(*as_images((f, "fused"), (a, "ir"), (b, "vis"))))
+                return info.impl(prepare(*self._images((f, "fused"), (a, "ir"), (b, "vis"))))
 
         else:
 
             def fn(f: ArrayLike) -> float:
-                return info.impl(prepare(as_image(f, "fused")))
+                return info.impl(prepare(*self._images((f, "fused"))))
 
         fn.__name__ = fn.__qualname__ = info.name.lower()
         fn.__doc__ = info.impl.__doc__
