@@ -32,9 +32,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from benchmark.fuse import evaluate_folders, format_means, write_csv
 
     dataset = PairedDataset(_dataset_folder(args.dataset), args.split)
-    result = evaluate_folders(
-        dataset, args.fused, _split_names(args.metrics), allow_missing=args.allow_missing, convention=args.convention
-    )
+    conventions = _split_names([args.convention])
+    result = evaluate_folders(dataset, args.fused, _split_names(args.metrics), allow_missing=args.allow_missing,
+                              convention=conventions)  # fmt: skip
     if args.out:
         write_csv(result, args.out)
     print(f"\n{dataset.name}: {len(dataset)} pairs, convention {args.convention}")
@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="train, fuse and score a profile (same as run_all.py; see run --help)", add_help=False)
     sub.add_parser("report", help="tables, summary.md and figures from a profile's stored runs (see report --help)",
                    add_help=False)  # fmt: skip
+    sub.add_parser("drift", help="how far metric conventions drift apart on the same fused images (see drift --help)",
+                   add_help=False)  # fmt: skip
 
     ev = sub.add_parser("evaluate", help="score folders of fused images against a paired dataset")
     ev.add_argument("--dataset", required=True,
@@ -81,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--metrics", nargs="+", help="metric names (default: all), space or comma separated")
     ev.add_argument("--out", help="CSV file for the per-image values")
     ev.add_argument("--allow-missing", action="store_true", help="skip (and list) missing or mis-sized fused images")
-    ev.add_argument("--convention", default="cddfuse", help="metric convention (default: cddfuse)")
+    ev.add_argument("--convention", default="cddfuse",
+                    help="metric convention(s), comma separated: cddfuse, vifb, tang (default: cddfuse)")  # fmt: skip
     ev.set_defaults(func=_cmd_evaluate)
 
     cut = sub.add_parser("split", help="carve a held-out (validation) list from a split file, the same on every machine")
@@ -113,6 +116,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmark.reports import main as report_main
 
         return report_main(argv[1:])
+    if argv[:1] == ["drift"]:
+        from benchmark.drift import main as drift_main
+
+        try:
+            return drift_main(argv[1:])
+        except (DataError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

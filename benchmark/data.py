@@ -161,12 +161,15 @@ class Pair:
 
 @dataclass
 class Sample:
-    """A loaded pair: convention grey for metrics, visible YCbCr for networks."""
+    """A loaded pair: the decoded files (uint8, grey or colour) for the metric conventions, ``cddfuse``
+    grey for the networks' infrared input, visible YCbCr for networks."""
 
     name: str
     ir_grey: np.ndarray
     vi_grey: np.ndarray
     vi_ycbcr: np.ndarray
+    ir_raw: np.ndarray
+    vi_raw: np.ndarray
 
     @property
     def ir_unit(self) -> np.ndarray:
@@ -254,7 +257,7 @@ class PairedDataset:
                 f"size mismatch: {pair.ir} is {ir.shape[1]}x{ir.shape[0]} but "
                 f"{pair.vi} is {vi.shape[1]}x{vi.shape[0]} (width x height); nothing is resized"
             )
-        return Sample(pair.name, to_grey(ir), to_grey(vi), rgb_to_ycbcr(vi))
+        return Sample(pair.name, to_grey(ir), to_grey(vi), rgb_to_ycbcr(vi), ir, vi)
 
 
 def open_dataset(source: dict[str, Any], name: str) -> Any:

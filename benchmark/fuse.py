@@ -17,8 +17,8 @@ import numpy as np
 from tqdm import tqdm
 
 from benchmark import interrupts
-from benchmark.data import DataError, PairedDataset, Sample, list_images, png_bytes, read_grey, ycbcr_to_rgb
-from benchmark.metrics import DEFAULT_CONVENTION, MetricInfo, evaluate, metric_names, resolve_metrics
+from benchmark.data import DataError, PairedDataset, Sample, list_images, png_bytes, read_rgb_or_grey, ycbcr_to_rgb
+from benchmark.metrics import DEFAULT_CONVENTION, evaluate, metric_names, resolve_metrics
 from benchmark.store import RunDir, atomic_write_bytes, atomic_write_text
 
 if TYPE_CHECKING:
@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 
 def score(fused: np.ndarray, sample: Sample, metrics: Sequence[str] | None = None,
           convention: str = DEFAULT_CONVENTION) -> dict[str, float]:  # fmt: skip
-    """Metric values of one fused grey image (float64, 0..255) against a loaded pair."""
-    return evaluate(fused, sample.ir_grey, sample.vi_grey, metrics, convention)
+    """Metric values of one fused image (grey or colour levels 0..255) against a loaded pair's decoded files,
+    each convention turning colour into what it scores."""
+    return evaluate(fused, sample.ir_raw, sample.vi_raw, metrics, convention)
 
 
 def normalise(y: torch.Tensor, mode: str) -> torch.Tensor:
@@ -113,18 +114,19 @@ def evaluate_folders(
     fused_dirs: Sequence[str | Path],
     metrics: Iterable[str] | None = None,
     allow_missing: bool = False,
-    convention: str = "cddfuse",
+    convention: str | Sequence[str] = DEFAULT_CONVENTION,
     progress: bool = True,
 ) -> EvaluationResult:
     """Compute metrics for every fused folder (one method each) on every pair of ``dataset``.
 
-    Fused files are matched to pairs by stem, any image extension. A missing
-    fused image or one whose size differs from its sources raises
-    :class:`DataError` naming the file, unless ``allow_missing`` is set, in
-    which case it is recorded in ``skipped``.
+    Fused files are matched to pairs by stem, any image extension, and scored as decoded (grey or colour),
+    each convention turning colour into what its toolkit scores. Several conventions give one column block
+    each, named ``convention:metric``; ``metrics`` then picks, in each, the names it has. A missing fused
+    image or one whose size differs from its sources raises :class:`DataError` naming the file, unless
+    ``allow_missing`` is set, in which case it is recorded in ``skipped``.
     """
-    chosen: list[MetricInfo] = resolve_metrics(metrics, convention)
-    names = [m.name for m in chosen]
+    blocks = column_blocks([convention] if isinstance(convention, str) else list(convention), metrics)
+    names = [label for _, chosen in blocks for label, _ in chosen]
     methods: list[tuple[str, Path, dict[str, Path]]] = []
     for d in fused_dirs:
         folder = Path(d)
@@ -148,8 +150,8 @@ def evaluate_folders(
                     raise DataError(reason + " (use --allow-missing to skip it)")
                 result.skipped.append((method, pair.name, reason))
                 continue
-            fused = read_grey(path)
-            if fused.shape != sample.ir_grey.shape:
+            fused = read_rgb_or_grey(path)
+            if fused.shape[:2] != sample.ir_grey.shape:
                 reason = (
                     f"{path} is {fused.shape[1]}x{fused.shape[0]} but its sources are "
                     f"{sample.ir_grey.shape[1]}x{sample.ir_grey.shape[0]} (width x height)"
@@ -158,12 +160,34 @@ def evaluate_folders(
                     raise DataError(reason + "; nothing is resized")
                 result.skipped.append((method, pair.name, reason))
                 continue
-            values = score(fused, sample, names, convention)
+            values = {}
+            for conv, chosen in blocks:
+                got = score(fused, sample, [name for _, name in chosen], conv)
+                values.update({label: got[name] for label, name in chosen})
             per_method[method].append((pair.name, values))
     bar.close()
     for method, _, _ in methods:
         result.rows.extend((method, image, values) for image, values in per_method[method])
     return result
+
+
+def column_blocks(conventions: Sequence[str], metrics: Iterable[str] | None) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Per convention, its ``(column label, metric name)`` pairs: plain names for one convention,
+    ``convention:name`` for several. With several, a requested name is taken from every convention that
+    has it, and a name none of them has is an error listing each one's names."""
+    if len(conventions) == 1:
+        return [(conventions[0], [(m.name, m.name) for m in resolve_metrics(metrics, conventions[0])])]
+    wanted = None if metrics is None else [m.lower() for m in metrics]
+    blocks = []
+    for conv in conventions:
+        names = [n for n in metric_names(conv) if wanted is None or n.lower() in wanted]
+        blocks.append((conv, [(f"{conv}:{n}", n) for n in names]))
+    found = {n.lower() for _, chosen in blocks for _, n in chosen}
+    unknown = [m for m in (metrics or []) if m.lower() not in found]
+    if unknown:
+        valid = "; ".join(f"{c}: {', '.join(metric_names(c))}" for c in conventions)
+        raise ValueError(f"unknown metric(s) {unknown} in conventions {', '.join(conventions)} ({valid})")
+    return blocks
 
 
 def write_csv(result: EvaluationResult, path: str | Path) -> None:

@@ -88,4 +88,4 @@ class SyntheticDataset:
 
     def __getitem__(self, index: int) -> Sample:
         ir, rgb = make_pair(self.seed * 100003 + index, self.height, self.width)
-        return Sample(self.names()[index], ir.astype(np.float64), to_grey(rgb), rgb_to_ycbcr(rgb))
+        return Sample(self.names()[index], ir.astype(np.float64), to_grey(rgb), rgb_to_ycbcr(rgb), ir, rgb)
