@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
     sp.add_argument("--dataset", help="dataset folder (metrics: default $FUSION_DATA/TNO)")
     sp.add_argument("--repeat", type=int, default=3, help="timed passes over the images (default: 3)")
+    sp.add_argument("--convention", default="cddfuse", help="metrics: the convention to time (default: cddfuse)")
     sp.add_argument("--models", help="models: comma-separated names (default: all)")
     sp.add_argument("--max-seconds", type=float, default=10.0, help="models: skip fwd+bwd where one forward takes longer")
     sp.set_defaults(func=_cmd_speed)

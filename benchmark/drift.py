@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.metrics import get_convention
+from benchmark.reports.tables import to_csv
 from benchmark.store import atomic_write_text
 
 VALUES, MEANS, AGREEMENT, REPORT, FIGURE = "values.csv", "means.csv", "agreement.csv", "drift.md", "rank_shifts.png"
@@ -59,10 +60,6 @@ def agreement(means: pd.DataFrame) -> pd.DataFrame:
                              "spearman": float(rho), "kendall": float(tau), "best_a": best[0], "best_b": best[1],
                              "best_changes": best[0] != best[1]})  # fmt: skip
     return pd.DataFrame(rows)
-
-
-def _csv(frame: pd.DataFrame) -> str:
-    return frame.to_csv(index=False, lineterminator="\n", float_format=repr)
 
 
 def report_markdown(means: pd.DataFrame, agree: pd.DataFrame, dataset: str, images: int) -> str:
@@ -128,8 +125,8 @@ def build(values: pd.DataFrame, conventions: Sequence[str], dataset: str, out: P
     means = method_means(values, conventions)
     agree = agreement(means)
     files = [out / MEANS, out / AGREEMENT, out / REPORT, out / FIGURE]
-    atomic_write_text(files[0], _csv(means))
-    atomic_write_text(files[1], _csv(agree))
+    atomic_write_text(files[0], to_csv(means))
+    atomic_write_text(files[1], to_csv(agree))
     atomic_write_text(files[2], report_markdown(means, agree, dataset, int(values.groupby("method").size().max())))
     rank_figure(means, agree, files[3])
     return files

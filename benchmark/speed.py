@@ -27,10 +27,11 @@ def _median_ms(samples: list[float]) -> float:
 
 
 def speed_metrics(args: argparse.Namespace) -> None:
-    """Median milliseconds per image for the full metric set (fused = rounded mean of the sources)."""
-    from benchmark.metrics import METRICS, evaluate, get_convention
-    from benchmark.metrics.core import as_images
+    """Median milliseconds per image for a convention's full metric set (fused = rounded mean of the
+    grey sources; sources as decoded, so each convention's colour handling is timed too)."""
+    from benchmark.metrics import get_convention
 
+    convention = get_convention(args.convention)
     root = Path(args.dataset) if args.dataset else data_root() / "TNO"
     if not root.is_dir():
         raise DataError(f"speed metrics needs the TNO pairs: {root} not found (set FUSION_DATA or --dataset)")
@@ -38,26 +39,28 @@ def speed_metrics(args: argparse.Namespace) -> None:
     images = []
     for sample in (dataset[i] for i in range(len(dataset))):
         fused = np.round((sample.ir_grey + sample.vi_grey) / 2)
-        images.append((fused, sample.ir_grey, sample.vi_grey))
+        images.append((fused, sample.ir_raw, sample.vi_raw))
     t0 = time.perf_counter()
-    evaluate(*images[0])
+    convention.evaluate(*images[0])
     first = time.perf_counter() - t0
     totals: list[float] = []
-    per_metric: dict[str, list[float]] = {name: [] for name in METRICS}
+    per_metric: dict[str, list[float]] = {name: [] for name in convention.metrics}
     for _ in range(args.repeat):
         for f, a, b in images:
             t0 = time.perf_counter()
-            evaluate(f, a, b)
+            convention.evaluate(f, a, b)
             totals.append(time.perf_counter() - t0)
-            shared = get_convention().prepare(*as_images((f, "fused"), (a, "ir"), (b, "vis")))
-            for name, info in METRICS.items():
+            shared = convention.prepare(*convention.images((f, "fused"), (a, "ir"), (b, "vis")))
+            for name, info in convention.metrics.items():
                 t0 = time.perf_counter()
                 info.impl(shared)
                 per_metric[name].append(time.perf_counter() - t0)
     h, w = images[0][0].shape
-    print(f"metrics speed: {len(images)} pairs of {dataset.name} ({w} x {h}), {args.threads} threads, {platform.processor() or platform.machine()}")
+    print(f"metrics speed, convention {convention.name}: {len(images)} pairs of {dataset.name} ({w} x {h} first), "
+          f"{args.threads} threads, {platform.processor() or platform.machine()}")  # fmt: skip
     print(f"first call (includes loading compiled kernels): {first * 1000:.0f} ms")
-    print(f"full metric set: median {_median_ms(totals):.1f} ms per image over {len(totals)} evaluations")
+    print(f"full metric set: median {_median_ms(totals):.1f} ms per image over {len(totals)} evaluations "
+          f"({len(totals) / sum(totals):.1f} images per second)")  # fmt: skip
     print("per metric (median ms, shared intermediates counted where first used): " + ", ".join(
         f"{name} {_median_ms(v):.1f}" for name, v in per_metric.items()
     ))

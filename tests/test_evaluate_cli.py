@@ -48,6 +48,42 @@ def test_csv_rows_match_metrics(tiny_dataset: Path, tmp_path: Path, capsys: pyte
     assert "nan*" in const_line.split()
 
 
+def test_several_conventions_give_one_column_block_each(tiny_dataset: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+    fused = make_fused(tiny_dataset, tmp_path, "Mean")
+    out = tmp_path / "scores.csv"
+    rc = main(["evaluate", "--dataset", str(tiny_dataset), "--fused", str(fused), "--convention", "cddfuse,vifb,tang",
+               "--metrics", "SSIM,MI,Nabf", "--out", str(out)])  # fmt: skip
+    assert rc == 0
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["method", "image", "cddfuse:MI", "cddfuse:SSIM", "vifb:MI", "vifb:SSIM", "tang:MI", "tang:Nabf"]
+    ds = PairedDataset(tiny_dataset)
+    s = ds[0]
+    img = np.round((s.ir_grey + s.vi_grey) / 2)
+    for conv in ("cddfuse", "vifb", "tang"):
+        expect = evaluate(img, s.ir_raw, s.vi_raw, ["MI"], conv)["MI"]
+        assert float(rows[0][f"{conv}:MI"]) == expect
+    assert rows[0]["cddfuse:MI"] != rows[0]["tang:MI"]  # nats against bits: the same name, other code
+    assert main(["evaluate", "--dataset", str(tiny_dataset), "--fused", str(fused), "--convention", "vifb,tang",
+                 "--metrics", "Qcb,Foo"]) == 2  # fmt: skip
+    assert "unknown metric(s) ['Foo'] in conventions vifb, tang" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("convention", ["vifb", "tang"])
+def test_speed_metrics_times_every_metric_of_a_convention(tiny_dataset: Path, convention: str,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    from benchmark.metrics import get_convention
+
+    assert main(["speed", "metrics", "--dataset", str(tiny_dataset), "--convention", convention,
+                 "--repeat", "1", "--threads", "1"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert f"convention {convention}: 3 pairs of ds (48 x 40 first), 1 threads" in out
+    assert "over 3 evaluations" in out and "images per second" in out
+    per_metric = out.split("per metric (median ms, shared intermediates counted where first used): ")[1]
+    assert [part.rsplit(" ", 1)[0] for part in per_metric.strip().split(", ")] == get_convention(convention).names()
+
+
 def test_missing_fused_image(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     fused = make_fused(tiny_dataset, tmp_path, "M")
     (fused / "c.bmp").unlink()

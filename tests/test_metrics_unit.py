@@ -97,10 +97,19 @@ def test_unknown_names_list_valid_ones() -> None:
         M.evaluate(img, img, img, convention="matlab")
 
 
+def read_grey_of(rgb: np.ndarray) -> np.ndarray:
+    from benchmark.data import to_grey
+
+    return to_grey(rgb)
+
+
 def test_bad_inputs() -> None:
     img = np.zeros((40, 40))
-    with pytest.raises(ValueError, match="fused: expected a 2-D grey image"):
-        M.evaluate(np.zeros((40, 40, 3)), img, img)
+    with pytest.raises(ValueError, match=r"fused: expected a 2-D grey or \(H, W, 3\) colour image, got shape \(40, 40, 4\)"):
+        M.evaluate(np.zeros((40, 40, 4)), img, img)
+    rng = np.random.default_rng(1)
+    rgb, src = rng.integers(0, 256, (40, 40, 3)).astype(np.uint8), rng.integers(0, 256, (40, 40)).astype(np.float64)
+    assert M.evaluate(rgb, src, src) == M.evaluate(read_grey_of(rgb), src, src)  # colour: the evaluator's grey
     with pytest.raises(ValueError, match=r"ir: grey levels must be finite and within 0..255, got 256.0..256.0"):
         M.evaluate(img, np.full((40, 40), 256.0), img)
     with pytest.raises(ValueError, match="images differ in shape"):

@@ -82,7 +82,7 @@ class Convention:
     prepare: Callable[..., Any]
     grey: Callable[[np.ndarray], np.ndarray] | None
 
-    def _images(self, *pairs: tuple[ArrayLike, str]) -> list[np.ndarray]:
+    def images(self, *pairs: tuple[ArrayLike, str]) -> list[np.ndarray]:
         """Validated float64 arrays, colour ones turned to this toolkit's grey where it scores grey."""
         out = as_images(*pairs, colour=True)
         return [self.grey(x) if x.ndim == 3 and self.grey is not None else x for x in out]
@@ -107,7 +107,7 @@ class Convention:
         Images are 2-D grey or (H, W, 3) colour arrays of levels 0..255, as decoded from their files.
         """
         chosen = self.resolve(metrics)
-        images = self.prepare(*self._images((fused, "fused"), (ir, "ir"), (vis, "vis")))
+        images = self.prepare(*self.images((fused, "fused"), (ir, "ir"), (vis, "vis")))
         return {m.name: m.impl(images) for m in chosen}
 
     def function(self, name: str) -> Callable[..., float]:
@@ -118,12 +118,12 @@ class Convention:
         if info.needs_sources:
 
             def fn(f: ArrayLike, a: ArrayLike, b: ArrayLike) -> float:
-                return info.impl(prepare(*self._images((f, "fused"), (a, "ir"), (b, "vis"))))
+                return info.impl(prepare(*self.images((f, "fused"), (a, "ir"), (b, "vis"))))
 
         else:
 
             def fn(f: ArrayLike) -> float:
-                return info.impl(prepare(*self._images((f, "fused"))))
+                return info.impl(prepare(*self.images((f, "fused"))))
 
         fn.__name__ = fn.__qualname__ = info.name.lower()
         fn.__doc__ = info.impl.__doc__
