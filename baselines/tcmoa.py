@@ -51,6 +51,10 @@ from baselines.recipe import Phase, Recipe
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LUMA = (0.299, 0.587, 0.114)
+MAE_CHECKPOINTS = {  # MAE's released weights with the decoder (facebookresearch/mae), for backbone_checkpoint
+    "base": "https://dl.fbaipublicfiles.com/mae/visualize/mae_visualize_vit_base.pth",
+    "large": "https://dl.fbaipublicfiles.com/mae/visualize/mae_visualize_vit_large_ganloss.pth",
+}
 MAE_GRID = 14  # MAE's positional embeddings: 14 x 14 patches (224 / 16) plus a class token
 
 # width, depth, heads, decoder width, decoder depth, decoder heads, patch

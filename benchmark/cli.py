@@ -57,6 +57,29 @@ def _cmd_split(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data(args: argparse.Namespace) -> int:
+    from benchmark import datasets as D
+    from benchmark.store import atomic_write_text
+
+    if args.action == "list":
+        for r in D.RELEASES.values():
+            size = f"{r.size[0]} x {r.size[1]}" if r.size else "varied sizes"
+            splits = ", ".join(f"{s} {n}" for s, n in r.pairs.items())
+            print(f"{r.name}: {splits} pairs, {size}; {r.source}")
+        return 0
+    release = D.get_release(args.name)
+    if args.action == "check":
+        root = Path(args.path)
+        rows = D.check(release, root, _split_names(args.split), progress=True)
+        manifest = Path(args.manifest) if args.manifest else Path(f"{release.name}-manifest.csv")
+        atomic_write_text(manifest, D.manifest_text(rows))
+        print(f"{root}: {release.name} {len(rows) // 2} pairs, as many as released, every image readable; manifest {manifest}")
+        return 0
+    rows = D.prepare(release, Path(args.path), Path(args.dest), progress=True)
+    print(f"{args.dest}: {len(rows) // 2} {release.name} pairs in the ir/ + vi/ layout, manifest {Path(args.dest) / D.MANIFEST}")
+    return 0
+
+
 def _cmd_speed(args: argparse.Namespace) -> int:
     from benchmark.speed import run_speed
 
@@ -93,6 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
     cut.add_argument("--rest", required=True, help="file for the remaining stems")
     cut.add_argument("--held-out", required=True, help="file for the held-out stems")
     cut.set_defaults(func=_cmd_split)
+
+    data = sub.add_parser("data", help="check a dataset folder against its release, or prepare a release as ir/ + vi/")
+    acts = data.add_subparsers(dest="action", required=True)
+    acts.add_parser("list", help="the datasets whose releases the harness knows")
+    chk = acts.add_parser("check", help="verify pair counts, sizes and files; write a manifest with SHA-256 digests")
+    chk.add_argument("name", help="dataset name (data list shows them)")
+    chk.add_argument("path", help="the folder, prepared or as released")
+    chk.add_argument("--split", nargs="+", help="check only these splits (default: all of the release's)")
+    chk.add_argument("--manifest", help="manifest CSV to write (default: <NAME>-manifest.csv here)")
+    prep = acts.add_parser("prepare", help="copy a release into the ir/ + vi/ layout with split lists and a manifest")
+    prep.add_argument("name", help="dataset name (data list shows them)")
+    prep.add_argument("path", help="the folder as released")
+    prep.add_argument("dest", help="new folder to create (never written over)")
+    data.set_defaults(func=_cmd_data)
 
     sp = sub.add_parser("speed", help="print timings of a part of the benchmark")
     sp.add_argument("target", choices=["metrics", "losses", "models", "train"], help="what to time")

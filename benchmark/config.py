@@ -189,7 +189,7 @@ class Config:
     ablations: dict[str, dict[str, dict[str, Any]]]  # ablation -> arm name -> loss block
     profiles: dict[str, Profile]
     default_profile: str
-    _models: dict[str, baselines.ModelSpec] = field(default_factory=dict, repr=False)
+    _models: dict[tuple[str, bool], baselines.ModelSpec] = field(default_factory=dict, repr=False)
 
     def profile(self, name: str | None) -> Profile:
         name = name or self.default_profile
@@ -197,15 +197,18 @@ class Config:
             raise ConfigError(f"--profile: unknown profile '{name}'{suggest(name, list(self.profiles))}; defined: {', '.join(self.profiles)}")
         return self.profiles[name]
 
-    def model(self, name: str) -> baselines.ModelSpec:
-        """The resolved model (class imported, built once and checked on first use)."""
-        if name not in self._models:
+    def model(self, name: str, without_checkpoint: bool = False) -> baselines.ModelSpec:
+        """The resolved model (class imported, built once and checked on first use); ``without_checkpoint``
+        resolves it without its ``backbone_checkpoint`` (same recipe), for planning before the file is here."""
+        key = (name, without_checkpoint)
+        if key not in self._models:
+            block = {k: v for k, v in self.model_blocks[name].items() if not (without_checkpoint and k == "backbone_checkpoint")}
             try:
-                self._models[name] = baselines.from_spec(name, self.model_blocks[name])
+                self._models[key] = baselines.from_spec(name, block)
             except ValueError as exc:
                 message = str(exc)
                 raise ConfigError(message if message.startswith("models.") else f"models.{name}: {message}") from None
-        return self._models[name]
+        return self._models[key]
 
 
 def _parse_datasets(block: Any, home: Path | None) -> dict[str, DatasetDef]:

@@ -238,26 +238,22 @@ class PairedDataset:
                 raise DataError(f"cannot read image {pair.ir}: {exc}") from exc
         return total
 
-    def verify(self) -> int:
-        """Read every pair (decoding the whole file, checking partners and sizes); returns the pair count.
-
-        Raises :class:`DataError` naming the first file that cannot be used.
-        """
-        for pair in self.pairs:
-            self.load(pair)
-        return len(self.pairs)
-
     @staticmethod
     def load(pair: Pair) -> Sample:
         """Read one pair, checking that both images have the same size."""
-        ir = read_rgb_or_grey(pair.ir)
-        vi = read_rgb_or_grey(pair.vi)
-        if ir.shape[:2] != vi.shape[:2]:
-            raise DataError(
-                f"size mismatch: {pair.ir} is {ir.shape[1]}x{ir.shape[0]} but "
-                f"{pair.vi} is {vi.shape[1]}x{vi.shape[0]} (width x height); nothing is resized"
-            )
+        ir, vi = read_pair(pair.ir, pair.vi)
         return Sample(pair.name, to_grey(ir), to_grey(vi), rgb_to_ycbcr(vi), ir, vi)
+
+
+def read_pair(ir_path: Path, vi_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Both images of a pair as decoded (:func:`read_rgb_or_grey`); a size mismatch names both files."""
+    ir, vi = read_rgb_or_grey(ir_path), read_rgb_or_grey(vi_path)
+    if ir.shape[:2] != vi.shape[:2]:
+        raise DataError(
+            f"size mismatch: {ir_path} is {ir.shape[1]}x{ir.shape[0]} but "
+            f"{vi_path} is {vi.shape[1]}x{vi.shape[0]} (width x height); nothing is resized"
+        )
+    return ir, vi
 
 
 def open_dataset(source: dict[str, Any], name: str) -> Any:

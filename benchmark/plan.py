@@ -19,9 +19,12 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from benchmark.config import Config, ConfigError, Profile
+from benchmark.config import Config, ConfigError, DatasetDef, Profile
+from benchmark.data import PairedDataset, data_root
+from benchmark.datasets import fetch_hint, manifest_text, pair_rows, release_for
 from benchmark.metrics import metric_names
 from benchmark.registry import suggest
 from benchmark.store import run_id
@@ -38,6 +41,7 @@ class RunSpec:
     config: dict[str, Any]
     data_paths: dict[str, dict[str, Any]] = field(default_factory=dict)  # where each dataset is read; not hashed
     log_every: int = 10  # not hashed: logging does not change results
+    provisional: bool = False  # planned without a dataset folder: the hash changes once the images are read
 
     @property
     def config_hash(self) -> str:
@@ -45,18 +49,66 @@ class RunSpec:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def plan(cfg: Config, profile: Profile) -> list[RunSpec]:
-    """Expand models x arms x seeds into runs; data folders are read and each model is built and checked once."""
-    val = [profile.val["dataset"]] if profile.val else []
-    datasets = {name: cfg.datasets[name] for name in dict.fromkeys([profile.train, *profile.test, *val])}
+def missing_inputs(cfg: Config, profile: Profile) -> dict[str, str]:
+    """What the profile needs that is not on this machine: config key -> what is missing and how to get it.
+
+    Dataset folders (with the ``data prepare`` command of a known release) and model checkpoints (with
+    where they are published); the harness never downloads either.
+    """
+    from baselines.tcmoa import MAE_CHECKPOINTS
+
+    missing = {}
+    for name in _dataset_names(profile):
+        ds = cfg.datasets[name]
+        if ds.synthetic is None and not ds.folder().is_dir():
+            missing[f"datasets.{name}.path"] = (f"dataset folder not found: {ds.folder()} (relative paths are under "
+                                           f"FUSION_DATA={data_root()}); {fetch_hint(ds.path, data_root())}")  # fmt: skip
+    for model in profile.models:
+        block = cfg.model_blocks[model]
+        checkpoint = block.get("backbone_checkpoint")
+        if checkpoint and not Path(checkpoint).is_file():
+            url = MAE_CHECKPOINTS.get(block.get("size", ""), "the MAE release (github.com/facebookresearch/mae)")
+            missing[f"models.{model}.backbone_checkpoint"] = f"{checkpoint} not found; download {url} to that path"
+    return missing
+
+
+def _dataset_names(profile: Profile) -> list[str]:
+    return list(dict.fromkeys([profile.train, *profile.test, *([profile.val["dataset"]] if profile.val else [])]))
+
+
+def _expected_identity(ds: DatasetDef) -> tuple[dict[str, Any], int | None]:
+    """A missing folder's identity and pixel count as its release states them (digest unknown)."""
+    known = release_for(ds.path or "")
+    if known is None:
+        return {"images": None, "stems_sha256": None}, None
+    release, split = known
+    pairs = release.pairs[split]
+    return {"images": pairs, "stems_sha256": None}, pairs * release.size[0] * release.size[1] if release.size else None
+
+
+def plan(cfg: Config, profile: Profile, allow_missing: bool = False) -> list[RunSpec]:
+    """Expand models x arms x seeds into runs; data folders are read and each model is built and checked once.
+
+    With ``allow_missing`` (a dry run), a missing dataset folder is planned from its release's pair count and
+    image size (its runs' hashes are provisional, :attr:`RunSpec.provisional`), and a model whose checkpoint
+    is missing is built without it; otherwise anything :func:`missing_inputs` lists is an error naming it.
+    """
+    missing = missing_inputs(cfg, profile)
+    if missing and not allow_missing:
+        raise ConfigError("\n".join(f"{key}: {why}" for key, why in missing.items()))
+    datasets = {name: cfg.datasets[name] for name in _dataset_names(profile)}
+    identity, pixels = {}, {}
     for name, ds in datasets.items():
+        if f"datasets.{name}.path" in missing:
+            identity[name], pixels[name] = _expected_identity(ds)
+            continue
         ds.check(f"datasets.{name}")
-    identity = {name: ds.identity() for name, ds in datasets.items()}
-    train_pixels = datasets[profile.train].pixels()
+        identity[name] = ds.identity()
+    train_pixels = pixels[profile.train] if profile.train in pixels else datasets[profile.train].pixels()
     sources = {name: ds.source() for name, ds in datasets.items()}
     runs = []
     for model in profile.models:
-        spec = cfg.model(model)
+        spec = cfg.model(model, without_checkpoint=f"models.{model}.backbone_checkpoint" in missing)
         for arm, block in profile.arms.items():
             models, seeds, tests = profile.grid(arm)
             for seed in seeds if model in models else []:
@@ -64,7 +116,10 @@ def plan(cfg: Config, profile: Profile) -> list[RunSpec]:
                 batch, patch = profile.batch_size or recipe.batch_size, profile.patch_size or recipe.patch_size
                 if patch is None:
                     raise ConfigError(f"profiles.{profile.name}.patch_size: model '{model}' trains on whole images; set a patch size")
-                per_epoch = train_pixels / (batch * patch * patch)
+                if train_pixels is None and not profile.steps:
+                    raise ConfigError(f"profiles.{profile.name}.epochs: the size of '{profile.train}' is unknown until "
+                                      f"its folder is here; give a budget in steps to plan without it")  # fmt: skip
+                per_epoch = train_pixels / (batch * patch * patch) if train_pixels is not None else float("nan")
                 steps = profile.steps or max(1, math.ceil(profile.epochs * per_epoch))
                 config = {
                     "model": {"name": model, **copy.deepcopy(cfg.raw["models"][model])},
@@ -89,8 +144,9 @@ def plan(cfg: Config, profile: Profile) -> list[RunSpec]:
                     _check_criterion(profile, model, recipe)
                 if block.get("balance") == "initial":  # the factor is measured against the base arm's term
                     config["base_arm"] = dict(profile.arms[profile.base_arm])
-                paths = {t: sources[t] for t in dict.fromkeys([profile.train, *tests, *val])}
-                runs.append(RunSpec(run_id(model, arm, profile.train, seed), model, arm, seed, config, paths, profile.log_every))
+                paths = {t: sources[t] for t in dict.fromkeys([profile.train, *tests, *([profile.val["dataset"]] if profile.val else [])])}
+                runs.append(RunSpec(run_id(model, arm, profile.train, seed), model, arm, seed, config, paths, profile.log_every,
+                                    provisional=any(t in pixels for t in paths)))  # fmt: skip
     return runs
 
 
@@ -132,12 +188,20 @@ def select(runs: list[RunSpec], only: str | None) -> list[RunSpec]:
     return chosen
 
 
-def verify_data(cfg: Config, profile: Profile, runs: list[RunSpec]) -> int:
-    """Read every pair of the datasets the runs use, before any training; returns the number of pairs.
+def verify_data(cfg: Config, profile: Profile, runs: list[RunSpec]) -> tuple[int, dict[str, str]]:
+    """Read every pair of the datasets the runs use, before any training.
 
     Each image must be readable, have its partner and the partner's size; the first problem raises
-    :class:`~benchmark.data.DataError` naming the file.
+    :class:`~benchmark.data.DataError` naming the file. Returns the number of pairs and, per dataset read
+    from files, its manifest (:mod:`benchmark.datasets`: every file with its size and SHA-256).
     """
     names = dict.fromkeys([profile.train, *(t for r in runs for t in r.config["test"]),
                            *([profile.val["dataset"]] if profile.val else [])])  # fmt: skip
-    return sum(cfg.datasets[name].open().verify() for name in names)
+    pairs, manifests = 0, {}
+    for name in names:
+        dataset = cfg.datasets[name].open()
+        if isinstance(dataset, PairedDataset):  # generated pairs are always complete
+            rows = [row for p in dataset.pairs for row in pair_rows(name, p.ir, p.vi, dataset.root)]
+            manifests[name] = manifest_text(rows)
+        pairs += len(dataset)
+    return pairs, manifests

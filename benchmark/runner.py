@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmark import interrupts
-from benchmark.config import ConfigError, load_config
+from benchmark.config import Config, ConfigError, Profile, load_config
 from benchmark.console import say
 from benchmark.data import DataError
 from benchmark.launch import ROOT, launch, resolve_device
-from benchmark.plan import plan, select, verify_data
+from benchmark.plan import RunSpec, missing_inputs, plan, select, verify_data
 from benchmark.reports import build_report, format_summary
 from benchmark.store import ResultsFolder, StoreError, load_study
 
@@ -38,6 +38,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe(cfg: Config, profile: Profile, runs: list[RunSpec], folder: ResultsFolder) -> str:
+    """The dry run: each run and its state, the budget per model, the data, and what is missing."""
+    lines = []
+    for run in runs:
+        state = "todo" if run.provisional else folder.run(run.run_id).state(run.config_hash)
+        note = "config hash once its data is here" if run.provisional else f"config {run.config_hash}"
+        lines.append(f"{state:8s} {run.run_id}  ({note})")
+    lines.append(f"{len(runs)} runs in profile '{profile.name}' -> {folder.root}, on {profile.device}")
+    for model in dict.fromkeys(r.model for r in runs):
+        c = next(r.config for r in runs if r.model == model)
+        images = c["train"].get("images")
+        lines.append(f"  {model}: {c['steps']} steps of {c['batch_size']} patches of {c['patch_size']} x {c['patch_size']}"
+                     f" = {c['epochs']:.3g} epochs of {c['train']['name']} ({images if images is not None else '?'} pairs)")  # fmt: skip
+    tests = dict.fromkeys(t for r in runs for t in r.config["test"])
+    lines.append(f"  tested on {', '.join(tests)}; primary metrics {', '.join(profile.primary_metrics)}")
+    missing = missing_inputs(cfg, profile)
+    if missing:
+        lines.append("missing before it can run:")
+        lines += [f"  {key}: {why}" for key, why in missing.items()]
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Plan, check the data, run and report a profile.
 
@@ -48,15 +70,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, args.set)
         profile = cfg.profile(args.profile)
-        runs = select(plan(cfg, profile), args.only)
+        runs = select(plan(cfg, profile, allow_missing=args.dry_run), args.only)
         folder = ResultsFolder(Path(args.results) / profile.name)
         if args.dry_run:
-            for run in runs:
-                print(f"{folder.run(run.run_id).state(run.config_hash):8s} {run.run_id}  (config {run.config_hash})")
-            print(f"{len(runs)} runs in profile '{profile.name}' -> {folder.root}")
+            print(describe(cfg, profile, runs, folder))
             return 0
         device = resolve_device(args.device or profile.device)
-        pairs = verify_data(cfg, profile, runs)
+        pairs, manifests = verify_data(cfg, profile, runs)
+        for name, text in manifests.items():
+            folder.write_manifest(name, text)
         print(f"profile '{profile.name}': {len(runs)} runs on {device} -> {folder.root} ({pairs} image pairs checked)")
         with interrupts.handling_stops():
             try:

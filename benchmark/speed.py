@@ -220,7 +220,15 @@ _TARGETS = {"metrics": speed_metrics, "losses": speed_losses, "models": speed_mo
 
 
 def run_speed(target: str, args: argparse.Namespace) -> int:
-    """Run one timing target."""
+    """Run one timing target on ``args.threads`` threads; the process's thread counts are restored after."""
+    import numba
+    import torch
+
+    before = torch.get_num_threads(), numba.get_num_threads()
     set_threads(args.threads)
-    _TARGETS[target](args)
+    try:
+        _TARGETS[target](args)
+    finally:
+        torch.set_num_threads(before[0])
+        numba.set_num_threads(before[1])
     return 0

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 STUDY, SUMMARY_CSV, SUMMARY_MD = "study.json", "summary.csv", "summary.md"
-RUNS, TABLES, FIGURES, EXAMPLES, SLURM = "runs", "tables", "figures", "examples", "slurm"
+RUNS, TABLES, FIGURES, EXAMPLES, SLURM, DATA = "runs", "tables", "figures", "examples", "slurm", "data"
 CONFIG, ENV, TRAIN_LOG, VAL_LOG, METRICS, DONE, FAILED, LOCK = (
     "config.yaml", "env.json", "train_log.csv", "val_log.csv", "metrics.csv", "done.json", "failed.json", "lock")  # fmt: skip
 CHECKPOINT, PREVIOUS, BEST = (Path("checkpoints") / name for name in ("last.pt", "previous.pt", "best.pt"))
@@ -386,6 +386,25 @@ class ResultsFolder:
 
     def run(self, run_id: str) -> RunDir:
         return RunDir(self.root / RUNS / run_id)
+
+    def write_manifest(self, dataset: str, text: str) -> Path:
+        """Record which files a dataset held when the study first ran: ``data/<dataset>.csv``.
+
+        Raises:
+            StoreError: the recorded manifest differs (files added, removed or changed since), naming the
+                first file that differs, so runs on other images are never mixed into one study.
+        """
+        path = self.root / DATA / f"{dataset}.csv"
+        if path.is_file():
+            old = path.read_text()
+            if old != text:
+                changed = sorted({line.split(",")[2] for line in set(old.splitlines()) ^ set(text.splitlines())})
+                raise StoreError(f"{path}: the files of dataset '{dataset}' differ from those this study first ran on "
+                                 f"({len(changed)} files, the first {changed[0]}); restore them or use a new --results folder")  # fmt: skip
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)
+        return path
 
     @contextlib.contextmanager
     def report_lock(self) -> Iterator[None]:

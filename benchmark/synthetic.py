@@ -78,10 +78,6 @@ class SyntheticDataset:
     def names(self) -> list[str]:
         return [f"syn{self.seed:02d}_{i:03d}" for i in range(self.count)]
 
-    def verify(self) -> int:
-        """Generated pairs are always complete; returns the pair count."""
-        return self.count
-
     def pixels(self) -> int:
         """The number of pixels of all pairs' images."""
         return self.count * self.height * self.width

@@ -73,8 +73,11 @@ def test_several_conventions_give_one_column_block_each(tiny_dataset: Path, tmp_
 @pytest.mark.parametrize("convention", ["vifb", "tang"])
 def test_speed_metrics_times_every_metric_of_a_convention(tiny_dataset: Path, convention: str,
                                                          capsys: pytest.CaptureFixture) -> None:
+    import torch
+
     from benchmark.metrics import get_convention
 
+    threads = torch.get_num_threads()
     assert main(["speed", "metrics", "--dataset", str(tiny_dataset), "--convention", convention,
                  "--repeat", "1", "--threads", "1"]) == 0  # fmt: skip
     out = capsys.readouterr().out
@@ -82,6 +85,7 @@ def test_speed_metrics_times_every_metric_of_a_convention(tiny_dataset: Path, co
     assert "over 3 evaluations" in out and "images per second" in out
     per_metric = out.split("per metric (median ms, shared intermediates counted where first used): ")[1]
     assert [part.rsplit(" ", 1)[0] for part in per_metric.strip().split(", ")] == get_convention(convention).names()
+    assert torch.get_num_threads() == threads  # the timing's thread count does not leak into the process
 
 
 def test_missing_fused_image(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

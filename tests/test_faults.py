@@ -213,6 +213,24 @@ def test_a_bad_test_image_is_named_before_any_training(tmp_path: Path, capsys, d
     assert not (results / "smoke" / "runs").exists()  # nothing trained, no checkpoint written
 
 
+def test_a_study_records_its_files_and_refuses_data_that_changed_under_it(tmp_path: Path, capsys) -> None:
+    config, data = folder_experiments(tmp_path)
+    results = tmp_path / "r"
+    cli = ["--config", str(config), "--profile", "smoke", "--results", str(results), "--set", "profiles.smoke.steps=2"]
+    assert main(cli) == 0
+    manifest = results / "smoke" / "data" / "pairs.csv"
+    rows = manifest.read_text().splitlines()
+    ir = data / "ir" / "01.png"
+    assert rows[0] == "split,modality,file,width,height,channels,bytes,sha256" and len(rows) == 9
+    assert rows[1] == f"pairs,ir,ir/01.png,80,64,1,{ir.stat().st_size},{store.sha256(ir)}"
+    assert main(cli) == 0  # the same files: the manifest stands
+    write_image(data / "vi" / "03.png", np.full((64, 80, 3), 7))
+    assert main(cli) == 2
+    err = capsys.readouterr().err
+    assert f"error: {manifest}: the files of dataset 'pairs' differ from those this study first ran on (1 files, the first vi/03.png)" in err
+    assert manifest.read_text().splitlines() == rows
+
+
 def test_two_runners_on_one_folder_train_each_run_once(reference, tmp_path: Path) -> None:
     procs = [subprocess.Popen([sys.executable, "run_all.py", *args(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip

@@ -206,6 +206,25 @@ def test_missing_dataset_folder_stops_before_training(tmp_path: Path, capsys: py
     assert not (tmp_path / "r").exists()
 
 
+def test_paper_dry_run_lists_the_runs_and_what_is_missing_with_the_fix(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("FUSION_DATA", str(tmp_path / "data"))
+    assert main(["--profile", "paper", "--dry-run", "--results", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    runs = [line.split()[1] for line in out.splitlines() if line.startswith("todo")]
+    assert runs == [f"tcmoa_large__{arm}__msrs_train__s{s}" for arm in ("signed_sum", "damgl") for s in range(6)]
+    assert "tcmoa_large: 44205 steps of 3 patches of 224 x 224 = 20 epochs of msrs_train (1083 pairs)" in out
+    assert "tested on msrs_test, fmb_test; primary metrics EN, MI, SD, SCD, VIF, Qabf" in out
+    data = tmp_path / "data"
+    for key, release in (("msrs_train", "MSRS"), ("msrs_test", "MSRS"), ("fmb_test", "FMB")):
+        assert (f"datasets.{key}.path: dataset folder not found: {data / release / key.split('_')[1]}" in out
+                and f"python -m benchmark data prepare {release} <the downloaded folder> {data / release}" in out), key
+    assert ("models.tcmoa_large.backbone_checkpoint: checkpoints/mae_visualize_vit_large_ganloss.pth not found; download "
+            "https://dl.fbaipublicfiles.com/mae/visualize/mae_visualize_vit_large_ganloss.pth to that path") in out
+    assert main(["--profile", "paper", "--results", str(tmp_path / "r")]) == 2  # a real run stops, naming all four
+    err = capsys.readouterr().err
+    assert err.count("not found") == 4 and not (tmp_path / "r").exists()
+
+
 def test_set_overrides_and_errors() -> None:
     cfg = load_config(EXPERIMENTS, ["profiles.smoke.steps=4", "losses.damgl.scales=[1, 0.5]"])
     assert cfg.profile("smoke").steps == 4 and cfg.losses["damgl"]["scales"] == [1, 0.5]
