@@ -74,6 +74,14 @@ def read_split(path: str | Path) -> list[str]:
     return stems
 
 
+def check_partners(ir_files: dict[str, Path], vi_files: dict[str, Path], ir_dir: Path, vi_dir: Path, where: str) -> None:
+    """Every infrared stem has a visible partner and the reverse; else an error listing each lonely file."""
+    lines = [f"  {ir_files[s]} has no partner in {vi_dir}" for s in sorted(set(ir_files) - set(vi_files))]
+    lines += [f"  {vi_files[s]} has no partner in {ir_dir}" for s in sorted(set(vi_files) - set(ir_files))]
+    if lines:
+        raise DataError("\n".join([f"unpaired images in {where}:", *lines]))
+
+
 def read_rgb_or_grey(path: str | Path) -> np.ndarray:
     """Read an 8-bit image as uint8: (H, W) for grey files, (H, W, 3) for colour.
 
@@ -198,13 +206,7 @@ class PairedDataset:
         if ir_dir.resolve() == vi_dir.resolve() or os.path.samefile(ir_dir, vi_dir):
             raise DataError(f"{ir_dir} and {vi_dir} are the same folder; infrared and visible must be separate")
         ir_files, vi_files = list_images(ir_dir), list_images(vi_dir)
-        only_ir = sorted(set(ir_files) - set(vi_files))
-        only_vi = sorted(set(vi_files) - set(ir_files))
-        if only_ir or only_vi:
-            lines = [f"unpaired images in {self.root}:"]
-            lines += [f"  {ir_files[s]} has no partner in {vi_dir}" for s in only_ir]
-            lines += [f"  {vi_files[s]} has no partner in {ir_dir}" for s in only_vi]
-            raise DataError("\n".join(lines))
+        check_partners(ir_files, vi_files, ir_dir, vi_dir, str(self.root))
         stems = sorted(ir_files)
         if split is not None:
             wanted = read_split(split)

@@ -15,9 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
-from benchmark.data import IMAGE_EXTENSIONS, DataError, list_images, read_pair, read_split
+from benchmark.data import IMAGE_EXTENSIONS, DataError, check_partners, list_images, read_pair, read_split
 from benchmark.store import atomic_write_text, csv_text, sha256
 
 SPLITS = Path(__file__).resolve().parent / "splits"
@@ -107,8 +105,6 @@ class Split:
     """One split's pairs as found on disk: (stem, infrared file, visible file) in name order."""
 
     name: str
-    ir_dir: Path
-    vi_dir: Path
     pairs: list[tuple[str, Path, Path]]
 
 
@@ -145,20 +141,12 @@ def scan(release: Release, root: Path, splits: Sequence[str] | None = None) -> l
     for split in chosen:
         ir_dir, vi_dir = locate(release, root, split)
         ir, vi = _images_only(ir_dir), _images_only(vi_dir)
-        lonely = [f"{ir[s]} has no partner in {vi_dir}" for s in sorted(set(ir) - set(vi))]
-        lonely += [f"{vi[s]} has no partner in {ir_dir}" for s in sorted(set(vi) - set(ir))]
-        if lonely:
-            raise DataError(f"unpaired images in {release.name} {split}:\n  " + "\n  ".join(lonely))
+        check_partners(ir, vi, ir_dir, vi_dir, f"{release.name} {split}")
         if len(ir) != release.pairs[split]:
             raise DataError(f"{ir_dir}: {len(ir)} pairs, but {release.name} {split} was released with "
                             f"{release.pairs[split]} ({release.source})")  # fmt: skip
-        found.append(Split(split, ir_dir, vi_dir, [(s, ir[s], vi[s]) for s in sorted(ir)]))
+        found.append(Split(split, [(s, ir[s], vi[s]) for s in sorted(ir)]))
     return found
-
-
-def _header_size(path: Path) -> tuple[int, int]:
-    with Image.open(path) as img:
-        return img.size
 
 
 def check(release: Release, root: Path, splits: Sequence[str] | None = None, progress: bool = False) -> list[list[str]]:

@@ -96,6 +96,7 @@ def plan(cfg: Config, profile: Profile, allow_missing: bool = False) -> list[Run
     missing = missing_inputs(cfg, profile)
     if missing and not allow_missing:
         raise ConfigError("\n".join(f"{key}: {why}" for key, why in missing.items()))
+    val = [profile.val["dataset"]] if profile.val else []
     datasets = {name: cfg.datasets[name] for name in _dataset_names(profile)}
     identity, pixels = {}, {}
     for name, ds in datasets.items():
@@ -144,7 +145,7 @@ def plan(cfg: Config, profile: Profile, allow_missing: bool = False) -> list[Run
                     _check_criterion(profile, model, recipe)
                 if block.get("balance") == "initial":  # the factor is measured against the base arm's term
                     config["base_arm"] = dict(profile.arms[profile.base_arm])
-                paths = {t: sources[t] for t in dict.fromkeys([profile.train, *tests, *([profile.val["dataset"]] if profile.val else [])])}
+                paths = {t: sources[t] for t in dict.fromkeys([profile.train, *tests, *val])}
                 runs.append(RunSpec(run_id(model, arm, profile.train, seed), model, arm, seed, config, paths, profile.log_every,
                                     provisional=any(t in pixels for t in paths)))  # fmt: skip
     return runs
