@@ -39,9 +39,36 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         write_csv(result, args.out)
     print(f"\n{dataset.name}: {len(dataset)} pairs, convention {args.convention}")
     print(format_means(result))
+    if args.published:
+        print(_against_published(args, dataset, result, conventions))
     if args.out:
         print(f"per-image values: {args.out}")
     return 0
+
+
+def _against_published(args: argparse.Namespace, dataset: PairedDataset, result, conventions: list[str]) -> str:
+    """``--published KEY``: the folders' means beside a published row, which must describe these images and
+    one of the conventions scored."""
+    import numpy as np
+
+    from benchmark.data import stems_identity
+    from benchmark.published import format_against, load_published
+
+    rows = load_published(args.published_file)
+    if args.published not in rows or rows[args.published].kind != "means":
+        valid = [k for k, r in rows.items() if r.kind == "means"]
+        raise DataError(f"--published {args.published}: no published means row of that name; rows: {', '.join(valid)}")
+    row = rows[args.published]
+    identity = stems_identity(dataset.names())
+    if not row.applies_to(row.model_type, identity):
+        raise DataError(f"--published {row.key}: it describes {row.test_name} ({row.images} pairs, stems digest "
+                        f"{row.stems_sha256}); {dataset.root} holds {identity['images']} pairs, digest {identity['stems_sha256']}")  # fmt: skip
+    if row.convention not in conventions:
+        raise DataError(f"--published {row.key}: computed under the {row.convention} convention; add it to --convention")
+    prefix = "" if len(conventions) == 1 else f"{row.convention}:"
+    means = {method: {m: float(np.nanmean(result.values(method, prefix + m))) for m in row.values if prefix + m in result.metrics}
+             for method in result.methods()}  # fmt: skip
+    return format_against(row, means)
 
 
 def _cmd_split(args: argparse.Namespace) -> int:
@@ -108,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--allow-missing", action="store_true", help="skip (and list) missing or mis-sized fused images")
     ev.add_argument("--convention", default="cddfuse",
                     help="metric convention(s), comma separated: cddfuse, vifb, tang (default: cddfuse)")  # fmt: skip
+    ev.add_argument("--published", help="compare the means with this row of the published-results file")
+    ev.add_argument("--published-file", help="published-results file (default: the package's published.yaml)")
     ev.set_defaults(func=_cmd_evaluate)
 
     cut = sub.add_parser("split", help="carve a held-out (validation) list from a split file, the same on every machine")

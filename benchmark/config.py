@@ -15,7 +15,6 @@ blocked by a model or a dataset it does not use.
 from __future__ import annotations
 
 import copy
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import yaml
 
 import baselines
 import losses
-from benchmark.data import DataError, PairedDataset, data_root, open_dataset
+from benchmark.data import DataError, PairedDataset, data_root, open_dataset, stems_identity
 from benchmark.metrics import metric_names
 from benchmark.registry import suggest
 from benchmark.store import DEFAULT_BASE_ARM, DEFAULT_PRIMARY_METRICS
@@ -91,8 +90,7 @@ class DatasetDef:
         pairs and a digest of their stems in order (reads the folder listing)."""
         if self.synthetic is not None:
             return {"synthetic": dict(self.synthetic)}
-        names = self.open().names()
-        return {"images": len(names), "stems_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]}
+        return stems_identity(self.open().names())
 
     def folder(self) -> Path:
         p = Path(self.path)

@@ -32,6 +32,12 @@ class DataError(ValueError):
     """A dataset, split file or image that cannot be used as it is."""
 
 
+def stems_identity(names: list[str]) -> dict[str, Any]:
+    """What a set of images is, independent of where it lies: the number of pairs and a digest of their
+    stems in order (``stems_sha256`` in a run's config)."""
+    return {"images": len(names), "stems_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]}
+
+
 def data_root() -> Path:
     """Folder of the real datasets: ``$FUSION_DATA`` or ``../shared/datasets``."""
     return Path(os.environ.get("FUSION_DATA", "../shared/datasets"))

@@ -33,15 +33,26 @@ import numpy as np
 import pandas as pd
 
 from benchmark.metrics import DEFAULT_CONVENTION, get_convention
+from benchmark.published import Published, PublishedError, compare_gains, compare_means, load_published
 from benchmark.reports.figures import make_figures
 from benchmark.reports.inference import health_table, seed_comparisons
-from benchmark.reports.stats import convergence, loss_scale, reached_plateau, run_summary, study_metrics, summarise_arms
+from benchmark.reports.stats import (
+    convergence,
+    loss_scale,
+    reached_plateau,
+    run_summary,
+    seed_means,
+    study_metrics,
+    summarise_arms,
+)
 from benchmark.reports.tables import (
     convergence_markup,
+    gains_markup,
     health_markup,
     loss_scale_markup,
     main_table,
     power_markup,
+    published_markup,
     seed_markup,
     to_csv,
     write_table,
@@ -168,9 +179,61 @@ def _comparison_sections(comparisons: pd.DataFrame, test: str, stem: str, what: 
     return sections, written
 
 
-def build_report(root: str | Path, figures: bool = True) -> list[Path]:
-    """Write ``summary.csv``, the tables, ``summary.md`` and (optionally) the figures; returns every file written."""
+def _model_test_facts(study: Study) -> dict[tuple[str, str], tuple[str, dict]]:
+    """(model, test) -> the model's type (or class) and the test images' identity, from the run configs."""
+    facts = {}
+    for run in study.runs.values():
+        config = run["config"]
+        kind = str(config["model"].get("type") or config["model"].get("class"))
+        for test, identity in config["test"].items():
+            facts[(config["model"]["name"], test)] = (kind, identity)
+    return facts
+
+
+def _published_sections(study: Study, rows: dict[str, Published], healthy: set[str], comparisons: pd.DataFrame,
+                        labels: dict[str, str], tables: Path) -> tuple[list[str], list[Path]]:  # fmt: skip
+    """Reproduced against published numbers: each published row that applies to a model and test set of the study."""
+    sections, written = [], []
+    values = study.values[study.values.run_id.isin(healthy)]
+    metrics = study_metrics(study)
+    per_seed = seed_means(values, metrics) if not values.empty else pd.DataFrame()
+    for (model, test), (kind, identity) in _model_test_facts(study).items():
+        for row in rows.values():
+            if not row.applies_to(kind, identity, None if row.kind == "gains" else DEFAULT_CONVENTION):
+                continue
+            where = f"{labels.get(model, model)} on {labels.get(test, test)}"
+            source = [f"Published: {row.method}, {row.test_name}; {row.source} (row '{row.key}' of the published file)."]
+            if row.stems_sha256 is None:
+                source.append("Matched on the number of test pairs: the published image list is not recorded.")
+            if row.kind == "means":
+                here = per_seed[(per_seed.model == model) & (per_seed.test == test)] if not per_seed.empty else per_seed
+                frame = pd.concat([compare_means(row, {m: g[m].tolist() for m in metrics}).assign(model=model, arm=arm)
+                                   for arm, g in here.groupby("arm", sort=False)], ignore_index=True) if len(here) else None  # fmt: skip
+                if frame is None or frame.empty:
+                    continue
+                table = published_markup(frame, dict(row.values), f"{where}: reproduced vs published "
+                                         f"({row.convention} convention)", source, labels)  # fmt: skip
+            else:
+                mine = comparisons[(comparisons.model == model) & (comparisons.test == test)] if not comparisons.empty else comparisons
+                frame = compare_gains(row, mine) if not mine.empty else pd.DataFrame()
+                if frame.empty:
+                    continue
+                if row.convention is None:
+                    source.append(f"The published convention is not stated; the reproduction uses {DEFAULT_CONVENTION}.")
+                table = gains_markup(frame, *row.percent, f"{where}: {row.arm} against {row.base}, reproduced vs "
+                                     "published relative change", source)  # fmt: skip
+            written += write_table(tables, f"published_{row.key}_{model}_{test}", frame, table)
+            sections.append(table.markdown())
+    return (["## Reproduced vs published", "", *sections] if sections else []), written
+
+
+def build_report(root: str | Path, figures: bool = True, published: str | Path | None = None) -> list[Path]:
+    """Write ``summary.csv``, the tables, ``summary.md`` and (optionally) the figures; returns every file written.
+
+    ``published`` is a published-results file (default: the package's ``published.yaml``).
+    """
     study = load_study(root)
+    rows = load_published(published)
     tables = study.folder.tables
     tables.mkdir(exist_ok=True)
     base, primary, labels = _study_settings(study)
@@ -235,6 +298,9 @@ def build_report(root: str | Path, figures: bool = True) -> list[Path]:
                                                    f"each setting against {base}", primary, metrics, {}, tables)  # fmt: skip
                 sections += more
                 written += files
+    more, files = _published_sections(study, rows, healthy, comparisons, labels, tables)
+    sections += more
+    written += files
     if study.failed or study.missing:
         sections += ["## Incomplete runs", ""] + [f"- failed: {k}: {v}" for k, v in study.failed.items()]
         sections += [f"- missing: {k}" for k in study.missing] + [""]
@@ -251,14 +317,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmark report", description="Tables and figures from stored runs.")
     parser.add_argument("--results", required=True, help="a profile's results folder, e.g. results/real-cpu")
     parser.add_argument("--no-figures", action="store_true", help="tables and summary.md only")
+    parser.add_argument("--published", help="published-results file to set beside the reproduction "
+                        "(default: the package's published.yaml)")  # fmt: skip
     args = parser.parse_args(argv)
     folder = ResultsFolder(args.results)
     try:
         if not folder.study.is_file():
             load_study(folder.root)  # raises, naming the missing file
         with folder.report_lock():
-            files = build_report(folder.root, figures=not args.no_figures)
-    except StoreError as exc:
+            files = build_report(folder.root, figures=not args.no_figures, published=args.published)
+    except (StoreError, PublishedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"report: {len(files)} files written under {Path(args.results)} (summary.csv, summary.md, tables/, figures/, examples/)")

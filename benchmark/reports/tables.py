@@ -274,3 +274,41 @@ def convergence_markup(frame: pd.DataFrame, title: str, labels: dict[str, str]) 
              "fusing and scoring), mean over the runs."]  # fmt: skip
     blocks = [i for i, r in enumerate(frame.to_dict("records")) if i == 0 or r["model"] != frame.iloc[i - 1]["model"]]
     return Table(title, header, out, [[None] * len(header) for _ in out], blocks, notes)
+
+
+def published_markup(frame: pd.DataFrame, published: dict[str, float], title: str, notes: Sequence[str],
+                     labels: dict[str, str]) -> Table:  # fmt: skip
+    """One published row and, below it, each arm's reproduction: mean ± sd over seeds and its difference
+    from the published value; ``frame`` is :func:`benchmark.published.compare_means` output with ``model``
+    and ``arm``. A dagger marks a published value outside the seeds' range."""
+    metrics = [m for m in published if m in set(frame.metric)]
+    header = ["model", "arm", "seeds", *[f"{m} {arrow(m)}" for m in metrics]]
+    out = [["published", "", "", *[f"{published[m]:g}" for m in metrics]]]
+    for (model, arm), g in frame.groupby(["model", "arm"], sort=False):
+        by_metric = {r["metric"]: r for r in g.to_dict("records")}
+        cells = [labels.get(model, model), labels.get(arm, arm), str(int(g["seeds"].max()))]
+        for m in metrics:
+            r, dec = by_metric[m], DECIMALS[m]
+            text = _num(r["mean"], dec) + (f" ± {_num(r['std'], dec)}" if r["seeds"] > 1 else "")
+            cells.append(f"{text} ({_signed(r['diff'], dec)})" + ("†" if r["within"] is False else ""))
+        out.append(cells)
+    notes = [*notes, "Cells: mean ± sd over healthy seeds of the per-seed image means, and in brackets the difference "
+             "from the published value. † the published value, widened by half a unit of its last printed digit, "
+             "lies outside the range of the seeds' means; with one seed there is no spread to place it in."]  # fmt: skip
+    return Table(title, header, out, [[None] * len(header) for _ in out], [0, 1], notes)
+
+
+def gains_markup(frame: pd.DataFrame, low: float, high: float, title: str, notes: Sequence[str]) -> Table:
+    """A published range of relative changes beside the reproduced change per metric (percent of the base
+    mean, 95% t interval over seeds); ``frame`` is :func:`benchmark.published.compare_gains` output."""
+    metrics = list(frame.metric)
+    header = ["", "seeds", *metrics]
+    out = [["published", "", *[f"{low:+g} to {high:+g}%" for _ in metrics]]]
+    cells = ["reproduced", str(int(frame["seeds"].max()))]
+    for r in frame.to_dict("records"):
+        text = f"{r['percent']:+.2f}%" + (f" [{r['percent_lo']:+.2f}, {r['percent_hi']:+.2f}]" if r["seeds"] > 1 else "")
+        cells.append(text + ("†" if r["overlaps"] is False else ""))
+    out.append(cells)
+    notes = [*notes, "Reproduced: the mean paired change over seeds as a percent of the base arm's mean, with its 95% "
+             "t interval. † the interval does not meet the published range."]  # fmt: skip
+    return Table(title, header, out, [[None] * len(header) for _ in out], [0], notes)
