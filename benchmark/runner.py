@@ -29,7 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", help="profile name (default: the file's default_profile)")
     parser.add_argument("--only", help="filter runs, e.g. model=seafusion,loss=damgl")
     parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a config field")
-    parser.add_argument("--dry-run", action="store_true", help="list the runs and which are done")
+    parser.add_argument("--dry-run", action="store_true", help="list the runs, which are done, how long they take "
+                        "and what is missing")  # fmt: skip
+    parser.add_argument("--timing-steps", type=int, default=2, help="dry run: training steps timed per model for "
+                        "the duration estimate (default 2; 0 skips the timing)")  # fmt: skip
     parser.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="overrides the profile's device")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes")
     parser.add_argument("--launcher", default="local", choices=["local", "slurm"])
@@ -38,8 +41,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def describe(cfg: Config, profile: Profile, runs: list[RunSpec], folder: ResultsFolder) -> str:
-    """The dry run: each run and its state, the budget per model, the data, and what is missing."""
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
+
+
+def estimate(cfg: Config, profile: Profile, runs: list[RunSpec], timing_steps: int, device: str) -> list[str]:
+    """Per model: one training step timed on random patches on ``device``, times each run's budget and the
+    number of its runs; not timed where ``device`` is a GPU that is not here (a CPU step says nothing of it)."""
+    import torch
+
+    from benchmark.train import time_step
+
+    device = resolve_device("auto") if device == "auto" else device
+    if device == "cuda" and not torch.cuda.is_available():
+        return ["time: not estimated: the profile trains on cuda, which is not here; on the GPU machine the dry run "
+                "times it (or run python -m benchmark speed gpu there)"]  # fmt: skip
+    lines = [f"time (one training step timed on {device} after a warm-up, median of {timing_steps}, on this machine as "
+             "loaded now; validation, fusing and scoring not included):"]  # fmt: skip
+    missing = missing_inputs(cfg, profile)
+    for model in dict.fromkeys(r.model for r in runs):
+        mine = [r for r in runs if r.model == model]
+        c = mine[0].config
+        gradient = {k: v for k, v in c["arm"].items() if k not in ("name", "balance")}
+        spec = cfg.model(model, without_checkpoint=f"models.{model}.backbone_checkpoint" in missing)
+        torch.manual_seed(0)
+        step = time_step(spec.build(), spec.recipe, gradient, c["batch_size"], c["patch_size"], device, timing_steps)
+        total = sum(r.config["steps"] for r in mine) * step
+        cap = " at most (runs may stop on their plateau)" if profile.stop else ""
+        lines.append(f"  {model}: {step:.3g} s a step -> {_duration(c['steps'] * step)} a run, {_duration(total)} for its "
+                     f"{len(mine)} runs on one worker{cap}")  # fmt: skip
+    return lines
+
+
+def describe(cfg: Config, profile: Profile, runs: list[RunSpec], folder: ResultsFolder, timing_steps: int = 0,
+             device: str | None = None) -> str:  # fmt: skip
+    """The dry run: each run and its state, the budget per model, the data, its duration estimated from
+    ``timing_steps`` timed training steps per model (0: not timed), and what is missing."""
     lines = []
     for run in runs:
         state = "todo" if run.provisional else folder.run(run.run_id).state(run.config_hash)
@@ -53,6 +90,8 @@ def describe(cfg: Config, profile: Profile, runs: list[RunSpec], folder: Results
                      f" = {c['epochs']:.3g} epochs of {c['train']['name']} ({images if images is not None else '?'} pairs)")  # fmt: skip
     tests = dict.fromkeys(t for r in runs for t in r.config["test"])
     lines.append(f"  tested on {', '.join(tests)}; primary metrics {', '.join(profile.primary_metrics)}")
+    if timing_steps and runs:
+        lines += estimate(cfg, profile, runs, timing_steps, device or profile.device)
     missing = missing_inputs(cfg, profile)
     if missing:
         lines.append("missing before it can run:")
@@ -73,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = select(plan(cfg, profile, allow_missing=args.dry_run), args.only)
         folder = ResultsFolder(Path(args.results) / profile.name)
         if args.dry_run:
-            print(describe(cfg, profile, runs, folder))
+            print(describe(cfg, profile, runs, folder, args.timing_steps, args.device))
             return 0
         device = resolve_device(args.device or profile.device)
         pairs, manifests = verify_data(cfg, profile, runs)

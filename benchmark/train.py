@@ -397,6 +397,23 @@ def balance_scale(model: nn.Module, recipe: Recipe, gradient: dict[str, Any], ba
     return float(terms[1] / terms[0]) if float(terms[0]) > 0 else 1.0
 
 
+def time_step(model: nn.Module, recipe: Recipe, gradient: dict[str, Any], batch: int, patch: int, device: str,
+              steps: int = 2) -> float:  # fmt: skip
+    """Median seconds of one training step on random ``batch`` x ``patch`` patches, after one warm-up step:
+    what a dry run multiplies by the budget (the step's cost does not depend on the pixels)."""
+    trainer = Trainer(model, recipe, gradient, steps + 1, device=device)
+    g = torch.Generator().manual_seed(0)
+    ir, vis = torch.rand(batch, 1, patch, patch, generator=g), torch.rand(batch, 1, patch, patch, generator=g)
+    times = []
+    for _ in range(steps + 1):
+        t0 = time.perf_counter()
+        trainer.train_step(ir, vis)
+        if trainer.cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times[1:]))
+
+
 def train_run(run: RunSpec, cfg: Config, run_dir: RunDir, device: str,
               progress: bool = True) -> tuple[Trainer, str | None, float, dict[str, Any]]:  # fmt: skip
     """Train (or resume) one run with logging and checkpoints.

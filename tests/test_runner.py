@@ -214,6 +214,8 @@ def test_paper_dry_run_lists_the_runs_and_what_is_missing_with_the_fix(tmp_path:
     assert runs == [f"tcmoa_large__{arm}__msrs_train__s{s}" for arm in ("signed_sum", "damgl") for s in range(6)]
     assert "tcmoa_large: 44205 steps of 3 patches of 224 x 224 = 20 epochs of msrs_train (1083 pairs)" in out
     assert "tested on msrs_test, fmb_test; primary metrics EN, MI, SD, SCD, VIF, Qabf" in out
+    if not torch.cuda.is_available():  # a CPU step says nothing of a GPU's
+        assert "time: not estimated: the profile trains on cuda, which is not here" in out
     data = tmp_path / "data"
     for key, release in (("msrs_train", "MSRS"), ("msrs_test", "MSRS"), ("fmb_test", "FMB")):
         assert (f"datasets.{key}.path: dataset folder not found: {data / release / key.split('_')[1]}" in out
@@ -223,6 +225,21 @@ def test_paper_dry_run_lists_the_runs_and_what_is_missing_with_the_fix(tmp_path:
     assert main(["--profile", "paper", "--results", str(tmp_path / "r")]) == 2  # a real run stops, naming all four
     err = capsys.readouterr().err
     assert err.count("not found") == 4 and not (tmp_path / "r").exists()
+
+
+def test_dry_run_estimates_the_duration_from_timed_steps(smoke_results: Path, capsys, monkeypatch) -> None:
+    import benchmark.train as training
+
+    spec = load_config(EXPERIMENTS).model("tiny")
+    measured = training.time_step(spec.build(), spec.recipe, {"type": "damgl"}, 2, 32, "cpu", steps=2)
+    assert 0 < measured < 60
+    monkeypatch.setattr(training, "time_step", lambda *a, **k: 0.5)  # the arithmetic, with a known step time
+    assert main(smoke_args(smoke_results, "--dry-run", "--timing-steps", "1", "--set", "profiles.smoke.steps=12000")) == 0
+    out = capsys.readouterr().out
+    assert "time (one training step timed on cpu after a warm-up, median of 1" in out
+    assert "  tiny: 0.5 s a step -> 1.7 h a run, 3.3 h for its 2 runs on one worker\n" in out  # 6000 s and 12000 s
+    assert main(smoke_args(smoke_results, "--dry-run", "--timing-steps", "0")) == 0
+    assert "time (" not in capsys.readouterr().out
 
 
 def test_set_overrides_and_errors() -> None:
