@@ -210,7 +210,7 @@ def launch(runs: list[RunSpec], cfg: Config, profile: Profile, config_path: str,
 
 def launch_slurm(runs: list[RunSpec], profile: Profile, config_path: str, results: Path, device: str,
                  overrides: list[str], executor: Any = None) -> list[RunOutcome]:  # fmt: skip
-    """Submit each run as a job through submitit and wait for them.
+    """Submit the runs as one Slurm job array through submitit and wait for them.
 
     Resources come from the profile's ``slurm`` block (submitit's parameter names, e.g.
     ``timeout_min``, ``slurm_partition``, ``gpus_per_node``, ``cpus_per_task``, ``mem_gb``).
@@ -225,7 +225,8 @@ def launch_slurm(runs: list[RunSpec], profile: Profile, config_path: str, result
         executor = submitit.AutoExecutor(folder=str(ResultsFolder(results).slurm))
     executor.update_parameters(**resources)
     threads = int(resources.get("cpus_per_task", 1))
-    jobs = [executor.submit(SlurmJob(), (run, config_path, str(results), device, threads, overrides)) for run in runs]
+    with executor.batch():  # one job array: each task resumes its own run, and is requeued on preemption
+        jobs = [executor.submit(SlurmJob(), (run, config_path, str(results), device, threads, overrides)) for run in runs]
     outcomes = [job.result() for job in jobs]
     for o in outcomes:
         print(o.line())

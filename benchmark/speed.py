@@ -7,10 +7,14 @@ import platform
 import statistics
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from benchmark.data import DataError, PairedDataset, data_root
+
+if TYPE_CHECKING:
+    from benchmark.train import Trainer
 
 
 def set_threads(n: int) -> None:
@@ -216,7 +220,92 @@ def speed_train(args: argparse.Namespace) -> None:
           f"final checkpoint included): overhead {100 * (b / r - 1):.1f}%")
 
 
-_TARGETS = {"metrics": speed_metrics, "losses": speed_losses, "models": speed_models, "train": speed_train}
+AGREEMENT = 2e-2  # bf16 autocast against float32: relative difference of a step's loss allowed by the check
+
+
+def _first_step_losses(spec: Any, batch: int, patch: int, device: str) -> tuple[float, float, Trainer]:
+    """The first training step's loss on ``device`` and in float32 on the CPU, from the same initial weights
+    and batch; returns the device's trainer to go on timing."""
+    import torch
+
+    from benchmark.train import Trainer
+
+    torch.manual_seed(0)
+    model = spec.build()
+    reference = spec.build()
+    reference.load_state_dict(model.state_dict())
+    g = torch.Generator().manual_seed(0)
+    ir, vis = torch.rand(batch, 1, patch, patch, generator=g), torch.rand(batch, 1, patch, patch, generator=g)
+    there = Trainer(model, spec.recipe, {"type": "damgl"}, 10**9, device=device)
+    here = Trainer(reference, spec.recipe, {"type": "damgl"}, 10**9, device="cpu")
+    losses = []
+    for trainer in (there, here):
+        torch.manual_seed(1)  # the same dropout and drop-path draws for both
+        losses.append(trainer.train_step(ir, vis).loss)
+    return losses[0], losses[1], there
+
+
+def speed_gpu(args: argparse.Namespace) -> int:
+    """The GPU check, one command: per model, training steps per second (bf16 autocast, channels-last on
+    CUDA) and the first step's loss against the float32 CPU step; then the fuse-and-score time of a test set.
+    Without CUDA the same path runs on the CPU, smaller (the tests run it so). Exit status 1 when a loss
+    disagrees by more than :data:`AGREEMENT`."""
+    import torch
+
+    from benchmark.config import load_config
+    from benchmark.fuse import fuse_sample, grey8, score
+    from benchmark.launch import ROOT
+
+    cuda = torch.cuda.is_available()
+    device = "cuda" if cuda else "cpu"
+    cfg = load_config(ROOT / "experiments.yaml")
+    names = args.models.split(",") if args.models else [n for n, b in cfg.model_blocks.items()
+                                                        if "type" in b and "backbone_checkpoint" not in b]  # fmt: skip
+    steps = args.steps or (200 if cuda else 3)
+    where = torch.cuda.get_device_name(0) if cuda else f"CPU ({args.threads} threads; no CUDA here, a smaller check)"
+    print(f"gpu check on {where}: {steps} timed training steps per model after one, damgl arm")
+    worst = 0.0
+    for name in names:
+        spec = cfg.model(name)
+        batch = spec.recipe.batch_size if cuda else min(2, spec.recipe.batch_size)
+        patch = (spec.recipe.patch_size or 128) if cuda else 64
+        loss, reference, trainer = _first_step_losses(spec, batch, patch, device)
+        rel = abs(loss - reference) / max(abs(reference), 1e-12)
+        worst = max(worst, rel)
+        g = torch.Generator().manual_seed(1)
+        ir, vis = torch.rand(batch, 1, patch, patch, generator=g), torch.rand(batch, 1, patch, patch, generator=g)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            trainer.train_step(ir, vis)
+        if cuda:
+            torch.cuda.synchronize()
+        rate = steps / (time.perf_counter() - t0)
+        memory = f", peak memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if cuda else ""
+        print(f"  {name:12s} batch {batch} of {patch} x {patch}: {rate:.2f} steps/s{memory}; first-step loss "
+              f"{loss:.6g} on {device} vs {reference:.6g} float32 on the CPU (relative {rel:.1e})", flush=True)  # fmt: skip
+    root = data_root() / "TNO"
+    dataset = PairedDataset(root) if root.is_dir() else cfg.datasets["synthetic_test"].open()
+    count = min(len(dataset), args.images or (len(dataset) if cuda else 2))
+    spec = cfg.model(names[0])
+    torch.manual_seed(0)
+    model = spec.build().to(device).eval()
+    fuse_s = score_s = 0.0
+    for i in range(count):
+        sample = dataset[i]
+        t0 = time.perf_counter()
+        image = grey8(fuse_sample(model, sample, device)[2], "clamp")
+        t1 = time.perf_counter()
+        score(image, sample)
+        fuse_s, score_s = fuse_s + t1 - t0, score_s + time.perf_counter() - t1
+    print(f"fuse and score, {names[0]} on {count} pairs of {dataset.name}: fusing {count / fuse_s:.1f} images/s on "
+          f"{device}, scoring (cddfuse metrics, CPU) {count / score_s:.1f} images/s")  # fmt: skip
+    agree = worst <= AGREEMENT
+    print(f"loss agreement: largest relative difference {worst:.1e}, {'within' if agree else 'OUTSIDE'} {AGREEMENT:g}")
+    return 0 if agree else 1
+
+
+_TARGETS = {"metrics": speed_metrics, "losses": speed_losses, "models": speed_models, "train": speed_train,
+            "gpu": speed_gpu}  # fmt: skip
 
 
 def run_speed(target: str, args: argparse.Namespace) -> int:
@@ -227,8 +316,7 @@ def run_speed(target: str, args: argparse.Namespace) -> int:
     before = torch.get_num_threads(), numba.get_num_threads()
     set_threads(args.threads)
     try:
-        _TARGETS[target](args)
+        return _TARGETS[target](args) or 0
     finally:
         torch.set_num_threads(before[0])
         numba.set_num_threads(before[1])
-    return 0

@@ -88,6 +88,28 @@ def test_speed_metrics_times_every_metric_of_a_convention(tiny_dataset: Path, co
     assert torch.get_num_threads() == threads  # the timing's thread count does not leak into the process
 
 
+def test_speed_gpu_runs_its_path_on_the_cpu_with_the_loss_check(monkeypatch, capsys: pytest.CaptureFixture) -> None:
+    import torch
+
+    from benchmark import speed
+
+    if torch.cuda.is_available():
+        pytest.skip("this test checks the CPU form of the check; on a GPU machine run python -m benchmark speed gpu")
+    monkeypatch.setenv("FUSION_DATA", "/nonexistent")  # the synthetic test set stands in for TNO
+    args = ["speed", "gpu", "--models", "pmgi,densefuse", "--steps", "1", "--images", "1", "--threads", "1"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "gpu check on CPU (1 threads; no CUDA here, a smaller check): 1 timed training steps per model" in out
+    for name in ("pmgi", "densefuse"):  # the same weights and batch on the same device: the same loss, exactly
+        line = next(x for x in out.splitlines() if x.strip().startswith(name))
+        assert "batch 2 of 64 x 64" in line and line.endswith("(relative 0.0e+00)")
+    assert "fuse and score, pmgi on 1 pairs of synthetic_test" in out
+    assert "loss agreement: largest relative difference 0.0e+00, within 0.02" in out
+    monkeypatch.setattr(speed, "AGREEMENT", -1.0)  # any difference fails the check: exit status 1
+    assert main(args[:4] + ["--steps", "1", "--images", "1"]) == 1
+    assert "OUTSIDE" in capsys.readouterr().out
+
+
 def test_missing_fused_image(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     fused = make_fused(tiny_dataset, tmp_path, "M")
     (fused / "c.bmp").unlink()
