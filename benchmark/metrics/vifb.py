@@ -131,21 +131,26 @@ _SSIM_G = M.gaussian_1d(11, 1.5)
 _C1, _C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
 
 
-def ssim_gaussian(x: np.ndarray, y: np.ndarray) -> float:
-    """Mean SSIM map, 11 x 11 Gaussian (sigma 1.5) at 'valid' positions, variances as E[x^2] - mu^2."""
-    if min(x.shape) < 11:
-        raise ValueError(f"SSIM needs images of at least 11 x 11 pixels, got {x.shape}")
-    mx, my = M.separable_valid(x, _SSIM_G), M.separable_valid(y, _SSIM_G)
-    sxx = M.separable_valid(x * x, _SSIM_G) - mx * mx
-    syy = M.separable_valid(y * y, _SSIM_G) - my * my
-    sxy = M.separable_valid(x * y, _SSIM_G) - mx * my
-    ssim = ((2 * mx * my + _C1) * (2 * sxy + _C2)) / ((mx * mx + my * my + _C1) * (sxx + syy + _C2))
-    return float(ssim.mean())
+def _ssim_sum(v: np.ndarray, i: np.ndarray, f: np.ndarray) -> float:
+    """SSIM(v, F) + SSIM(i, F): each the mean SSIM map, 11 x 11 Gaussian (sigma 1.5) at 'valid' positions,
+    variances as E[x^2] - mu^2; F's filtered moments are computed once for both."""
+    if min(f.shape) < 11:
+        raise ValueError(f"SSIM needs images of at least 11 x 11 pixels, got {f.shape}")
+    my = M.separable_valid(f, _SSIM_G)
+    syy = M.separable_valid(f * f, _SSIM_G) - my * my
+    total = 0.0
+    for x in (v, i):
+        mx = M.separable_valid(x, _SSIM_G)
+        sxx = M.separable_valid(x * x, _SSIM_G) - mx * mx
+        sxy = M.separable_valid(x * f, _SSIM_G) - mx * my
+        ssim = ((2 * mx * my + _C1) * (2 * sxy + _C2)) / ((mx * mx + my * my + _C1) * (sxx + syy + _C2))
+        total += float(ssim.mean())
+    return total
 
 
 def _ssim(x: _Images) -> float:
     """SSIM(visible, F) + SSIM(infrared, F), Gaussian window, per channel, averaged."""
-    return x.per_channel(lambda v, i, f: ssim_gaussian(v, f) + ssim_gaussian(i, f))
+    return x.per_channel(_ssim_sum)
 
 
 def _root_sum(x: np.ndarray, f: np.ndarray) -> float:
