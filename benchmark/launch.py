@@ -69,8 +69,8 @@ def git_commit() -> str:
         return "unknown"
 
 
-def environment(device: str, seed: int) -> dict[str, Any]:
-    """Versions, commit, device and seed of a run."""
+def environment(device: str, seed: int, packed_with: list[str] | None = None) -> dict[str, Any]:
+    """Versions, commit, device and seed of a run (and the runs it trained with, when packed)."""
     import numba
     import piq
 
@@ -89,30 +89,38 @@ def environment(device: str, seed: int) -> dict[str, Any]:
     }
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name(0)
+    if packed_with:
+        info["packed_with"] = list(packed_with)
     return info
 
 
-def train_and_fuse(run: RunSpec, cfg: Config, run_dir: RunDir, device: str, progress: bool = True) -> RunOutcome:
-    """Train (or resume) one run, then fuse and score its test sets; writes ``done.json`` last.
-
-    ``done.json`` records the wall-clock seconds of the whole run, training counted across resumes.
-    """
-    trainer, error, trained, ending = train_run(run, cfg, run_dir, device, progress)
+def _finish(run: RunSpec, cfg: Config, run_dir: RunDir, device: str,
+            trained: tuple[Any, str | None, float, dict[str, Any]], progress: bool = True) -> RunOutcome:  # fmt: skip
+    """After training: ``failed.json`` for a NaN loss, else fuse and score the test sets and write ``done.json``
+    last (with the wall-clock seconds of the whole run, training counted across resumes)."""
+    trainer, error, seconds_trained, ending = trained
     if error is not None:
         run_dir.write_failed(run.run_id, run.config_hash, error, trainer.step)
-        return RunOutcome(run.run_id, "failed", error, trained)
+        return RunOutcome(run.run_id, "failed", error, seconds_trained)
     start = time.perf_counter()
     if ending.get("selected") == "best":  # the weights of the best validation, not the last step's
         trainer.model.load_state_dict(torch.load(run_dir.best, map_location=trainer.device, weights_only=True))
     fuse_run(trainer.model, run, cfg, run_dir, device, progress)
-    seconds = trained + time.perf_counter() - start
+    seconds = seconds_trained + time.perf_counter() - start
     run_dir.write_done(run.run_id, run.config_hash, trainer.step, seconds, time.strftime("%Y-%m-%d %H:%M:%S"),
                        **ending)  # fmt: skip
     return RunOutcome(run.run_id, "trained", "", seconds)
 
 
-def execute(run: RunSpec, cfg: Config, results: Path, device: str, progress: bool = True) -> RunOutcome:
-    """Run one run in this process, honouring completion, config hash and lock.
+def train_and_fuse(run: RunSpec, cfg: Config, run_dir: RunDir, device: str, progress: bool = True) -> RunOutcome:
+    """Train (or resume) one run, then fuse and score its test sets; writes ``done.json`` last."""
+    return _finish(run, cfg, run_dir, device, train_run(run, cfg, run_dir, device, progress), progress)
+
+
+def _claim(run: RunSpec, results: Path, device: str,
+           packed_with: list[str] | None = None) -> RunOutcome | tuple[RunDir, RunLock]:  # fmt: skip
+    """Make a run ready to train: its outcome if it is finished or locked, else its directory (config and
+    env written, a broken ``done.json`` or an old ``failed.json`` removed) and its lock, held.
 
     A ``done.json`` whose ``metrics.csv`` is missing or changed does not count: the run is repaired (resumed
     from its checkpoint, fused and scored again), saying so.
@@ -131,20 +139,57 @@ def execute(run: RunSpec, cfg: Config, results: Path, device: str, progress: boo
     lock = RunLock(run_dir.lock)
     if not lock.acquire():
         return RunOutcome(run.run_id, "locked", f"another process holds {run_dir.lock}")
+    if run_dir.is_done(run.config_hash):
+        lock.release()
+        return RunOutcome(run.run_id, "done")
+    broken = run_dir.done_but_broken(run.config_hash)
+    if broken:
+        say(f"{run.run_id}: {broken}; repairing the run")
+        run_dir.done.unlink()
+    run_dir.failed.unlink(missing_ok=True)
+    if stored is None:
+        run_dir.write_config(run.run_id, run.config_hash, run.config, run.data_paths)
+    run_dir.write_env(environment(device, run.seed, packed_with))
+    return run_dir, lock
+
+
+def execute(run: RunSpec, cfg: Config, results: Path, device: str, progress: bool = True) -> RunOutcome:
+    """Run one run in this process, honouring completion, config hash and lock (see :func:`_claim`)."""
+    claimed = _claim(run, results, device)
+    if isinstance(claimed, RunOutcome):
+        return claimed
+    run_dir, lock = claimed
     try:
-        if run_dir.is_done(run.config_hash):
-            return RunOutcome(run.run_id, "done")
-        broken = run_dir.done_but_broken(run.config_hash)
-        if broken:
-            say(f"{run.run_id}: {broken}; repairing the run")
-            run_dir.done.unlink()
-        run_dir.failed.unlink(missing_ok=True)
-        if stored is None:
-            run_dir.write_config(run.run_id, run.config_hash, run.config, run.data_paths)
-        run_dir.write_env(environment(device, run.seed))
         return train_and_fuse(run, cfg, run_dir, device, progress)
     finally:
         lock.release()
+
+
+def execute_pack(runs: list[RunSpec], cfg: Config, results: Path, device: str, progress: bool = True) -> list[RunOutcome]:
+    """Train several runs of one model together in this process (:mod:`benchmark.pack`), then fuse and score
+    each; every run is claimed, logged, checkpointed and finished as :func:`execute` does it alone."""
+    from benchmark.pack import NotPackable, train_packed
+
+    outcomes: dict[str, RunOutcome] = {}
+    ready: list[tuple[RunSpec, RunDir, RunLock]] = []
+    try:
+        for run in runs:
+            claimed = _claim(run, results, device, [r.run_id for r in runs if r is not run])
+            if isinstance(claimed, RunOutcome):
+                outcomes[run.run_id] = claimed
+            else:
+                ready.append((run, *claimed))
+        try:
+            trained = train_packed([r for r, _, _ in ready], cfg, [d for _, d, _ in ready], device, progress) if ready else []
+        except NotPackable as exc:
+            say(f"{exc}; its {len(ready)} runs train one by one")
+            trained = [train_run(run, cfg, run_dir, device, progress) for run, run_dir, _ in ready]
+        for (run, run_dir, _), result in zip(ready, trained):
+            outcomes[run.run_id] = _finish(run, cfg, run_dir, device, result, progress)
+    finally:
+        for _, _, lock in ready:
+            lock.release()
+    return [outcomes[r.run_id] for r in runs]
 
 
 def _worker(args: tuple[RunSpec, str, str, str, int, list[str]]) -> RunOutcome:
@@ -176,30 +221,64 @@ class SlurmJob:
         return submitit.helpers.DelayedSubmission(self, args)
 
 
+def pack_groups(runs: list[RunSpec], size: int) -> list[list[RunSpec]]:
+    """Runs in plan order, grouped into packs of at most ``size`` runs that share a model, batch and patch
+    size (their arms and seeds may differ); ``size`` 1: one run a group."""
+    groups: list[list[RunSpec]] = []
+    open_group: dict[tuple, list[RunSpec]] = {}
+    for run in runs:
+        key = (run.model, run.config["batch_size"], run.config["patch_size"])
+        group = open_group.get(key)
+        if group is None or len(group) >= size:
+            group = open_group[key] = []
+            groups.append(group)
+        group.append(run)
+    return groups
+
+
+def _pack_worker(args: tuple[list[RunSpec], str, str, str, int, list[str]]) -> list[RunOutcome]:
+    """:func:`_worker` for a pack of runs (:func:`execute_pack`)."""
+    runs, config_path, results, device, threads, overrides = args
+    torch.set_num_threads(threads)
+    try:
+        return execute_pack(runs, load_config(config_path, overrides), Path(results), device, progress=False)
+    except interrupts.Interrupted as exc:
+        return [RunOutcome(run.run_id, "interrupted", str(exc)) for run in runs]
+    except Exception as exc:  # noqa: BLE001 - one broken pack must not stop the grid
+        return [RunOutcome(run.run_id, "failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}") for run in runs]
+
+
 def launch(runs: list[RunSpec], cfg: Config, profile: Profile, config_path: str, results: Path, device: str,
-           workers: int, launcher: str, overrides: list[str]) -> list[RunOutcome]:  # fmt: skip
-    """Run the grid: sequentially, in ``workers`` processes, or as Slurm jobs through submitit."""
+           workers: int, launcher: str, overrides: list[str], pack: int = 1) -> list[RunOutcome]:  # fmt: skip
+    """Run the grid: sequentially, in ``workers`` processes, or as Slurm jobs through submitit; with
+    ``pack`` > 1, runs of one model train in packs of that many (:mod:`benchmark.pack`)."""
     if launcher == "slurm":
+        if pack > 1:
+            raise ConfigError("--pack: packs run with the local launcher; under Slurm each run is its own array task")
         return launch_slurm(runs, profile, config_path, results, device, overrides)
+    groups = pack_groups(runs, pack)
     if workers <= 1:
         outcomes = []
-        for run in runs:
+        for group in groups:
             try:
-                outcomes.append(execute(run, cfg, results, device))
+                done = [execute(group[0], cfg, results, device)] if len(group) == 1 else execute_pack(group, cfg, results, device)
             except (ConfigError, DataError, StoreError, interrupts.Interrupted):
                 raise
             except Exception as exc:  # noqa: BLE001
-                outcomes.append(RunOutcome(run.run_id, "failed", f"{type(exc).__name__}: {exc}"))
-            print(outcomes[-1].line())
+                done = [RunOutcome(run.run_id, "failed", f"{type(exc).__name__}: {exc}") for run in group]
+            outcomes += done
+            for o in done:
+                print(o.line())
         return outcomes
     threads = max(1, (os.cpu_count() or 1) // workers)
-    jobs = [(run, config_path, str(results), device, threads, overrides) for run in runs]
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=interrupts.stop_on_signals) as pool:
-        futures = [pool.submit(_worker, job) for job in jobs]
+        futures = [pool.submit(_worker, (g[0], config_path, str(results), device, threads, overrides)) if len(g) == 1 else
+                   pool.submit(_pack_worker, (g, config_path, str(results), device, threads, overrides)) for g in groups]  # fmt: skip
         outcomes = []
         for future in futures:
             if not future.cancelled():
-                outcomes.append(future.result())
+                result = future.result()
+                outcomes += result if isinstance(result, list) else [result]
             if interrupts.requested() is not None:  # a stop request: start no further run
                 for later in futures:
                     later.cancel()

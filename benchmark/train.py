@@ -15,7 +15,7 @@ import io
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -177,8 +177,9 @@ class Trainer:
         for name, param in self.model.named_parameters():
             param.requires_grad_(not prefixes or name.startswith(prefixes))
 
-    def train_step(self, ir: torch.Tensor, vis: torch.Tensor) -> StepLog:
-        """One optimisation step on a batch; raises :class:`NonFiniteLoss` on NaN/inf."""
+    def begin_step(self) -> tuple[int, float]:
+        """Set the phase (trainable parameters, the model's phase) and the learning rate of the next step;
+        returns both."""
         phase = self.phase_index(self.step)
         self._set_trainable(phase)
         if hasattr(self.model, "set_phase"):  # multi-phase models (CDDFuse) change their forward pass
@@ -186,30 +187,36 @@ class Trainer:
         lr = self.base_lr * lr_factor(self.recipe.schedule, self.step / self.steps_per_epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        ir, vis = ir.to(self.device), vis.to(self.device)
-        if self.cuda:
-            ir, vis = ir.contiguous(memory_format=torch.channels_last), vis.contiguous(memory_format=torch.channels_last)
         self.model.train()
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda):
-            fused = self.model(ir, vis)
-            aux = getattr(self.model, "aux", None)
-            total, parts = self.objectives[phase](fused.float(), ir, vis, aux)
+        return phase, lr
+
+    def check_finite(self, total: torch.Tensor, phase: int) -> None:
+        """Raise :class:`NonFiniteLoss` for a NaN or infinite loss."""
         if not torch.isfinite(total):
             raise NonFiniteLoss(f"loss is {total.item()} at step {self.step} (phase '{self.recipe.phases[phase].name}')")
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
+
+    def finish_step(self, phase: int, lr: float, total: torch.Tensor, parts: dict[str, torch.Tensor]) -> StepLog:
+        """Clip (where the recipe does) and apply the gradients already in the parameters; count the step."""
         if self.recipe.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.recipe.grad_clip)
         self.optimizer.step()
         self.step += 1
         return StepLog(self.step, self.recipe.phases[phase].name, lr, total.item(), {k: v.item() for k, v in parts.items()})
 
-    def run(self, sampler: PatchSampler, until: int | None = None, on_step: Callable[[StepLog], None] | None = None) -> None:
-        """Train from the current step up to ``until`` (default: the whole budget)."""
-        for _ in range(self.step, min(until or self.steps, self.steps)):
-            log = self.train_step(*sampler.next())
-            if on_step is not None:
-                on_step(log)
+    def train_step(self, ir: torch.Tensor, vis: torch.Tensor) -> StepLog:
+        """One optimisation step on a batch; raises :class:`NonFiniteLoss` on NaN/inf."""
+        phase, lr = self.begin_step()
+        ir, vis = ir.to(self.device), vis.to(self.device)
+        if self.cuda:
+            ir, vis = ir.contiguous(memory_format=torch.channels_last), vis.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda):
+            fused = self.model(ir, vis)
+            aux = getattr(self.model, "aux", None)
+            total, parts = self.objectives[phase](fused.float(), ir, vis, aux)
+        self.check_finite(total, phase)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        return self.finish_step(phase, lr, total, parts)
 
     def state_dict(self, sampler: PatchSampler, seconds: float = 0.0, val_seconds: float = 0.0) -> dict[str, Any]:
         """Everything needed to resume exactly: model, optimiser, step, the sampler's generator and every
@@ -250,10 +257,6 @@ def load_training_images(dataset: Any) -> list[tuple[str, np.ndarray, np.ndarray
         s = dataset[i]
         out.append((s.name, s.ir_unit, s.vi_ycbcr[0]))
     return out
-
-
-class Plateau(Exception):
-    """Validation stopped improving: the run ends here (a checkpoint is written first)."""
 
 
 class Validation:
@@ -414,6 +417,93 @@ def time_step(model: nn.Module, recipe: Recipe, gradient: dict[str, Any], batch:
     return float(np.median(times[1:]))
 
 
+class RunLoop:
+    """One run's training with its bookkeeping: built (and resumed from its newest checkpoint), then
+    :meth:`after` each step (logging, validation, checkpoints, the plateau and stop requests) until
+    :attr:`finished`; :meth:`result` says how it ended. :func:`train_run` drives one; a pack drives several.
+    """
+
+    def __init__(self, run: RunSpec, cfg: Config, run_dir: RunDir, device: str, progress: bool = True):
+        c = self.config = run.config
+        self.run, self.run_dir = run, run_dir
+        spec = cfg.model(run.model)
+        torch.manual_seed(run.seed)
+        np.random.seed(run.seed)
+        random.seed(run.seed)
+        model = spec.build()
+        gradient = {k: v for k, v in c["arm"].items() if k not in ("name", "balance")}
+        self.sampler = PatchSampler(load_training_images(cfg.datasets[c["train"]["name"]].open()), c["patch_size"],
+                                    c["batch_size"], seed=run.seed)  # fmt: skip
+        scale = 1.0
+        if c["arm"].get("balance", "none") == "initial":
+            scale = balance_scale(model, spec.recipe, gradient, c["base_arm"], self.sampler)
+        per_epoch = c["steps_per_epoch"] if c.get("schedule") == "paper" else None
+        self.trainer = Trainer(model, spec.recipe, gradient, c["steps"], device=device, lr=c["lr"], gradient_scale=scale,
+                               steps_per_epoch=per_epoch)  # fmt: skip
+        self.parts = list(dict.fromkeys(p for objective in self.trainer.objectives for p in objective.terms))
+        self.before, validated = restore(self.trainer, self.sampler, run_dir, run.run_id)
+        self.rows = run_dir.read_log(self.trainer.step)
+        self.validation = Validation(run, cfg, run_dir) if c.get("val") else None
+        if self.validation is not None:
+            self.validation.resume(self.trainer.step)
+            self.validation.seconds = validated
+        interrupts.check(run.run_id, f"before training step {self.trainer.step + 1} of {c['steps']}")
+        self.started = time.perf_counter()
+        self.plateau = self.validation is not None and self.validation.exhausted()  # a resumed run that had stopped
+        self.bar = tqdm(total=c["steps"], initial=self.trainer.step, desc=run.run_id, unit="step", disable=not progress,
+                        leave=False)  # fmt: skip
+
+    @property
+    def finished(self) -> bool:
+        return self.plateau or self.trainer.step >= self.config["steps"]
+
+    def seconds(self) -> float:
+        return self.before + time.perf_counter() - self.started
+
+    def save(self) -> None:
+        buffer = io.BytesIO()
+        v = self.validation
+        torch.save(self.trainer.state_dict(self.sampler, self.seconds(), v.seconds if v else 0.0), buffer)
+        self.run_dir.save_checkpoint(buffer.getvalue())
+        self.run_dir.write_log(self.parts, self.rows)
+
+    def after(self, log: StepLog) -> None:
+        """Log, validate, checkpoint and stop after a step (a stop request raises
+        :class:`~benchmark.interrupts.Interrupted` once the checkpoint is written)."""
+        c, v, trainer = self.config, self.validation, self.trainer
+        self.bar.update()
+        if log.step % self.run.log_every == 0 or log.step == c["steps"]:
+            self.rows.append([str(log.step), log.phase, repr(log.lr), repr(log.loss),
+                              *(repr(log.parts.get(p, float("nan"))) for p in self.parts), f"{self.seconds():.3f}"])  # fmt: skip
+            self.bar.set_postfix({"loss": f"{log.loss:.4f}", **{p: f"{x:.3f}" for p, x in log.parts.items()}})
+        if v is not None and (log.step % v.every == 0 or log.step == c["steps"]):
+            if v(trainer, log.step) and v.select == "best":
+                buffer = io.BytesIO()
+                torch.save(trainer.model.state_dict(), buffer)
+                self.run_dir.save_best(buffer.getvalue())
+            self.plateau = v.exhausted()
+        stop = interrupts.requested() is not None
+        if stop or self.plateau or log.step % c["checkpoint_every"] == 0 or log.step == c["steps"]:
+            self.save()
+        if stop:
+            interrupts.check(self.run.run_id, f"at step {log.step} of {c['steps']} (checkpoint saved)")
+
+    def fail(self, error: str) -> tuple[Trainer, str | None, float, dict[str, Any]]:
+        """End on a non-finite loss: the log so far is written and the error returned."""
+        self.bar.close()
+        self.run_dir.write_log(self.parts, self.rows)
+        return self.trainer, error, self.seconds(), {}
+
+    def result(self) -> tuple[Trainer, str | None, float, dict[str, Any]]:
+        """The trainer, no error, the training seconds across resumes, and how training ended."""
+        self.bar.close()
+        v, ending = self.validation, {}
+        if v is not None:
+            ending = {"plateau": self.plateau, "stopped_at": self.trainer.step, "best_step": v.best_step(),
+                      "selected": v.select, "val_seconds": round(v.seconds, 3)}  # fmt: skip
+        return self.trainer, None, self.seconds(), ending
+
+
 def train_run(run: RunSpec, cfg: Config, run_dir: RunDir, device: str,
               progress: bool = True) -> tuple[Trainer, str | None, float, dict[str, Any]]:  # fmt: skip
     """Train (or resume) one run with logging and checkpoints.
@@ -424,76 +514,14 @@ def train_run(run: RunSpec, cfg: Config, run_dir: RunDir, device: str,
     :class:`~benchmark.interrupts.Interrupted`. With validation (``val``), the run is scored every
     ``every`` steps, may stop on its plateau (``stop``), and keeps ``best.pt`` for ``select: best``.
     """
-    c = run.config
-    spec = cfg.model(run.model)
-    torch.manual_seed(run.seed)
-    np.random.seed(run.seed)
-    random.seed(run.seed)
-    model = spec.build()
-    gradient = {k: v for k, v in c["arm"].items() if k not in ("name", "balance")}
-    sampler = PatchSampler(load_training_images(cfg.datasets[c["train"]["name"]].open()), c["patch_size"],
-                           c["batch_size"], seed=run.seed)  # fmt: skip
-    scale = 1.0
-    if c["arm"].get("balance", "none") == "initial":
-        scale = balance_scale(model, spec.recipe, gradient, c["base_arm"], sampler)
-    per_epoch = c["steps_per_epoch"] if c.get("schedule") == "paper" else None
-    trainer = Trainer(model, spec.recipe, gradient, c["steps"], device=device, lr=c["lr"], gradient_scale=scale,
-                      steps_per_epoch=per_epoch)  # fmt: skip
-    parts = list(dict.fromkeys(p for objective in trainer.objectives for p in objective.terms))
-    before, validated = restore(trainer, sampler, run_dir, run.run_id)
-    rows = run_dir.read_log(trainer.step)
-    validation = Validation(run, cfg, run_dir) if c.get("val") else None
-    if validation is not None:
-        validation.resume(trainer.step)
-        validation.seconds = validated
-    interrupts.check(run.run_id, f"before training step {trainer.step + 1} of {c['steps']}")
-    started = time.perf_counter()
-
-    def seconds() -> float:
-        return before + time.perf_counter() - started
-
-    def save() -> None:
-        buffer = io.BytesIO()
-        torch.save(trainer.state_dict(sampler, seconds(), validation.seconds if validation else 0.0), buffer)
-        run_dir.save_checkpoint(buffer.getvalue())
-        run_dir.write_log(parts, rows)
-
-    bar = tqdm(total=c["steps"], initial=trainer.step, desc=run.run_id, unit="step", disable=not progress, leave=False)
-
-    def on_step(log: StepLog) -> None:
-        bar.update()
-        if log.step % run.log_every == 0 or log.step == c["steps"]:
-            rows.append([str(log.step), log.phase, repr(log.lr), repr(log.loss),
-                         *(repr(log.parts.get(p, float("nan"))) for p in parts), f"{seconds():.3f}"])  # fmt: skip
-            bar.set_postfix({"loss": f"{log.loss:.4f}", **{p: f"{v:.3f}" for p, v in log.parts.items()}})
-        plateau = False
-        if validation is not None and (log.step % validation.every == 0 or log.step == c["steps"]):
-            if validation(trainer, log.step) and validation.select == "best":
-                buffer = io.BytesIO()
-                torch.save(trainer.model.state_dict(), buffer)
-                run_dir.save_best(buffer.getvalue())
-            plateau = validation.exhausted()
-        stop = interrupts.requested() is not None
-        if stop or plateau or log.step % c["checkpoint_every"] == 0 or log.step == c["steps"]:
-            save()
-        if stop:
-            interrupts.check(run.run_id, f"at step {log.step} of {c['steps']} (checkpoint saved)")
-        if plateau:
-            raise Plateau
-
-    plateau = validation is not None and validation.exhausted()  # a resumed run that had already stopped
+    loop = RunLoop(run, cfg, run_dir, device, progress)
     try:
-        if not plateau:
-            trainer.run(sampler, on_step=on_step)
-    except NonFiniteLoss as exc:
-        run_dir.write_log(parts, rows)
-        return trainer, str(exc), seconds(), {}
-    except Plateau:
-        plateau = True
+        while not loop.finished:
+            try:
+                log = loop.trainer.train_step(*loop.sampler.next())
+            except NonFiniteLoss as exc:
+                return loop.fail(str(exc))
+            loop.after(log)
     finally:
-        bar.close()
-    ending: dict[str, Any] = {}
-    if validation is not None:
-        ending = {"plateau": plateau, "stopped_at": trainer.step, "best_step": validation.best_step(),
-                  "selected": validation.select, "val_seconds": round(validation.seconds, 3)}  # fmt: skip
-    return trainer, None, seconds(), ending
+        loop.bar.close()
+    return loop.result()
