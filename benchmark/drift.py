@@ -9,7 +9,9 @@ shifts. Everything is rebuilt from the per-image values file, so a committed res
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from benchmark.reports.tables import to_csv
 from benchmark.store import atomic_write_text
 
 VALUES, MEANS, AGREEMENT, REPORT, FIGURE = "values.csv", "means.csv", "agreement.csv", "drift.md", "rank_shifts.png"
+ENV = "env.json"  # what scored values.csv: command, commit, versions
 
 
 def shared_metrics(conventions: Sequence[str]) -> list[str]:
@@ -132,6 +135,21 @@ def build(values: pd.DataFrame, conventions: Sequence[str], dataset: str, out: P
     return files
 
 
+def provenance(command: list[str]) -> dict[str, str]:
+    """What scored ``values.csv``: the command, the code's commit (``-dirty`` when it differs from it) and
+    the versions of what computes the metrics."""
+    import platform
+
+    import numba
+    import scipy
+
+    from benchmark.launch import git_commit
+
+    return {"command": " ".join(command), "git_commit": git_commit(), "python": sys.version.split()[0],
+            "numpy": np.__version__, "scipy": scipy.__version__, "numba": numba.__version__,
+            "platform": platform.platform()}  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m benchmark drift``."""
     from benchmark.cli import _dataset_folder, _split_names
@@ -151,8 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     name = Path(args.dataset).name
     if args.fused:
+        env = provenance(["python", "-m", "benchmark", "drift", *(sys.argv[1:] if argv is None else argv)])
         dataset = PairedDataset(_dataset_folder(args.dataset))
         write_csv(evaluate_folders(dataset, args.fused, convention=conventions), out / VALUES)
+        atomic_write_text(out / ENV, json.dumps(env, indent=2) + "\n")
     elif not (out / VALUES).is_file():
         parser.error(f"--fused: needed, since {out / VALUES} does not exist yet")
     values = pd.read_csv(out / VALUES)

@@ -3,6 +3,7 @@ drift report rebuilt byte for byte from its per-image values."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -52,3 +53,10 @@ def test_committed_vifb_drift_shows_the_ssim_disagreement() -> None:
     assert (ssim.best_a, ssim.best_b) == ("IFCNN", "DLF")
     for metric in ("EN", "SF", "AG", "MI", "Qabf"):
         assert agree.loc[(metric, "cddfuse", "vifb")].spearman > 0.99, metric
+
+
+def test_committed_drift_records_what_scored_it() -> None:
+    env = json.loads((Path(__file__).resolve().parents[1] / "results" / "drift-vifb" / "env.json").read_text())
+    assert env["command"].startswith("python -m benchmark drift --dataset VIFB --fused ")
+    assert len(env["git_commit"]) == 40 and not env["git_commit"].endswith("-dirty")  # a clean commit of the code
+    assert {"python", "numpy", "scipy", "numba", "platform"} <= set(env)

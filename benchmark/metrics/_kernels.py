@@ -371,3 +371,58 @@ def histograms(f: np.ndarray, sources: tuple) -> tuple[np.ndarray, np.ndarray]:
             for k in range(len(sources)):
                 joint[k, lf, int(np.rint(sources[k][i, j]))] += 1
     return hist, joint
+
+
+@numba.njit(parallel=True, **_JIT)
+def separable(img: np.ndarray, g: np.ndarray, top: int, left: int, ho: int, wo: int) -> np.ndarray:
+    """Correlation with ``outer(g, g)`` over the zero-padded image: ``out[i, j] = sum_t g[t] sum_s g[s]
+    img[top + i + s, left + j + t]``, columns first, the taps added in order for every pixel."""
+    n = g.shape[0]
+    h, w = img.shape
+    out = np.empty((ho, wo))
+    for i in numba.prange(ho):
+        col = np.zeros(w + 2 * n)  # the column pass at offset n, zeros on both sides
+        for s in range(n):
+            r = top + i + s
+            if 0 <= r < h:
+                gs = g[s]
+                for c in range(w):
+                    col[n + c] += gs * img[r, c]
+        for j in range(wo):
+            out[i, j] = 0.0
+        for t in range(n):
+            gt = g[t]
+            start = n + left + t
+            for j in range(wo):
+                out[i, j] += gt * col[start + j]
+    return out
+
+
+@numba.njit(parallel=True, error_model="numpy", **_JIT)
+def qcb_rows(narrow: tuple, wide: tuple, scale_narrow: float, scale_wide: float) -> np.ndarray:
+    """Row sums of Chen-Blum's quality map from the (visible, infrared, fused) images filtered by the narrow
+    and the wide Gaussian (before their ``2 pi s^2`` scales). IEEE arithmetic as the toolkit's: a zero
+    contrast gives ``0 * inf``, NaN."""
+    h, w = narrow[0].shape
+    rows = np.empty(h)
+    for r in numba.prange(h):
+        acc = 0.0
+        for c in range(w):
+            cv, ci, cf = 0.0, 0.0, 0.0
+            for k in range(3):
+                d = abs((narrow[k][r, c] / scale_narrow) / (wide[k][r, c] / scale_wide) - 1.0)
+                contrast = d * d * d / (d * d + 1e-4)
+                if k == 0:
+                    cv = contrast
+                elif k == 1:
+                    ci = contrast
+                else:
+                    cf = contrast
+            mv = 1.0 if cv < cf else 0.0
+            mi = 1.0 if ci < cf else 0.0
+            qv = (cv / cf) * mv + (cf / cv) * (1.0 - mv)
+            qi = (ci / cf) * mi + (cf / ci) * (1.0 - mi)
+            both = cv * cv + ci * ci
+            acc += (cv * cv / both) * qv + (ci * ci / both) * qi
+        rows[r] = acc
+    return rows
