@@ -24,7 +24,7 @@ import yaml
 import baselines
 import losses
 from benchmark.data import DataError, PairedDataset, data_root, open_dataset, stems_identity
-from benchmark.metrics import metric_names
+from benchmark.metrics import CONVENTIONS, DEFAULT_CONVENTION, metric_names
 from benchmark.registry import suggest
 from benchmark.store import DEFAULT_BASE_ARM, DEFAULT_PRIMARY_METRICS
 from benchmark.synthetic import SyntheticDataset
@@ -154,6 +154,7 @@ class Profile:
     #                                     (default: once an epoch)
     stop: dict[str, Any] | None = None  # {criterion, patience, min_delta}: stop on a validation plateau
     select: str = "last"  # the checkpoint that is fused and scored: last, or best by the stop criterion
+    conventions: list[str] = field(default_factory=list)  # metric conventions scored beside the default one
 
     def grid(self, arm: str) -> tuple[list[str], list[int], list[str]]:
         """Models, seeds and test sets an arm runs on (ablation-only arms may use a smaller grid)."""
@@ -166,13 +167,13 @@ class Profile:
         """JSON-able description of the study that the reports read (arms, ablation groups, grids)."""
         return {"profile": self.name, "train": self.train, "steps": self.steps, "arms": self.arms,
                 "loss_arms": self.loss_arms, "ablations": self.ablation_arms, "base_arm": self.base_arm,
-                "primary_metrics": self.primary_metrics, "labels": self.labels,
+                "primary_metrics": self.primary_metrics, "labels": self.labels, "conventions": self.conventions,
                 "grids": {arm: dict(zip(("models", "seeds", "test"), self.grid(arm))) for arm in self.arms}}  # fmt: skip
 
 
 PROFILE_KEYS = ["models", "losses", "ablations", "ablation_on", "seeds", "train", "test", "steps", "epochs", "schedule",
                 "batch_size", "patch_size", "lr", "device", "checkpoint_every", "log_every", "normalisation", "slurm",
-                "base_arm", "primary_metrics", "val", "stop", "select"]  # fmt: skip
+                "base_arm", "primary_metrics", "val", "stop", "select", "conventions"]  # fmt: skip
 TOP_KEYS = ["datasets", "models", "losses", "ablations", "profiles", "default_profile", "labels"]
 
 
@@ -337,11 +338,14 @@ def _parse_profile(name: str, b: Any, cfg: dict[str, Any], arms: dict, ablations
                           f"('{base_arm}') in the profile")  # fmt: skip
     primary = _name_list(b.get("primary_metrics", list(DEFAULT_PRIMARY_METRICS)), metric_names(), f"{path}.primary_metrics", "metric")
     val, stop, select = _parse_validation(b, path, list(cfg["datasets"]), test, train)
+    conventions = _name_list(b["conventions"], list(CONVENTIONS), f"{path}.conventions", "metric convention") if "conventions" in b else []
+    if DEFAULT_CONVENTION in conventions:
+        raise ConfigError(f"{path}.conventions: '{DEFAULT_CONVENTION}' is always scored; list the other conventions only")
     return Profile(
         name, models, profile_arms, seeds, train, test, b.get("steps"), b.get("batch_size"), b.get("patch_size"),
         b.get("lr"), device, b.get("checkpoint_every", 100), b.get("log_every", 10), norm,
         dict(b.get("slurm") or {}), list(loss_arms), ablation_arms, ablation_on, base_arm, list(primary), labels,
-        None if epochs is None else float(epochs), schedule, val, stop, select,
+        None if epochs is None else float(epochs), schedule, val, stop, select, conventions,
     )  # fmt: skip
 
 

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from benchmark import interrupts
 from benchmark.data import DataError, PairedDataset, Sample, list_images, png_bytes, read_rgb_or_grey, ycbcr_to_rgb
-from benchmark.metrics import DEFAULT_CONVENTION, evaluate, metric_names, resolve_metrics
+from benchmark.metrics import DEFAULT_CONVENTION, column, evaluate, metric_names, resolve_metrics
 from benchmark.store import RunDir, atomic_write_bytes, atomic_write_text
 
 if TYPE_CHECKING:
@@ -65,12 +65,16 @@ def fuse_run(model: torch.nn.Module, run: RunSpec, cfg: Config, run_dir: RunDir,
              progress: bool = True) -> list[dict[str, Any]]:  # fmt: skip
     """Fuse every test image at full resolution, save 8-bit Y and colour PNGs, score, write ``metrics.csv``.
 
+    The 8-bit Y image is scored under the default convention and the run's other ``conventions`` (columns
+    ``convention:metric``), each turning the colour visible source into what its toolkit scores.
+
     A stop request is honoured between images (nothing marks the run done, so the same command fuses again).
     """
     model.eval()
     if hasattr(model, "set_phase"):
         model.set_phase(cfg.model(run.model).recipe.phases[-1].name)
-    names = metric_names()
+    conventions = [DEFAULT_CONVENTION, *run.config.get("conventions", [])]
+    names = [column(c, m) for c in conventions for m in metric_names(c)]
     rows: list[dict[str, Any]] = []
     for test in run.config["test"]:
         dataset = cfg.datasets[test].open()
@@ -81,7 +85,9 @@ def fuse_run(model: torch.nn.Module, run: RunSpec, cfg: Config, run_dir: RunDir,
             atomic_write_bytes(run_dir.fused(test, s.name), png_bytes(y8))
             rgb = ycbcr_to_rgb(np.stack([y8 / 255.0, s.vi_ycbcr[1], s.vi_ycbcr[2]]))
             atomic_write_bytes(run_dir.fused(test, s.name, colour=True), png_bytes(rgb))
-            rows.append({"test": test, "image": s.name, **score(y8.astype(np.float64), s, names)})
+            grey = y8.astype(np.float64)
+            values = {column(c, m): v for c in conventions for m, v in score(grey, s, convention=c).items()}
+            rows.append({"test": test, "image": s.name, **values})
     run_dir.write_metrics(names, rows)
     return rows
 

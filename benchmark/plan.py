@@ -143,6 +143,8 @@ def plan(cfg: Config, profile: Profile, allow_missing: bool = False) -> list[Run
                     config["val"] = {**profile.val, "every": every, "identity": identity[profile.val["dataset"]]}
                     config["stop"], config["select"] = profile.stop, profile.select
                     _check_criterion(profile, model, recipe)
+                if profile.conventions:  # scored beside the default convention (absent: the hash of older runs holds)
+                    config["conventions"] = list(profile.conventions)
                 if block.get("balance") == "initial":  # the factor is measured against the base arm's term
                     config["base_arm"] = dict(profile.arms[profile.base_arm])
                 paths = {t: sources[t] for t in dict.fromkeys([profile.train, *tests, *val])}

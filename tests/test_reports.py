@@ -231,3 +231,42 @@ def test_committed_study_claims_nothing_three_seeds_cannot_support() -> None:
     health = pd.read_csv(tables / "health.csv")
     failed = {(r.model, r.arm, r.seed) for r in health.itertuples() if r.health != "ok"}
     assert {("seafusion", "magnitude", 0), ("seafusion", "axis_max", 0), ("densefuse", "axis_max", 1)} <= failed
+
+
+def test_a_study_scored_under_several_conventions_reports_each(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from benchmark.config import load_config
+    from benchmark.metrics import evaluate
+    from benchmark.plan import plan
+
+    args = ["--config", str(EXPERIMENTS), "--profile", "smoke", "--results", str(tmp_path), "--set",
+            "profiles.smoke.conventions=[vifb, tang]", "--set", "profiles.smoke.seeds=[1, 2]"]  # fmt: skip
+    assert run_main(args) == 0
+    study = tmp_path / "smoke"
+    run = study / "runs" / "tiny__damgl__synthetic_small__s1"
+    values = pd.read_csv(run / "metrics.csv")
+    assert [c for c in values.columns if c.startswith("vifb:")][:3] == ["vifb:EN", "vifb:SD", "vifb:SF"]
+    assert "tang:Nabf" in values.columns and "SSIM" in values.columns  # the default convention keeps plain names
+    cfg = load_config(EXPERIMENTS)
+    sample = cfg.datasets["synthetic_small_test"].open()[0]
+    fused = np.asarray(Image.open(run / "fused" / "synthetic_small_test" / f"{sample.name}.png"), dtype=np.float64)
+    for convention in ("vifb", "tang"):  # the stored values are what the convention gives the saved image
+        expected = evaluate(fused, sample.ir_raw, sample.vi_raw, convention=convention)
+        row = values.iloc[0]
+        for m, v in expected.items():
+            assert row[f"{convention}:{m}"] == pytest.approx(v, rel=1e-12, nan_ok=True), (convention, m)
+    for stem in ("main_synthetic_small_test_vifb", "paired_synthetic_small_test_tang", "power_synthetic_small_test_vifb"):
+        assert latex_is_well_formed((study / "tables" / f"{stem}.tex").read_text())
+    per_run = pd.read_csv(study / "summary.csv")
+    assert per_run.loc[per_run.run_id == run.name, "vifb:EN"].iloc[0] == pytest.approx(values["vifb:EN"].mean())
+    summary = (study / "summary.md").read_text()
+    assert "## synthetic test, vifb convention" in summary and "; also `tang`," in summary
+    paired = pd.read_csv(study / "tables" / "paired_synthetic_small_test_vifb.csv")
+    assert set(paired[paired.family == "primary"].metric) == {"vifb:EN", "vifb:SD", "vifb:MI", "vifb:Qabf"}
+    main = (study / "tables" / "main_synthetic_small_test_vifb.md").read_text()
+    assert "vifb:Qcv ↓" in main and "vifb:Qcb ↑" in main  # each convention's own better direction
+    plain = load_config(EXPERIMENTS, ["profiles.smoke.seeds=[1, 2]"])
+    with_more = load_config(EXPERIMENTS, ["profiles.smoke.seeds=[1, 2]", "profiles.smoke.conventions=[vifb]"])
+    assert "conventions" not in plan(plain, plain.profile("smoke"))[0].config  # older runs keep their hash
+    assert plan(with_more, with_more.profile("smoke"))[0].config["conventions"] == ["vifb"]

@@ -66,4 +66,17 @@ def evaluate(
     return get_convention(convention).evaluate(fused, ir, vis, metrics)
 
 
-__all__ = ["CONVENTIONS", "METRICS", "Convention", "MetricInfo", "evaluate", "get_convention", "metric_names", "resolve_metrics"]
+def column(convention: str, name: str) -> str:
+    """A value's column name in tables: the metric's name under the default convention, ``convention:name``
+    under another (the same name means other code under another convention)."""
+    return name if convention == DEFAULT_CONVENTION else f"{convention}:{name}"
+
+
+def column_info(label: str) -> MetricInfo:
+    """The metadata of a column named by :func:`column`."""
+    convention, _, name = label.rpartition(":")
+    return get_convention(convention or DEFAULT_CONVENTION).metrics[name]
+
+
+__all__ = ["CONVENTIONS", "METRICS", "Convention", "MetricInfo", "column", "column_info", "evaluate", "get_convention",
+           "metric_names", "resolve_metrics"]  # fmt: skip

@@ -6,8 +6,9 @@ image is scored per channel against the matching source channels and the
 channel values are averaged, except for SF, AG and EI, which read the fused
 array whole. A grey fused image with a colour source, where VIFB's own code
 fails, is scored on sources turned to uint8 grey with MATLAB's ``rgb2gray``.
-Arithmetic is float64 with NumPy and SciPy; Qabf uses the compiled kernel it
-shares with ``cddfuse`` (the toolkit's Qabf is that one on images times 255).
+Arithmetic is float64 with NumPy, SciPy and compiled loops (the Gaussian
+filters, Chen-Blum's quality map); Qabf uses the compiled kernel it shares with
+``cddfuse`` (the toolkit's Qabf is that one on images times 255).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.metrics import DEFAULT_CONVENTION, get_convention
+from benchmark.metrics import DEFAULT_CONVENTION, column, get_convention, metric_names
 from benchmark.published import Published, PublishedError, compare_gains, compare_means, load_published
 from benchmark.reports.figures import make_figures
 from benchmark.reports.inference import health_table, seed_comparisons
@@ -42,6 +42,7 @@ from benchmark.reports.stats import (
     reached_plateau,
     run_summary,
     seed_means,
+    study_columns,
     study_metrics,
     summarise_arms,
 )
@@ -69,7 +70,7 @@ def _plan_order(study: Study) -> dict[str, list]:
 
 def write_summary_csv(study: Study) -> Path:
     """``summary.csv`` from every finished run of the study, in plan order."""
-    atomic_write_text(study.folder.summary_csv, to_csv(run_summary(study.values, study_metrics(study), _plan_order(study))))
+    atomic_write_text(study.folder.summary_csv, to_csv(run_summary(study.values, study_columns(study), _plan_order(study))))
     return study.folder.summary_csv
 
 
@@ -120,8 +121,9 @@ def provenance(study: Study) -> list[str]:
         f"- device: {values('device')} (torch threads per run: {values('torch_threads')}); host {values('platform')}",
         f"- versions: python {values('python')}, torch {values('torch')}, numpy {values('numpy')}, "
         f"numba {values('numba')}, piq {values('piq')}",
-        f"- metrics: `{DEFAULT_CONVENTION}` convention, {get_convention().description} (docs/metrics.md); every value is traceable to `runs/<run>/metrics.csv` with that run's "
-        "`config.yaml` (hash), `env.json` and seed",
+        f"- metrics: `{DEFAULT_CONVENTION}` convention, {get_convention().description} (docs/metrics.md)"
+        + "".join(f"; also `{c}`, {get_convention(c).description}" for c in study.spec.get("conventions", []))
+        + "; every value is traceable to `runs/<run>/metrics.csv` with that run's `config.yaml` (hash), `env.json` and seed",
     ]  # fmt: skip
 
 
@@ -272,6 +274,21 @@ def build_report(root: str | Path, figures: bool = True, published: str | Path |
                                                metrics, labels, tables)  # fmt: skip
             sections += more
             written += files
+    for convention in study.spec.get("conventions", []):
+        columns = [column(convention, m) for m in metric_names(convention) if column(convention, m) in study.values.columns]
+        family = [column(convention, m) for m in primary if column(convention, m) in columns]
+        more = seed_comparisons(main_values, columns, healthy, base, family, plateau) if columns else pd.DataFrame()
+        for test in study.tests(main_arms) if columns else []:
+            name = f"{labels.get(test, test)}, {convention} convention"
+            summary = _healthy_summary(main_values[main_values.test == test], healthy, columns, main_arms)
+            table = main_table(summary, columns, f"{name}: mean ± std over healthy seeds", labels=labels)
+            written += write_table(tables, f"main_{test}_{convention}", summary, table)
+            sections += [f"## {name}", "", table.markdown()]
+            if not more.empty and test in set(more.test):
+                extra, files = _comparison_sections(more, test, f"{test}_{convention}", f"{name}: each arm against {base}",
+                                                    family, columns, labels, tables)  # fmt: skip
+                sections += extra
+                written += files
     for name, arm_of in study.spec["ablations"].items():
         arms = list(dict.fromkeys(arm_of.values()))
         grid = study.spec["grids"][next(a for a in arms if a not in main_arms)] if set(arms) - set(main_arms) else None

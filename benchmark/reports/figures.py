@@ -28,7 +28,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from benchmark.data import DataError, open_dataset, png_bytes  # noqa: E402
-from benchmark.metrics import METRICS  # noqa: E402
+from benchmark.metrics import column_info  # noqa: E402
 from benchmark.reports.inference import t_interval  # noqa: E402
 from benchmark.reports.stats import seed_means, study_metrics  # noqa: E402
 from benchmark.store import Study, atomic_write_bytes, dataset_source, read_image_array, run_id  # noqa: E402
@@ -55,7 +55,7 @@ def median_seed(study: Study, model: str, arms: list[str], healthy: set[str]) ->
     score = {s: 0.0 for s in seeds}
     for (_, _), g in means.groupby(["arm", "test"], sort=False):
         for m in primary:
-            order = g.sort_values(m, ascending=not METRICS[m].higher_is_better, kind="stable").seed.tolist()
+            order = g.sort_values(m, ascending=not column_info(m).higher_is_better, kind="stable").seed.tolist()
             for rank, s in enumerate(order):
                 score[s] += rank
     ranked = sorted(seeds, key=lambda s: (score[s], s))
@@ -127,7 +127,7 @@ def forest_figure(study: Study, test: str, arms: list[str], base: str, healthy: 
             ax.tick_params(axis="x", labelsize=5.5, pad=1)
             ax.grid(axis="x", lw=0.3, alpha=0.4)
             if col == 0:
-                ax.set_ylabel(f"{m} {'↑' if METRICS[m].higher_is_better else '↓'}", rotation=0, ha="right", va="center",
+                ax.set_ylabel(f"{m} {'↑' if column_info(m).higher_is_better else '↓'}", rotation=0, ha="right", va="center",
                               fontsize=7)  # fmt: skip
             if row == 0:
                 ax.set_title(labels.get(model, model), fontsize=8)

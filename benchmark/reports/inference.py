@@ -187,7 +187,7 @@ def seed_comparisons(values, metrics: Sequence[str], healthy: set[str], base: st
     """
     import pandas as pd
 
-    from benchmark.metrics import METRICS
+    from benchmark.metrics import column_info
     from benchmark.reports.stats import paired, paired_images
 
     rows = []
@@ -196,7 +196,7 @@ def seed_comparisons(values, metrics: Sequence[str], healthy: set[str], base: st
             continue
         for arm in [a for a in dict.fromkeys(group.arm) if a != base]:
             ours, theirs, _ = paired_images(group, arm, base, metrics)  # descriptive: these networks only
-            described = {m: paired(ours[m].to_numpy(float), theirs[m].to_numpy(float), METRICS[m].higher_is_better)
+            described = {m: paired(ours[m].to_numpy(float), theirs[m].to_numpy(float), column_info(m).higher_is_better)
                          for m in metrics}  # fmt: skip
             a, b = group[group.arm == arm], group[group.arm == base]
             common = sorted(set(a.seed) & set(b.seed))

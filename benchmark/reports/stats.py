@@ -14,13 +14,19 @@ import numpy as np
 import pandas as pd
 from scipy.stats import wilcoxon
 
-from benchmark.metrics import metric_names
+from benchmark.metrics import column, metric_names
 from benchmark.store import Study
 
 
 def study_metrics(study: Study) -> list[str]:
     """The default convention's metrics that a study's values hold, in table order."""
     return [m for m in metric_names() if m in study.values.columns]
+
+
+def study_columns(study: Study) -> list[str]:
+    """Every metric column a study's values hold: the default convention's, then each further convention's."""
+    extra = [column(c, m) for c in study.spec.get("conventions", []) for m in metric_names(c)]
+    return study_metrics(study) + [c for c in extra if c in study.values.columns]
 
 
 def seed_means(values: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.metrics import METRICS
+from benchmark.metrics import column_info
 from benchmark.reports.stats import ranks
 from benchmark.store import atomic_write_text
 
@@ -20,8 +20,13 @@ DECIMALS = {"EN": 3, "SD": 2, "SF": 2, "AG": 3, "MI": 3, "SCD": 3, "VIF": 3, "Qa
             "PSNR": 2, "MSE": 1}  # fmt: skip
 
 
+def decimals(label: str) -> int:
+    """Printed decimals of a column (:data:`DECIMALS` by the metric's name; 3 for names it lacks)."""
+    return DECIMALS.get(label.rpartition(":")[2], 3)
+
+
 def arrow(metric: str) -> str:
-    return "↑" if METRICS[metric].higher_is_better else "↓"
+    return "↑" if column_info(metric).higher_is_better else "↓"
 
 
 def _num(value: float, decimals: int) -> str:
@@ -88,16 +93,15 @@ def main_table(summary: pd.DataFrame, metrics: Sequence[str], title: str, label:
     rows, marks, blocks, notes = [], [], [], []
     for model, g in summary.groupby("model", sort=False):
         blocks.append(len(rows))
-        block_ranks = {m: ranks(g[f"{m}_mean"].tolist(), METRICS[m].higher_is_better) for m in metrics}
-        for i, r in enumerate(g.itertuples(index=False)):
-            r = r._asdict()
+        block_ranks = {m: ranks(g[f"{m}_mean"].tolist(), column_info(m).higher_is_better) for m in metrics}
+        for i, r in enumerate(g.to_dict("records")):
             runs = r.get("runs", r["seeds"])
             seeds = str(r["seeds"]) if runs == r["seeds"] else f"{r['seeds']} of {runs}"
             cells, row_marks = [(labels or {}).get(model, model), (labels or {}).get(r["arm"], r["arm"]), seeds], [None, None, None]
             for m in metrics:
-                text = _num(r[f"{m}_mean"], DECIMALS[m])
+                text = _num(r[f"{m}_mean"], decimals(m))
                 if r["seeds"] > 1:
-                    text += f" ± {_num(r[f'{m}_std'], DECIMALS[m])}"
+                    text += f" ± {_num(r[f'{m}_std'], decimals(m))}"
                 if r[f"{m}_nan"]:
                     text += "†"
                     notes.append(f"† {cells[0]} / {cells[1]} / {m}: {r[f'{m}_nan']} NaN value(s) excluded from the mean")
@@ -141,7 +145,7 @@ def seed_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, family: 
             count = f"{n}; {short} short of plateau" if short else str(n)
             cells, row_marks = [labels.get(model, model), labels.get(arm, arm), count], [None, None, None]
             for m in metrics:
-                r, dec = by_metric[m], DECIMALS[m] + 1
+                r, dec = by_metric[m], decimals(m) + 1
                 text = _signed(r["diff"], dec)
                 if r["seeds"] > 1:
                     text += f" [{_signed(r['t_lo'], dec)}, {_signed(r['t_hi'], dec)}]"
@@ -151,7 +155,7 @@ def seed_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, family: 
                     text += f"; {format_p(r['p_signflip'])}"
                     if family == "primary":
                         text += f", Holm {format_p(r['p_holm'])[2:]}"
-                better = (r["diff"] > 0) == METRICS[m].higher_is_better and r["diff"] != 0
+                better = (r["diff"] > 0) == column_info(m).higher_is_better and r["diff"] != 0
                 row_marks.append(0 if family == "primary" and bool(r["survives_holm"]) and better else None)
                 cells.append(text)
             out.append(cells)
@@ -186,7 +190,7 @@ def power_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, labels:
             by_metric = {r["metric"]: r for r in h.to_dict("records")}
             cells = [labels.get(model, model), labels.get(arm, arm), str(int(h["seeds"].max()))]
             for m in metrics:
-                r, dec = by_metric[m], DECIMALS[m] + 1
+                r, dec = by_metric[m], decimals(m) + 1
                 needed = "n/a" if math.isnan(r["seeds_needed"]) else f"{int(r['seeds_needed'])}"
                 cells.append(f"sd {_num(r['diff_sd'], dec)}; MDD {_num(r['mdd'], dec)}; |d| {_num(abs(r['diff']), dec)}; "
                              f"needs {needed}")  # fmt: skip
@@ -288,7 +292,7 @@ def published_markup(frame: pd.DataFrame, published: dict[str, float], title: st
         by_metric = {r["metric"]: r for r in g.to_dict("records")}
         cells = [labels.get(model, model), labels.get(arm, arm), str(int(g["seeds"].max()))]
         for m in metrics:
-            r, dec = by_metric[m], DECIMALS[m]
+            r, dec = by_metric[m], decimals(m)
             text = _num(r["mean"], dec) + (f" ± {_num(r['std'], dec)}" if r["seeds"] > 1 else "")
             cells.append(f"{text} ({_signed(r['diff'], dec)})" + ("†" if r["within"] is False else ""))
         out.append(cells)
