@@ -82,18 +82,22 @@ def freqspace_radius(shape: tuple[int, int], scale: float) -> np.ndarray:
     return np.sqrt(u[None, :] ** 2 + v[:, None] ** 2)
 
 
-def centred_filter(x: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """``real(ifft2(ifftshift(fftshift(fft2(x)) .* H)))`` for a filter ``H`` on the centred grid.
-
-    For real ``x`` the real part of that inverse is the inverse with ``H`` made Hermitian,
-    ``(H(k) + H(-k)) / 2``, so it is computed as a real FFT pair, on the threads Numba uses.
-    """
-    m, n = x.shape
+def hermitian_half(h: np.ndarray) -> np.ndarray:
+    """A filter ``H`` on MATLAB's centred frequency grid as :func:`centred_filter` applies it: shifted to the
+    FFT's order, made Hermitian, ``(H(k) + H(-k)) / 2``, and cut to the half a real FFT keeps."""
     shifted = np.fft.ifftshift(h)
     mirrored = np.roll(shifted[::-1, ::-1], 1, axis=(0, 1))  # H(-k mod M, -k mod N)
-    half = ((shifted + mirrored) / 2)[:, : n // 2 + 1]
+    return ((shifted + mirrored) / 2)[:, : h.shape[1] // 2 + 1]
+
+
+def centred_filter(x: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """``real(ifft2(ifftshift(fftshift(fft2(x)) .* H)))``, given :func:`hermitian_half` of ``H``.
+
+    For real ``x`` the real part of that inverse is the inverse with ``H`` made Hermitian, so it is computed
+    as a real FFT pair, on the threads Numba uses.
+    """
     workers = numba.get_num_threads()
-    return sp_fft.irfft2(sp_fft.rfft2(x, workers=workers) * half, s=(m, n), workers=workers)
+    return sp_fft.irfft2(sp_fft.rfft2(x, workers=workers) * half, s=x.shape, workers=workers)
 
 
 def histogram256(x: np.ndarray) -> np.ndarray:

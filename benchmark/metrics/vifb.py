@@ -13,6 +13,7 @@ filters, Chen-Blum's quality map); Qabf uses the compiled kernel it shares with
 
 from __future__ import annotations
 
+import functools
 import math
 from functools import cached_property
 
@@ -199,9 +200,26 @@ _QCB_T = np.arange(-15, 16, dtype=np.float64)
 _QCB_NARROW, _QCB_WIDE = (np.exp(-(_QCB_T * _QCB_T) / (2 * s * s)) for s in (2.0, 4.0))
 
 
+@functools.lru_cache(maxsize=8)
+def _qcb_csf(shape: tuple[int, int]) -> np.ndarray:
+    """Chen-Blum's contrast-sensitivity filter for an image size (the Hermitian half of it, kept per size)."""
+    r = M.freqspace_radius(shape, 30.0)
+    half = M.hermitian_half(np.exp(-((r / 15.3870) ** 2)) - 0.7622 * np.exp(-((r / 1.3456) ** 2)))
+    half.flags.writeable = False  # shared by every call for this size
+    return half
+
+
+@functools.lru_cache(maxsize=8)
+def _qcv_csf(shape: tuple[int, int]) -> np.ndarray:
+    """Chen-Varshney's contrast-sensitivity filter for an image size (the Hermitian half, kept per size)."""
+    r = M.freqspace_radius(shape, 8.0)
+    half = M.hermitian_half(2.6 * (0.0192 + 0.144 * r) * np.exp(-((0.144 * r) ** 1.1)))
+    half.flags.writeable = False  # shared by every call for this size
+    return half
+
+
 def _qcb_pair(v: np.ndarray, i: np.ndarray, f: np.ndarray) -> float:
-    csf = M.freqspace_radius(f.shape, 30.0)
-    csf = np.exp(-((csf / 15.3870) ** 2)) - 0.7622 * np.exp(-((csf / 1.3456) ** 2))
+    csf = _qcb_csf(f.shape)
     filtered = [M.centred_filter(img, csf) for img in (v, i, f)]
     narrow = tuple(M.separable_same(x, _QCB_NARROW) for x in filtered)
     wide = tuple(M.separable_same(x, _QCB_WIDE) for x in filtered)
@@ -226,8 +244,7 @@ def _blocks(x: np.ndarray) -> np.ndarray:
 
 
 def _qcv_pair(v: np.ndarray, i: np.ndarray, f: np.ndarray) -> float:
-    r = M.freqspace_radius(f.shape, 8.0)
-    csf = 2.6 * (0.0192 + 0.144 * r) * np.exp(-((0.144 * r) ** 1.1))
+    csf = _qcv_csf(f.shape)
     num = den = 0.0
     with np.errstate(invalid="ignore", divide="ignore"):
         for src in (v, i):
