@@ -9,7 +9,6 @@ shifts. Everything is rebuilt from the per-image values file, so a committed res
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Sequence
@@ -20,10 +19,9 @@ import pandas as pd
 
 from benchmark.metrics import get_convention
 from benchmark.reports.tables import to_csv
-from benchmark.store import atomic_write_text
+from benchmark.store import ENV, atomic_write_text, write_json
 
 VALUES, MEANS, AGREEMENT, REPORT, FIGURE = "values.csv", "means.csv", "agreement.csv", "drift.md", "rank_shifts.png"
-ENV = "env.json"  # what scored values.csv: command, commit, versions
 
 
 def shared_metrics(conventions: Sequence[str]) -> list[str]:
@@ -172,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         env = provenance(["python", "-m", "benchmark", "drift", *(sys.argv[1:] if argv is None else argv)])
         dataset = PairedDataset(_dataset_folder(args.dataset))
         write_csv(evaluate_folders(dataset, args.fused, convention=conventions), out / VALUES)
-        atomic_write_text(out / ENV, json.dumps(env, indent=2) + "\n")
+        write_json(out / ENV, env)  # what scored values.csv: command, commit, versions
     elif not (out / VALUES).is_file():
         parser.error(f"--fused: needed, since {out / VALUES} does not exist yet")
     values = pd.read_csv(out / VALUES)

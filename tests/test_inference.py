@@ -126,12 +126,14 @@ def test_arms_with_the_same_seed_share_initial_weights_and_patches(tmp_path, mon
     from benchmark.train import Trainer, train_run
 
     seen = {}
+    real_step = Trainer.train_step
 
-    def record(self, sampler, until=None, on_step=None):
-        seen[self.objectives[0].recipe["gradient"]["type"]] = (
-            {k: v.clone() for k, v in self.model.state_dict().items()}, sampler.next())
+    def record(self, ir, vis):  # the weights and the batch of each run's first step
+        seen.setdefault(self.objectives[0].recipe["gradient"]["type"],
+                        ({k: v.clone() for k, v in self.model.state_dict().items()}, (ir, vis)))  # fmt: skip
+        return real_step(self, ir, vis)
 
-    monkeypatch.setattr(Trainer, "run", record)
+    monkeypatch.setattr(Trainer, "train_step", record)
     cfg = load_config(Path(__file__).resolve().parents[1] / "experiments.yaml")
     for run in plan(cfg, cfg.profile("smoke")):
         train_run(run, cfg, RunDir(tmp_path / run.run_id), "cpu", progress=False)
