@@ -71,9 +71,9 @@ class Pack:
         not finite (that run is not updated)."""
         begun = [t.begin_step() for t in trainers]
         models = [t.model for t in trainers]
-        names = [n for n, _ in models[0].named_parameters()]
-        params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]).requires_grad_() for n in names}
-        buffers = {n: torch.stack([dict(m.named_buffers())[n] for m in models]) for n, _ in models[0].named_buffers()}
+        own_params, own_buffers = [dict(m.named_parameters()) for m in models], [dict(m.named_buffers()) for m in models]
+        params = {n: torch.stack([p[n].detach() for p in own_params]).requires_grad_() for n in own_params[0]}
+        buffers = {n: torch.stack([b[n] for b in own_buffers]) for n in own_buffers[0]}
         ir = torch.stack([b[0] for b in batches]).to(self.device)
         vis = torch.stack([b[1] for b in batches]).to(self.device)
         self.base.train()
