@@ -59,11 +59,13 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def git_commit() -> str:
-    """The checkout's commit, with ``-dirty`` when tracked or untracked-not-ignored files differ."""
+def git_commit(root: Path = ROOT) -> str:
+    """The checkout's commit, with ``-dirty`` when tracked or untracked-not-ignored files differ, outside
+    ``results/``: a study's own outputs (committed ones included) are not the code that made them."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", ".", ":(exclude)results"], cwd=root,
+                               capture_output=True, text=True, timeout=10)  # fmt: skip
         return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"

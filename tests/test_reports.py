@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shutil
@@ -199,15 +200,31 @@ def test_latex_compiles(smoke_study: Path, tmp_path: Path) -> None:
 COMMITTED = Path(__file__).resolve().parents[1] / "results" / "real-cpu"
 
 
-@pytest.mark.skipif(not (COMMITTED / "study.json").is_file(), reason="no committed study under results/real-cpu")
-def test_committed_study_tables_regenerate_byte_for_byte(tmp_path: Path) -> None:
-    copy = tmp_path / "real-cpu"
-    shutil.copytree(COMMITTED, copy, ignore=shutil.ignore_patterns("tables", "figures", "summary.md"))
+STUDIES = sorted(p for p in COMMITTED.parent.iterdir() if (p / "study.json").is_file())
+
+
+@pytest.mark.parametrize("study", STUDIES, ids=[p.name for p in STUDIES])
+def test_committed_study_tables_regenerate_byte_for_byte(study: Path, tmp_path: Path) -> None:
+    copy = tmp_path / study.name
+    shutil.copytree(study, copy, ignore=shutil.ignore_patterns("tables", "figures", "summary.md", "summary.csv"))
     reports.build_report(copy, figures=False)
-    committed = sorted(p.name for p in (COMMITTED / "tables").iterdir())
+    committed = sorted(p.name for p in (study / "tables").iterdir())
     assert committed == sorted(p.name for p in (copy / "tables").iterdir())
-    for name in committed:
-        assert (copy / "tables" / name).read_bytes() == (COMMITTED / "tables" / name).read_bytes(), name
+    for name in [*committed, "../summary.csv"]:
+        assert (copy / "tables" / name).read_bytes() == (study / "tables" / name).read_bytes(), name
+
+
+def test_the_converged_study_runs_from_clean_commits_and_says_where_each_run_stopped() -> None:
+    runs = sorted((COMMITTED.parent / "converged" / "runs").glob("*/done.json"))
+    if not runs:
+        pytest.skip("no finished run of the converged study is committed yet")
+    for done in runs:
+        env = json.loads((done.parent / "env.json").read_text())
+        assert len(env["git_commit"]) == 40, done.parent.name  # a clean commit: no -dirty suffix
+        ending = json.loads(done.read_text())
+        assert isinstance(ending["plateau"], bool) and ending["selected"] == "best", done.parent.name
+    table = pd.read_csv(COMMITTED.parent / "converged" / "tables" / "convergence.csv")
+    assert int(table.seeds.sum()) == len(runs)  # every finished run is counted as reaching its plateau or not
 
 
 @pytest.mark.skipif(not (COMMITTED / "study.json").is_file(), reason="no committed study under results/real-cpu")

@@ -344,3 +344,26 @@ def test_the_paper_schedule_decays_at_real_epochs_and_compressed_squeezes() -> N
     assert paper.phase_end == [100, 100]  # 40 epochs are 400 steps: a 100-step run never leaves phase one
     squeezed = Trainer(model, recipe, {"type": "damgl"}, steps=120)
     assert squeezed.phase_end == [40, 120] and squeezed.steps_per_epoch == 1.0
+
+
+def test_a_study_writing_its_own_results_does_not_make_the_code_dirty(tmp_path: Path) -> None:
+    import subprocess
+
+    from benchmark.launch import git_commit
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", "code.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "c")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    (tmp_path / "results" / "study" / "runs").mkdir(parents=True)
+    (tmp_path / "results" / "study" / "study.json").write_text("{}")  # untracked, not ignored: a study's outputs
+    assert git_commit(tmp_path) == head
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path) == head + "-dirty"
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "new_model.py").write_text("")  # untracked code counts
+    assert git_commit(tmp_path) == head + "-dirty"
