@@ -47,12 +47,14 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
 
 
-def estimate(cfg: Config, profile: Profile, runs: list[RunSpec], timing_steps: int, device: str) -> list[str]:
+def estimate(cfg: Config, profile: Profile, runs: list[RunSpec], timing_steps: int, device: str,
+             missing: dict[str, str]) -> list[str]:  # fmt: skip
     """Per model: one training step timed on random patches on ``device``, times each run's budget and the
-    number of its runs; not timed where ``device`` is a GPU that is not here (a CPU step says nothing of it)."""
+    number of its runs; not timed where ``device`` is a GPU that is not here (a CPU step says nothing of it).
+    ``missing`` (:func:`~benchmark.plan.missing_inputs`) says which models are built without their checkpoint."""
     import torch
 
-    from benchmark.train import time_step
+    from benchmark.train import arm_gradient, time_step
 
     device = resolve_device("auto") if device == "auto" else device
     if device == "cuda" and not torch.cuda.is_available():
@@ -60,14 +62,13 @@ def estimate(cfg: Config, profile: Profile, runs: list[RunSpec], timing_steps: i
                 "times it (or run python -m benchmark speed gpu there)"]  # fmt: skip
     lines = [f"time (one training step timed on {device} after a warm-up, median of {timing_steps}, on this machine as "
              "loaded now; validation, fusing and scoring not included):"]  # fmt: skip
-    missing = missing_inputs(cfg, profile)
     for model in dict.fromkeys(r.model for r in runs):
         mine = [r for r in runs if r.model == model]
         c = mine[0].config
-        gradient = {k: v for k, v in c["arm"].items() if k not in ("name", "balance")}
         spec = cfg.model(model, without_checkpoint=f"models.{model}.backbone_checkpoint" in missing)
         torch.manual_seed(0)
-        step = time_step(spec.build(), spec.recipe, gradient, c["batch_size"], c["patch_size"], device, timing_steps)
+        step = time_step(spec.build(), spec.recipe, arm_gradient(c["arm"]), c["batch_size"], c["patch_size"], device,
+                         timing_steps)  # fmt: skip
         total = sum(r.config["steps"] for r in mine) * step
         cap = " at most (runs may stop on their plateau)" if profile.stop else ""
         lines.append(f"  {model}: {step:.3g} s a step -> {_duration(c['steps'] * step)} a run, {_duration(total)} for its "
@@ -92,9 +93,9 @@ def describe(cfg: Config, profile: Profile, runs: list[RunSpec], folder: Results
                      f" = {c['epochs']:.3g} epochs of {c['train']['name']} ({images if images is not None else '?'} pairs)")  # fmt: skip
     tests = dict.fromkeys(t for r in runs for t in r.config["test"])
     lines.append(f"  tested on {', '.join(tests)}; primary metrics {', '.join(profile.primary_metrics)}")
-    if timing_steps and runs:
-        lines += estimate(cfg, profile, runs, timing_steps, device or profile.device)
     missing = missing_inputs(cfg, profile)
+    if timing_steps and runs:
+        lines += estimate(cfg, profile, runs, timing_steps, device or profile.device, missing)
     if missing:
         lines.append("missing before it can run:")
         lines += [f"  {key}: {why}" for key, why in missing.items()]

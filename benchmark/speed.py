@@ -177,7 +177,7 @@ def speed_train(args: argparse.Namespace) -> None:
     from benchmark.launch import ROOT
     from benchmark.plan import plan
     from benchmark.store import RunDir
-    from benchmark.train import train_run
+    from benchmark.train import random_batch, train_run
 
     steps, model_name = max(args.repeat, 40), "pmgi"
     overrides = [f"profiles.smoke.models=[{model_name}]", "profiles.smoke.losses=[damgl]", f"profiles.smoke.steps={steps}",
@@ -193,8 +193,7 @@ def speed_train(args: argparse.Namespace) -> None:
         model = spec.build()
         objective = spec.recipe.objective(0, {"type": "damgl"})
         optimizer = torch.optim.Adam(model.parameters(), lr=spec.recipe.optimizer["lr"])
-        g = torch.Generator().manual_seed(0)
-        ir, vis = torch.rand(8, 1, 64, 64, generator=g), torch.rand(8, 1, 64, 64, generator=g)
+        ir, vis = random_batch(8, 64)
         t0 = time.perf_counter()
         for _ in range(steps):
             total, _ = objective(model(ir, vis), ir, vis)
@@ -228,14 +227,13 @@ def _first_step_losses(spec: Any, batch: int, patch: int, device: str) -> tuple[
     and batch; returns the device's trainer to go on timing."""
     import torch
 
-    from benchmark.train import Trainer
+    from benchmark.train import Trainer, random_batch
 
     torch.manual_seed(0)
     model = spec.build()
     reference = spec.build()
     reference.load_state_dict(model.state_dict())
-    g = torch.Generator().manual_seed(0)
-    ir, vis = torch.rand(batch, 1, patch, patch, generator=g), torch.rand(batch, 1, patch, patch, generator=g)
+    ir, vis = random_batch(batch, patch)
     there = Trainer(model, spec.recipe, {"type": "damgl"}, 10**9, device=device)
     here = Trainer(reference, spec.recipe, {"type": "damgl"}, 10**9, device="cpu")
     losses = []
@@ -255,6 +253,7 @@ def speed_gpu(args: argparse.Namespace) -> int:
     from benchmark.config import load_config
     from benchmark.fuse import fuse_sample, grey8, score
     from benchmark.launch import ROOT
+    from benchmark.train import random_batch
 
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
@@ -272,8 +271,7 @@ def speed_gpu(args: argparse.Namespace) -> int:
         loss, reference, trainer = _first_step_losses(spec, batch, patch, device)
         rel = abs(loss - reference) / max(abs(reference), 1e-12)
         worst = max(worst, rel)
-        g = torch.Generator().manual_seed(1)
-        ir, vis = torch.rand(batch, 1, patch, patch, generator=g), torch.rand(batch, 1, patch, patch, generator=g)
+        ir, vis = random_batch(batch, patch, seed=1)
         t0 = time.perf_counter()
         for _ in range(steps):
             trainer.train_step(ir, vis)

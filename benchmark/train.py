@@ -400,13 +400,23 @@ def balance_scale(model: nn.Module, recipe: Recipe, gradient: dict[str, Any], ba
     return float(terms[1] / terms[0]) if float(terms[0]) > 0 else 1.0
 
 
+def random_batch(batch: int, patch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """An (infrared, visible) batch of uniform noise patches, the same for a seed: for timings and checks."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 1, patch, patch, generator=g), torch.rand(batch, 1, patch, patch, generator=g)
+
+
+def arm_gradient(arm: dict[str, Any]) -> dict[str, Any]:
+    """A run config's ``arm`` block as the gradient loss block a recipe takes (its name and balance left out)."""
+    return {k: v for k, v in arm.items() if k not in ("name", "balance")}
+
+
 def time_step(model: nn.Module, recipe: Recipe, gradient: dict[str, Any], batch: int, patch: int, device: str,
               steps: int = 2) -> float:  # fmt: skip
     """Median seconds of one training step on random ``batch`` x ``patch`` patches, after one warm-up step:
     what a dry run multiplies by the budget (the step's cost does not depend on the pixels)."""
     trainer = Trainer(model, recipe, gradient, steps + 1, device=device)
-    g = torch.Generator().manual_seed(0)
-    ir, vis = torch.rand(batch, 1, patch, patch, generator=g), torch.rand(batch, 1, patch, patch, generator=g)
+    ir, vis = random_batch(batch, patch)
     times = []
     for _ in range(steps + 1):
         t0 = time.perf_counter()
@@ -431,7 +441,7 @@ class RunLoop:
         np.random.seed(run.seed)
         random.seed(run.seed)
         model = spec.build()
-        gradient = {k: v for k, v in c["arm"].items() if k not in ("name", "balance")}
+        gradient = arm_gradient(c["arm"])
         self.sampler = PatchSampler(load_training_images(cfg.datasets[c["train"]["name"]].open()), c["patch_size"],
                                     c["batch_size"], seed=run.seed)  # fmt: skip
         scale = 1.0

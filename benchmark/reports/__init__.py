@@ -181,6 +181,30 @@ def _comparison_sections(comparisons: pd.DataFrame, test: str, stem: str, what: 
     return sections, written
 
 
+def _main_sections(study: Study, values: pd.DataFrame, metrics: list[str], primary: list[str], healthy: set[str],
+                   plateau: dict[str, bool | None], labels: dict[str, str], tables: Path,
+                   convention: str | None = None) -> tuple[pd.DataFrame, list[str], list[Path]]:  # fmt: skip
+    """Per test set, the main table and the seed-level comparisons of the main arms, over ``metrics`` (one
+    convention's; ``convention`` names a further one in titles and file names); returns the comparisons too."""
+    base, main_arms = study.spec["base_arm"], [a for a in study.spec["loss_arms"] if a in set(values.arm)]
+    comparisons = seed_comparisons(values, metrics, healthy, base, primary, plateau)
+    suffix = f"_{convention}" if convention else ""
+    sections, written = [], []
+    for test in study.tests(main_arms):
+        summary = _healthy_summary(values[values.test == test], healthy, metrics, main_arms)
+        name = labels.get(test, test) + (f", {convention} convention" if convention else "")
+        table = main_table(summary, metrics, f"{name}: mean ± std over healthy seeds (training on "
+                           f"{labels.get(study.spec['train'], study.spec['train'])})", labels=labels)  # fmt: skip
+        written += write_table(tables, f"main_{test}{suffix}", summary, table)
+        sections += [f"## {name}", "", table.markdown()]
+        if not comparisons.empty and test in set(comparisons.test):
+            more, files = _comparison_sections(comparisons, test, f"{test}{suffix}", f"{name}: each arm against {base}",
+                                               primary, metrics, labels, tables)  # fmt: skip
+            sections += more
+            written += files
+    return comparisons, sections, written
+
+
 def _model_test_facts(study: Study) -> dict[tuple[str, str], tuple[str, dict]]:
     """(model, test) -> the model's type (or class) and the test images' identity, from the run configs."""
     facts = {}
@@ -260,35 +284,16 @@ def build_report(root: str | Path, figures: bool = True, published: str | Path |
         sections += ["## Loss scale", "", table.markdown()]
     main_values = study.values[study.values.arm.isin(main_arms)]
     plateau = reached_plateau(study)
-    comparisons = seed_comparisons(main_values, metrics, healthy, base, primary, plateau)
-    for test in study.tests(main_arms):
-        vals = main_values[main_values.test == test]
-        summary = _healthy_summary(vals, healthy, metrics, main_arms)
-        name = labels.get(test, test)
-        table = main_table(summary, metrics, f"{name}: mean ± std over healthy seeds (training on "
-                           f"{labels.get(study.spec['train'], study.spec['train'])})", labels=labels)  # fmt: skip
-        written += write_table(tables, f"main_{test}", summary, table)
-        sections += [f"## {name}", "", table.markdown()]
-        if not comparisons.empty and test in set(comparisons.test):
-            more, files = _comparison_sections(comparisons, test, test, f"{name}: each arm against {base}", primary,
-                                               metrics, labels, tables)  # fmt: skip
-            sections += more
-            written += files
+    comparisons, more, files = _main_sections(study, main_values, metrics, primary, healthy, plateau, labels, tables)
+    sections += more
+    written += files
     for convention in study.spec.get("conventions", []):
         columns = [column(convention, m) for m in metric_names(convention) if column(convention, m) in study.values.columns]
         family = [column(convention, m) for m in primary if column(convention, m) in columns]
-        more = seed_comparisons(main_values, columns, healthy, base, family, plateau) if columns else pd.DataFrame()
-        for test in study.tests(main_arms) if columns else []:
-            name = f"{labels.get(test, test)}, {convention} convention"
-            summary = _healthy_summary(main_values[main_values.test == test], healthy, columns, main_arms)
-            table = main_table(summary, columns, f"{name}: mean ± std over healthy seeds", labels=labels)
-            written += write_table(tables, f"main_{test}_{convention}", summary, table)
-            sections += [f"## {name}", "", table.markdown()]
-            if not more.empty and test in set(more.test):
-                extra, files = _comparison_sections(more, test, f"{test}_{convention}", f"{name}: each arm against {base}",
-                                                    family, columns, labels, tables)  # fmt: skip
-                sections += extra
-                written += files
+        if columns:
+            _, more, files = _main_sections(study, main_values, columns, family, healthy, plateau, labels, tables, convention)
+            sections += more
+            written += files
     for name, arm_of in study.spec["ablations"].items():
         arms = list(dict.fromkeys(arm_of.values()))
         grid = study.spec["grids"][next(a for a in arms if a not in main_arms)] if set(arms) - set(main_arms) else None
