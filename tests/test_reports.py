@@ -157,6 +157,17 @@ def test_figures_have_the_expected_panels(smoke_study: Path) -> None:
     assert len(direction.axes) == 2 * 2 + 1  # map and histogram per arm, one colour bar
 
 
+def test_training_figure_draws_seeds_that_stopped_at_different_steps_up_to_the_earliest_stop(smoke_study: Path) -> None:
+    study = load_study(smoke_study)
+    runs = [r for r in study.runs.values() if r["config"]["arm"]["name"] == "damgl" and r["log"] is not None]
+    assert len(runs) == 2 and len(runs[0]["log"]) > 2
+    short = len(runs[0]["log"]) - 2
+    runs[0]["log"] = runs[0]["log"].iloc[:short]  # as if this seed had stopped on its plateau earlier
+    fig = plots.training_figure(study, ["damgl"], {})
+    (line,) = fig.axes[0].lines[-1:]
+    assert len(line.get_xdata()) == short
+
+
 def test_direction_error_by_hand() -> None:
     ramp = np.tile(np.linspace(0, 1, 16), (16, 1))  # gradient along +x everywhere inside
     flat = np.zeros_like(ramp)

@@ -161,7 +161,8 @@ def _curve(log, quantity: str) -> np.ndarray:
 
 def training_figure(study: Study, arms: list[str], labels: dict[str, str]) -> plt.Figure | None:
     """Per model: a part of the objective that every arm shares (the intensity term where the recipe has
-    one), and the gradient term's share of the total, each smoothed; mean over seeds with the min-max band.
+    one), and the gradient term's share of the total, each smoothed; mean over seeds with the min-max band,
+    drawn up to the last step logged by every seed of the arm.
 
     The arms' totals are not compared: each arm's gradient term has its own scale.
     """
@@ -182,7 +183,8 @@ def training_figure(study: Study, arms: list[str], labels: dict[str, str]) -> pl
             for ax in axes[:, col]:
                 ax.axvline(change, color="k", lw=0.5, ls=":")
         for j, arm in enumerate(a for a in arms if a in by_arm):
-            steps = by_arm[arm][0]["step"].to_numpy()
+            n = min(len(log) for log in by_arm[arm])  # seeds that stop on their plateau stop at different steps
+            steps = by_arm[arm][0]["step"].to_numpy()[:n]
             for row, quantity in enumerate([shared[0] if shared else "loss", "gradient share"]):
                 curves = np.stack([_smoothed(_curve(log, quantity)[: len(steps)]) for log in by_arm[arm]])
                 ax = axes[row][col]
