@@ -47,13 +47,20 @@ def speed_metrics(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     convention.evaluate(*images[0])
     first = time.perf_counter() - t0
+    baseline = get_convention("cddfuse")
+    baseline.evaluate(*images[0])
     totals: list[float] = []
+    baseline_totals: list[float] = []  # timed alternately with the convention's, so noise hits both alike
     per_metric: dict[str, list[float]] = {name: [] for name in convention.metrics}
     for _ in range(args.repeat):
         for f, a, b in images:
             t0 = time.perf_counter()
             convention.evaluate(f, a, b)
             totals.append(time.perf_counter() - t0)
+            if convention is not baseline:
+                t0 = time.perf_counter()
+                baseline.evaluate(f, a, b)
+                baseline_totals.append(time.perf_counter() - t0)
             shared = convention.prepare(*convention.images((f, "fused"), (a, "ir"), (b, "vis")))
             for name, info in convention.metrics.items():
                 t0 = time.perf_counter()
@@ -65,6 +72,9 @@ def speed_metrics(args: argparse.Namespace) -> None:
     print(f"first call (includes loading compiled kernels): {first * 1000:.0f} ms")
     print(f"full metric set: median {_median_ms(totals):.1f} ms per image over {len(totals)} evaluations "
           f"({len(totals) / sum(totals):.1f} images per second)")  # fmt: skip
+    if baseline_totals:
+        print(f"cddfuse on the same images, timed alternately: median {_median_ms(baseline_totals):.1f} ms; "
+              f"{convention.name} / cddfuse = {sum(totals) / sum(baseline_totals):.2f} (total time)")  # fmt: skip
     print("per metric (median ms, shared intermediates counted where first used): " + ", ".join(
         f"{name} {_median_ms(v):.1f}" for name, v in per_metric.items()
     ))

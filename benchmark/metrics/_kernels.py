@@ -374,50 +374,105 @@ def histograms(f: np.ndarray, sources: tuple) -> tuple[np.ndarray, np.ndarray]:
 
 
 @numba.njit(parallel=True, **_JIT)
-def separable(img: np.ndarray, g: np.ndarray, top: int, left: int, ho: int, wo: int) -> np.ndarray:
-    """Correlation with ``outer(g, g)`` over the zero-padded image: ``out[i, j] = sum_t g[t] sum_s g[s]
-    img[top + i + s, left + j + t]``, columns first, the taps added in order for every pixel."""
+def ssim_maps(v: np.ndarray, i: np.ndarray, f: np.ndarray, g: np.ndarray, c1: float, c2: float) -> np.ndarray:
+    """The Gaussian SSIM maps of ``v`` and ``i`` against ``f`` at 'valid' positions, window ``outer(g, g)``,
+    variances as E[x^2] - mu^2 (the toolkit's ``filter2``): shape (2, H - n + 1, W - n + 1).
+
+    The eight filtered moments of a row are formed in one pass; each is the zero-start sum of the taps in
+    order, columns first, so every map value equals the one of filtering each moment image apart.
+    """
     n = g.shape[0]
-    h, w = img.shape
-    out = np.empty((ho, wo))
-    for i in numba.prange(ho):
-        col = np.zeros(w + 2 * n)  # the column pass at offset n, zeros on both sides
+    h, w = f.shape
+    ho, wo = h - n + 1, w - n + 1
+    out = np.empty((2, ho, wo))
+    for r in numba.prange(ho):
+        col = np.zeros((8, w))  # f, f*f, then per source x, x*x, x*f
         for s in range(n):
-            r = top + i + s
-            if 0 <= r < h:
-                gs = g[s]
-                for c in range(w):
-                    col[n + c] += gs * img[r, c]
-        for j in range(wo):
-            out[i, j] = 0.0
+            gs = g[s]
+            fr, vr, ir = f[r + s], v[r + s], i[r + s]
+            for c in range(w):
+                y, a, b = fr[c], vr[c], ir[c]
+                col[0, c] += gs * y
+                col[1, c] += gs * (y * y)
+                col[2, c] += gs * a
+                col[3, c] += gs * (a * a)
+                col[4, c] += gs * (a * y)
+                col[5, c] += gs * b
+                col[6, c] += gs * (b * b)
+                col[7, c] += gs * (b * y)
+        mom = np.zeros((8, wo))
         for t in range(n):
             gt = g[t]
-            start = n + left + t
-            for j in range(wo):
-                out[i, j] += gt * col[start + j]
+            for q in range(8):
+                for c in range(wo):
+                    mom[q, c] += gt * col[q, c + t]
+        for c in range(wo):
+            my = mom[0, c]
+            syy = mom[1, c] - my * my
+            for k in range(2):
+                mx = mom[2 + 3 * k, c]
+                sxx = mom[3 + 3 * k, c] - mx * mx
+                sxy = mom[4 + 3 * k, c] - mx * my
+                out[k, r, c] = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
     return out
 
 
+@numba.njit(inline="always", **_JIT)
+def _symmetric_pass(src: np.ndarray, start: int, g: np.ndarray, out: np.ndarray) -> None:
+    """``out[c] = sum_t g[t] src[start + c + t]`` for a symmetric ``g`` of odd length, the mirrored taps paired."""
+    half = g.shape[0] // 2
+    gc = g[half]
+    for c in range(out.shape[0]):
+        out[c] = gc * src[start + c + half]
+    for t in range(half):
+        gt = g[t]
+        for c in range(out.shape[0]):
+            out[c] += gt * (src[start + c + t] + src[start + c + 2 * half - t])
+
+
 @numba.njit(parallel=True, error_model="numpy", **_JIT)
-def qcb_rows(narrow: tuple, wide: tuple, scale_narrow: float, scale_wide: float) -> np.ndarray:
-    """Row sums of Chen-Blum's quality map from the (visible, infrared, fused) images filtered by the narrow
-    and the wide Gaussian (before their ``2 pi s^2`` scales). IEEE arithmetic as the toolkit's: a zero
-    contrast gives ``0 * inf``, NaN."""
-    h, w = narrow[0].shape
+def qcb_rows(fv: np.ndarray, fi: np.ndarray, ff: np.ndarray, narrow: np.ndarray, wide: np.ndarray,
+             scale_narrow: float, scale_wide: float) -> np.ndarray:  # fmt: skip
+    """Row sums of Chen-Blum's quality map from the CSF-filtered visible, infrared and fused images and the two Gaussians' symmetric separable factors (before their ``2 pi s^2`` scales).
+
+    Each Gaussian is a zero-padded 'same' correlation with ``outer(g, g)``, columns first; mirrored taps
+    are added in pairs. IEEE arithmetic as the toolkit's: a zero contrast gives ``0 * inf``, NaN.
+    """
+    n = narrow.shape[0]
+    half = n // 2
+    h, w = ff.shape
     rows = np.empty(h)
+    zero = np.zeros(w)
     for r in numba.prange(h):
+        sm = np.empty((6, w))  # per image: narrow, wide
+        for k in range(3):
+            img = fv if k == 0 else (fi if k == 1 else ff)
+            cn, cw = np.zeros(w + 2 * half), np.zeros(w + 2 * half)  # image column c at half + c
+            mid, gn, gw = img[r], narrow[half], wide[half]
+            for c in range(w):
+                cn[half + c] = gn * mid[c]
+                cw[half + c] = gw * mid[c]
+            for s in range(half):
+                above, below = r - half + s, r + half - s
+                if above < 0 and below >= h:
+                    continue
+                ra = img[above] if above >= 0 else zero
+                rb = img[below] if below < h else zero
+                gn, gw = narrow[s], wide[s]
+                for c in range(w):
+                    pair = ra[c] + rb[c]
+                    cn[half + c] += gn * pair
+                    cw[half + c] += gw * pair
+            _symmetric_pass(cn, 0, narrow, sm[2 * k])
+            _symmetric_pass(cw, 0, wide, sm[2 * k + 1])
         acc = 0.0
         for c in range(w):
-            cv, ci, cf = 0.0, 0.0, 0.0
-            for k in range(3):
-                d = abs((narrow[k][r, c] / scale_narrow) / (wide[k][r, c] / scale_wide) - 1.0)
-                contrast = d * d * d / (d * d + 1e-4)
-                if k == 0:
-                    cv = contrast
-                elif k == 1:
-                    ci = contrast
-                else:
-                    cf = contrast
+            dv = abs((sm[0, c] / scale_narrow) / (sm[1, c] / scale_wide) - 1.0)
+            di = abs((sm[2, c] / scale_narrow) / (sm[3, c] / scale_wide) - 1.0)
+            df = abs((sm[4, c] / scale_narrow) / (sm[5, c] / scale_wide) - 1.0)
+            cv = dv * dv * dv / (dv * dv + 1e-4)
+            ci = di * di * di / (di * di + 1e-4)
+            cf = df * df * df / (df * df + 1e-4)
             mv = 1.0 if cv < cf else 0.0
             mi = 1.0 if ci < cf else 0.0
             qv = (cv / cf) * mv + (cf / cv) * (1.0 - mv)
@@ -426,3 +481,145 @@ def qcb_rows(narrow: tuple, wide: tuple, scale_narrow: float, scale_wide: float)
             acc += (cv * cv / both) * qv + (ci * ci / both) * qi
         rows[r] = acc
     return rows
+
+
+@numba.njit(inline="always", **_JIT)
+def _sobel_at(up: np.ndarray, mid: np.ndarray, low: np.ndarray, c: int) -> float:
+    """``sqrt(gx^2 + gy^2)`` at column ``c`` of a framed row triple (padded column c + 1): ``gx`` the correlation
+    with [[-1,0,1],[-2,0,2],[-1,0,1]] and ``gy`` with its transpose, the non-zero taps added from zero in
+    row-major order (SciPy's ``ndimage.correlate`` order, so the values equal its)."""
+    gx = 0.0
+    gx += up[c] * -1.0
+    gx += up[c + 2] * 1.0
+    gx += mid[c] * -2.0
+    gx += mid[c + 2] * 2.0
+    gx += low[c] * -1.0
+    gx += low[c + 2] * 1.0
+    gy = 0.0
+    gy += up[c] * -1.0
+    gy += up[c + 1] * -2.0
+    gy += up[c + 2] * -1.0
+    gy += low[c] * 1.0
+    gy += low[c + 1] * 2.0
+    gy += low[c + 2] * 1.0
+    return math.sqrt(gx * gx + gy * gy)
+
+
+@numba.njit(parallel=True, **_JIT)
+def sobel_magnitude(padded: np.ndarray) -> np.ndarray:
+    """The Sobel magnitude (see :func:`_sobel_at`) of the image inside a one-pixel frame (zeros or
+    replicated borders)."""
+    h, w = padded.shape[0] - 2, padded.shape[1] - 2
+    out = np.empty((h, w))
+    for r in numba.prange(h):
+        for c in range(w):
+            out[r, c] = _sobel_at(padded[r], padded[r + 1], padded[r + 2], c)
+    return out
+
+
+@numba.njit(parallel=True, **_JIT)
+def qcv_blocks(padded: np.ndarray, error: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Chen-Varshney's block sums from the top-left, a partial last block summing the pixels it has: of the
+    saliency ``|Sobel|^5`` of a source inside a one-pixel zero frame, and of the squared filtered error."""
+    h, w = error.shape
+    bm, bn = (h + block - 1) // block, (w + block - 1) // block
+    saliency, squared = np.zeros((bm, bn)), np.zeros((bm, bn))
+    for br in numba.prange(bm):
+        for r in range(br * block, min(h, (br + 1) * block)):
+            up, mid, low, e = padded[r], padded[r + 1], padded[r + 2], error[r]
+            for bc in range(bn):
+                s_acc, e_acc = 0.0, 0.0
+                for c in range(bc * block, min(w, (bc + 1) * block)):
+                    m = _sobel_at(up, mid, low, c)
+                    m2 = m * m
+                    s_acc += m2 * m2 * m
+                    e_acc += e[c] * e[c]
+                saliency[br, bc] += s_acc
+                squared[br, bc] += e_acc
+    return saliency, squared
+
+
+@numba.njit(parallel=True, **_JIT)
+def round_away(x: np.ndarray) -> np.ndarray:
+    """``sign(x) * floor(|x| + 0.5)`` element-wise (MATLAB ``round``), NaN kept; a flat C-contiguous array."""
+    out = np.empty(x.size)
+    for k in numba.prange(x.size):
+        v = x[k]
+        sign = 1.0 if v > 0 else (-1.0 if v < 0 else (0.0 if v == 0 else v))  # NumPy's: sign(-0.0) is 0.0
+        out[k] = sign * np.floor(np.abs(v) + 0.5)
+    return out
+
+
+_HIST_PARTS = 4  # joint histograms are counted in this many parts side by side, then added (exact integers)
+
+
+@numba.njit(parallel=True, **_JIT)
+def joint_histogram256(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Counts of the level pairs ``(a, b)``, both integral values in 0..255 of flat arrays: (256, 256)."""
+    parts = np.zeros((_HIST_PARTS, 256, 256), dtype=np.int64)
+    outside = np.zeros(_HIST_PARTS, dtype=np.int64)
+    step = (a.size + _HIST_PARTS - 1) // _HIST_PARTS
+    for p in numba.prange(_HIST_PARTS):
+        for k in range(p * step, min(a.size, (p + 1) * step)):
+            x, y = a[k], b[k]
+            if 0 <= x <= 255 and 0 <= y <= 255:
+                parts[p, int(x), int(y)] += 1
+            else:
+                outside[p] += 1
+    if outside.sum() > 0:
+        raise ValueError("joint_histogram256: a level outside 0..255")
+    return parts.sum(axis=0)
+
+
+@numba.njit(parallel=True, **_JIT)
+def weighted_channels(rgb: np.ndarray, weights: tuple, rounded: bool) -> np.ndarray:
+    """``w0 R + w1 G + w2 B`` of an (H, W, 3) float64 array, added left to right; with ``rounded``, MATLAB
+    rounding (halves away from zero) and clipping to 0..255, as ``rgb2gray`` does for uint8 input."""
+    h, w, _ = rgb.shape
+    out = np.empty((h, w))
+    for r in numba.prange(h):
+        for c in range(w):
+            g = weights[0] * rgb[r, c, 0] + weights[1] * rgb[r, c, 1] + weights[2] * rgb[r, c, 2]
+            if rounded:
+                g = min(max(np.sign(g) * np.floor(np.abs(g) + 0.5), 0.0), 255.0)
+            out[r, c] = g
+    return out
+
+
+@numba.njit(**_JIT)
+def histogram256(x: np.ndarray) -> np.ndarray:
+    """Counts of the levels 0..255 of a flat array of integral values."""
+    counts = np.zeros(256, dtype=np.int64)
+    for k in range(x.size):
+        v = x[k]
+        if not 0 <= v <= 255:
+            raise ValueError("histogram256: a level outside 0..255")
+        counts[int(v)] += 1
+    return counts
+
+
+@numba.njit(parallel=True, error_model="numpy", **_JIT)
+def stretch_round(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``round((x - lo) / (hi - lo) * 255)``, halves away from zero, of a flat array (IEEE: 0/0 is NaN)."""
+    out = np.empty(x.size)
+    span = hi - lo
+    for k in numba.prange(x.size):
+        v = (x[k] - lo) / span * 255
+        sign = 1.0 if v > 0 else (-1.0 if v < 0 else (0.0 if v == 0 else v))
+        out[k] = sign * np.floor(np.abs(v) + 0.5)
+    return out
+
+
+@numba.njit(parallel=True, **_JIT)
+def mean_square_gradient(x: np.ndarray) -> np.ndarray:
+    """``sqrt((gx^2 + gy^2) / 2)`` per pixel, ``gx``, ``gy`` as ``np.gradient`` (MATLAB ``gradient``) along
+    columns and rows."""
+    h, w = x.shape
+    out = np.empty((h, w))
+    for r in numba.prange(h):
+        for c in range(w):
+            here = x[r, c]
+            gx = _np_gradient_at(x[r, c - 1] if c > 0 else here, here, x[r, c + 1] if c + 1 < w else here, c, w)
+            gy = _np_gradient_at(x[r - 1, c] if r > 0 else here, here, x[r + 1, c] if r + 1 < h else here, r, h)
+            out[r, c] = math.sqrt((gx * gx + gy * gy) / 2)
+    return out

@@ -6,9 +6,11 @@ image is scored per channel against the matching source channels and the
 channel values are averaged, except for SF, AG and EI, which read the fused
 array whole. A grey fused image with a colour source, where VIFB's own code
 fails, is scored on sources turned to uint8 grey with MATLAB's ``rgb2gray``.
-Arithmetic is float64 with NumPy, SciPy and compiled loops (the Gaussian
-filters, Chen-Blum's quality map); Qabf uses the compiled kernel it shares with
-``cddfuse`` (the toolkit's Qabf is that one on images times 255).
+Arithmetic is float64 with NumPy, SciPy and compiled loops (SSIM's moments,
+the Gaussian filters and Chen-Blum's quality map, Chen-Varshney's blocks); Qcb
+and Qcv share the FFTs of their normalised images; Qabf uses the compiled
+kernel it shares with ``cddfuse`` (the toolkit's Qabf is that one on images
+times 255).
 """
 
 from __future__ import annotations
@@ -50,6 +52,11 @@ class _Images:
         """Per channel, the (visible, infrared, fused) images as Qcb and Qcv normalise them."""
         return [tuple(_liu_normalise(x) for x in t) for t in self.triples]
 
+    @cached_property
+    def spectra(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per channel, the real FFTs of the normalised (visible, infrared, fused) images."""
+        return [tuple(M.threaded(M.spectrum, t)) for t in self.normalised]
+
 
 # ------------------------------------------------------------ of F alone
 
@@ -80,30 +87,28 @@ def _avg_gradient(x: _Images) -> float:
     return float(np.mean([M.average_gradient(p) for p in x.planes]))
 
 
-_EI = np.array([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]])
-
-
 def _edge_intensity(x: _Images) -> float:
     """Mean Sobel magnitude of F, replicate borders, over all pixels and channels."""
-    total = 0.0
-    for p in x.planes:
-        gx, gy = M.correlate_same(p, _EI, "nearest"), M.correlate_same(p, _EI.T, "nearest")
-        total += np.sqrt(gx * gx + gy * gy).sum()
-    return float(total / x.f.size)
+    return float(sum(K.sobel_magnitude(np.pad(p, 1, mode="edge")).sum() for p in x.planes) / x.f.size)
 
 
 # ------------------------------------------------------------ with sources
 
 
-def _mutinf_pair(x: np.ndarray, f: np.ndarray) -> float:
-    """MI in nats of min-max stretched levels ``round(255 (v - min) / (max - min))``."""
+def _stretched(x: np.ndarray) -> np.ndarray:
+    """``round(255 (x - min) / (max - min))`` (MATLAB rounding), NaN for a constant image (0/0)."""
+    flat = np.ascontiguousarray(x, dtype=np.float64).ravel()
+    return K.stretch_round(flat, flat.min(), flat.max()).reshape(x.shape)
 
-    def levels(v: np.ndarray) -> np.ndarray:
-        lo, hi = v.min(), v.max()
-        unit = np.zeros_like(v) if hi == lo else (v - lo) / (hi - lo)
-        return M.round_away(unit * 255).astype(np.int64)
 
-    joint = np.bincount((levels(x) * 256 + levels(f)).ravel(), minlength=256 * 256).reshape(256, 256)
+def _stretched_levels(v: np.ndarray) -> np.ndarray:
+    """MI's levels: :func:`_stretched`, all zero for a constant image."""
+    return np.zeros_like(v) if v.min() == v.max() else _stretched(v)
+
+
+def _mutinf_levels(x: np.ndarray, f: np.ndarray) -> float:
+    """MI in nats between two arrays of stretched levels."""
+    joint = M.joint_histogram256(x, f)
     p = joint / joint.sum()
 
     def h(q: np.ndarray) -> float:
@@ -115,7 +120,12 @@ def _mutinf_pair(x: np.ndarray, f: np.ndarray) -> float:
 
 def _mutinf(x: _Images) -> float:
     """MI(visible, F) + MI(infrared, F) in nats on min-max stretched levels, per channel, averaged."""
-    return x.per_channel(lambda v, i, f: _mutinf_pair(v, f) + _mutinf_pair(i, f))
+
+    def one(v: np.ndarray, i: np.ndarray, f: np.ndarray) -> float:
+        lf = _stretched_levels(f)
+        return _mutinf_levels(_stretched_levels(v), lf) + _mutinf_levels(_stretched_levels(i), lf)
+
+    return x.per_channel(one)
 
 
 def _qabf(x: _Images) -> float:
@@ -135,19 +145,11 @@ _C1, _C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
 
 def _ssim_sum(v: np.ndarray, i: np.ndarray, f: np.ndarray) -> float:
     """SSIM(v, F) + SSIM(i, F): each the mean SSIM map, 11 x 11 Gaussian (sigma 1.5) at 'valid' positions,
-    variances as E[x^2] - mu^2; F's filtered moments are computed once for both."""
+    variances as E[x^2] - mu^2."""
     if min(f.shape) < 11:
         raise ValueError(f"SSIM needs images of at least 11 x 11 pixels, got {f.shape}")
-    my = M.separable_valid(f, _SSIM_G)
-    syy = M.separable_valid(f * f, _SSIM_G) - my * my
-    total = 0.0
-    for x in (v, i):
-        mx = M.separable_valid(x, _SSIM_G)
-        sxx = M.separable_valid(x * x, _SSIM_G) - mx * mx
-        sxy = M.separable_valid(x * f, _SSIM_G) - mx * my
-        ssim = ((2 * mx * my + _C1) * (2 * sxy + _C2)) / ((mx * mx + my * my + _C1) * (sxx + syy + _C2))
-        total += float(ssim.mean())
-    return total
+    maps = K.ssim_maps(*(np.ascontiguousarray(x, dtype=np.float64) for x in (v, i, f)), _SSIM_G, _C1, _C2)
+    return float(maps[0].mean()) + float(maps[1].mean())
 
 
 def _ssim(x: _Images) -> float:
@@ -187,13 +189,9 @@ def _cross_entropy(x: _Images) -> float:
 
 
 def _liu_normalise(x: np.ndarray) -> np.ndarray:
-    """Qcb and Qcv's stretch ``round(255 (x - min) / (max - min))``; an all-zero image is kept, another
-    constant image becomes NaN (0/0)."""
-    lo, hi = x.min(), x.max()
-    if lo == 0 and hi == 0:
-        return x
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return M.round_away((x - lo) / (hi - lo) * 255)
+    """Qcb and Qcv's stretch :func:`_stretched`; an all-zero image is kept, another constant image becomes
+    NaN (0/0)."""
+    return x if x.min() == 0 and x.max() == 0 else _stretched(x)
 
 
 _QCB_T = np.arange(-15, 16, dtype=np.float64)
@@ -218,48 +216,39 @@ def _qcv_csf(shape: tuple[int, int]) -> np.ndarray:
     return half
 
 
-def _qcb_pair(v: np.ndarray, i: np.ndarray, f: np.ndarray) -> float:
-    csf = _qcb_csf(f.shape)
-    filtered = [M.centred_filter(img, csf) for img in (v, i, f)]
-    narrow = tuple(M.separable_same(x, _QCB_NARROW) for x in filtered)
-    wide = tuple(M.separable_same(x, _QCB_WIDE) for x in filtered)
-    return float(K.qcb_rows(narrow, wide, 2 * math.pi * 4.0, 2 * math.pi * 16.0).sum() / f.size)
+def _qcb_pair(spectra: tuple[np.ndarray, np.ndarray, np.ndarray], shape: tuple[int, int]) -> float:
+    csf = _qcb_csf(shape)
+    filtered = M.threaded(M.filtered, spectra, [csf] * 3, [shape] * 3)
+    rows = K.qcb_rows(*filtered, _QCB_NARROW, _QCB_WIDE, 2 * math.pi * 4.0, 2 * math.pi * 16.0)
+    return float(rows.sum() / (shape[0] * shape[1]))
 
 
 def _qcb(x: _Images) -> float:
     """Chen-Blum: contrast preservation after a CSF filter, weighted by source contrast, per channel."""
-    return float(np.mean([_qcb_pair(*t) for t in x.normalised]))
+    return float(np.mean([_qcb_pair(spec, x.f.shape[:2]) for spec in x.spectra]))
 
 
-_QCV_X = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 _BLOCK = 16
 
 
-def _blocks(x: np.ndarray) -> np.ndarray:
-    """Sums over 16 x 16 blocks from the top-left, a partial last block zero-padded (``blkproc``)."""
-    m, n = x.shape
-    pm, pn = -m % _BLOCK, -n % _BLOCK
-    padded = np.pad(x, ((0, pm), (0, pn)))
-    return padded.reshape((m + pm) // _BLOCK, _BLOCK, (n + pn) // _BLOCK, _BLOCK).sum(axis=(1, 3))
-
-
-def _qcv_pair(v: np.ndarray, i: np.ndarray, f: np.ndarray) -> float:
-    csf = _qcv_csf(f.shape)
+def _qcv_pair(normalised: tuple[np.ndarray, np.ndarray, np.ndarray],
+              spectra: tuple[np.ndarray, np.ndarray, np.ndarray]) -> float:  # fmt: skip
+    shape = normalised[2].shape
+    csf = _qcv_csf(shape)
     num = den = 0.0
     with np.errstate(invalid="ignore", divide="ignore"):
-        for src in (v, i):
-            gx, gy = M.correlate_same(src, _QCV_X), M.correlate_same(src, _QCV_X.T)
-            saliency = _blocks(np.sqrt(gx * gx + gy * gy) ** 5)
-            error = _blocks(M.centred_filter(src - f, csf) ** 2) / (_BLOCK * _BLOCK)
-            num = num + (saliency * error).sum()
+        errors = M.threaded(M.filtered, [spectra[0] - spectra[2], spectra[1] - spectra[2]], [csf] * 2, [shape] * 2)
+        for src, error in zip(normalised[:2], errors):
+            saliency, squared = K.qcv_blocks(np.pad(src, 1), error, _BLOCK)
+            num = num + (saliency * (squared / (_BLOCK * _BLOCK))).sum()
             den = den + saliency.sum()
         return _ratio(num, den)
 
 
 def _qcv(x: _Images) -> float:
-    """Chen-Varshney: CSF-filtered squared error per 16 x 16 block weighted by source edge saliency
-    (lower is better), per channel."""
-    return float(np.mean([_qcv_pair(*t) for t in x.normalised]))
+    """Chen-Varshney: CSF-filtered squared error per 16 x 16 block (``blkproc``: from the top-left, a partial
+    last block zero-padded) weighted by source edge saliency (lower is better), per channel."""
+    return float(np.mean([_qcv_pair(n, spec) for n, spec in zip(x.normalised, x.spectra)]))
 
 
 # ------------------------------------------------------------------ the table
