@@ -32,8 +32,18 @@ def trainers(name: str, steps: int) -> list[Trainer]:
     return out
 
 
+@pytest.fixture
+def float64():
+    """Training in float64: 20 steps of float32 training amplify the rounding of a batched (vmapped)
+    convolution against a single one past any fixed tolerance on some CPUs (seen: 1.2e-5 on SeAFusion)."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)
+
+
 @pytest.mark.parametrize("name", ["pmgi", "densefuse", "seafusion"])
-def test_a_packed_group_gives_the_losses_of_runs_trained_alone(name: str) -> None:
+def test_a_packed_group_gives_the_losses_of_runs_trained_alone(name: str, float64) -> None:
     steps = 20
     g = torch.Generator().manual_seed(0)
     batches = [[(torch.rand(4, 1, 32, 32, generator=g), torch.rand(4, 1, 32, 32, generator=g)) for _ in ARMS]
@@ -47,8 +57,8 @@ def test_a_packed_group_gives_the_losses_of_runs_trained_alone(name: str) -> Non
             packed[k].append(log.loss)
     assert [t.step for t in group] == [steps] * 3
     for k in range(3):
-        assert packed[k] == pytest.approx(alone[k], rel=1e-5), (name, k)
-        assert packed[k][0] == pytest.approx(alone[k][0], rel=1e-6)  # the first step: rounding only
+        assert packed[k] == pytest.approx(alone[k], rel=1e-9), (name, k)
+        assert packed[k][0] == pytest.approx(alone[k][0], rel=1e-12)  # the first step: rounding only
     assert len({round(x[-1], 3) for x in packed}) == 3  # three different runs, not one run three times
 
 
