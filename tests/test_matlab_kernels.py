@@ -14,6 +14,7 @@ from scipy import ndimage
 from benchmark.metrics import _kernels as K
 from benchmark.metrics import matlab as M
 from benchmark.metrics import vifb as V
+from benchmark.metrics.tang import nabf_as_called
 
 RNG = np.random.default_rng(7)
 SHAPES = [(37, 50), (64, 48)]
@@ -116,3 +117,38 @@ def test_rgb2gray_and_average_gradient_equal_numpy() -> None:
         gx = np.gradient(img, axis=1) if img.shape[1] > 1 else np.zeros_like(img)
         gy = np.gradient(img, axis=0) if img.shape[0] > 1 else np.zeros_like(img)
         assert np.array_equal(K.mean_square_gradient(np.ascontiguousarray(img)), np.sqrt((gx * gx + gy * gy) / 2))
+
+
+def _nabf_numpy(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """Kumar's Nabf on whole arrays: mirrored Sobel / 8, strength and angle maps, quality everywhere."""
+    edges = []
+    for x in (f, a, b):
+        gv = ndimage.correlate(x, SOBEL_X / 8, mode="mirror")
+        gh = ndimage.correlate(x, SOBEL_X.T / 8, mode="mirror")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            edges.append((np.sqrt(gh * gh + gv * gv), np.where((gv == 0) & (gh == 0), 0.0, np.arctan(gv / gh))))
+    (gf, af), sources = edges[0], edges[1:]
+    loss, weights = [], []
+    for gx, ax in sources:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.where((gx == 0) | (gf == 0), 0.0, np.minimum(gx, gf) / np.maximum(gx, gf))
+        align = np.abs(np.abs(ax - af) - np.pi / 2) * 2 / np.pi
+        qg = 0.9999 / (1 + np.exp(-19 * (ratio - 0.5)))
+        qa = 0.9995 / (1 + np.exp(-22 * (align - 0.5)))
+        loss.append(1 - np.sqrt(qg * qa))
+        weights.append(np.where(gx >= 2, gx**1.5, 0.001))
+    artefact = (gf > sources[0][0]) & (gf > sources[1][0])
+    num = (artefact * (loss[0] * weights[0] + loss[1] * weights[1])).sum()
+    return float(num / (weights[0] + weights[1]).sum())
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_nabf_rows_match_the_artefact_measure_on_whole_arrays(shape) -> None:
+    v, i, f = _images(shape)
+    flat = np.full(shape, 90.0)
+    across = np.add.outer(np.zeros(shape[0]), np.arange(shape[1])) * 3.0  # gv alone: angles of pi/2
+    down = np.add.outer(np.arange(shape[0]), np.zeros(shape[1])) * 3.0  # gh alone: angles of 0
+    for fused, a, b in ((f, v, i), (i, v, f), (across, flat, v), (-across, v, flat), (down, across, v), (f, flat, flat)):
+        got, ref = nabf_as_called(fused, a, b), _nabf_numpy(fused, a, b)
+        assert got == pytest.approx(ref, rel=1e-12, abs=0)
+    assert nabf_as_called(flat, flat, flat) == 0.0  # no artefact pixel: the numerator is exactly 0
