@@ -484,24 +484,32 @@ def qcb_rows(fv: np.ndarray, fi: np.ndarray, ff: np.ndarray, narrow: np.ndarray,
 
 
 @numba.njit(inline="always", **_JIT)
-def _sobel_at(up: np.ndarray, mid: np.ndarray, low: np.ndarray, c: int) -> float:
-    """``sqrt(gx^2 + gy^2)`` at column ``c`` of a framed row triple (padded column c + 1): ``gx`` the correlation
-    with [[-1,0,1],[-2,0,2],[-1,0,1]] and ``gy`` with its transpose, the non-zero taps added from zero in
-    row-major order (SciPy's ``ndimage.correlate`` order, so the values equal its)."""
+def _sobel_pair(up: np.ndarray, mid: np.ndarray, low: np.ndarray, c: int, unit: float) -> tuple[float, float]:
+    """``(gx, gy)`` at column ``c`` of a framed row triple (padded column c + 1): ``gx`` the correlation with
+    [[-1,0,1],[-2,0,2],[-1,0,1]] times ``unit`` and ``gy`` with its transpose, the non-zero taps added from
+    zero in row-major order (SciPy's ``ndimage.correlate`` order, so the values equal its)."""
+    one, two = unit, 2.0 * unit
     gx = 0.0
-    gx += up[c] * -1.0
-    gx += up[c + 2] * 1.0
-    gx += mid[c] * -2.0
-    gx += mid[c + 2] * 2.0
-    gx += low[c] * -1.0
-    gx += low[c + 2] * 1.0
+    gx += up[c] * -one
+    gx += up[c + 2] * one
+    gx += mid[c] * -two
+    gx += mid[c + 2] * two
+    gx += low[c] * -one
+    gx += low[c + 2] * one
     gy = 0.0
-    gy += up[c] * -1.0
-    gy += up[c + 1] * -2.0
-    gy += up[c + 2] * -1.0
-    gy += low[c] * 1.0
-    gy += low[c + 1] * 2.0
-    gy += low[c + 2] * 1.0
+    gy += up[c] * -one
+    gy += up[c + 1] * -two
+    gy += up[c + 2] * -one
+    gy += low[c] * one
+    gy += low[c + 1] * two
+    gy += low[c + 2] * one
+    return gx, gy
+
+
+@numba.njit(inline="always", **_JIT)
+def _sobel_at(up: np.ndarray, mid: np.ndarray, low: np.ndarray, c: int) -> float:
+    """``sqrt(gx^2 + gy^2)`` of :func:`_sobel_pair` with unit taps."""
+    gx, gy = _sobel_pair(up, mid, low, c, 1.0)
     return math.sqrt(gx * gx + gy * gy)
 
 
@@ -626,28 +634,6 @@ def mean_square_gradient(x: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(inline="always", **_JIT)
-def _nabf_sobel(x: np.ndarray, r: int, c: int) -> tuple[float, float]:
-    """``(gv, gh)`` at row ``r`` and column ``c`` of an image inside a one-pixel frame: the correlations with
-    [[-1,0,1],[-2,0,2],[-1,0,1]] / 8 and its transpose, non-zero taps added in SciPy's row-major order."""
-    up, mid, low = x[r], x[r + 1], x[r + 2]
-    gv = 0.0
-    gv += up[c] * -0.125
-    gv += up[c + 2] * 0.125
-    gv += mid[c] * -0.25
-    gv += mid[c + 2] * 0.25
-    gv += low[c] * -0.125
-    gv += low[c + 2] * 0.125
-    gh = 0.0
-    gh += up[c] * -0.125
-    gh += up[c + 1] * -0.25
-    gh += up[c + 2] * -0.125
-    gh += low[c] * 0.125
-    gh += low[c + 1] * 0.25
-    gh += low[c + 2] * 0.125
-    return gv, gh
-
-
-@numba.njit(inline="always", **_JIT)
 def _nabf_angle(gv: float, gh: float) -> float:
     """``arctan(gv / gh)``, 0 where both are 0 and ``+-pi/2`` where only ``gh`` is."""
     if gh == 0.0:
@@ -679,9 +665,9 @@ def nabf_rows(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, 
         acc_n = 0.0
         acc_d = 0.0
         for c in range(w):
-            fv, fh = _nabf_sobel(f, r, c)
-            av, ah = _nabf_sobel(a, r, c)
-            bv, bh = _nabf_sobel(b, r, c)
+            fv, fh = _sobel_pair(f[r], f[r + 1], f[r + 2], c, 0.125)  # sobel_fn's (gv, gh): Sobel / 8
+            av, ah = _sobel_pair(a[r], a[r + 1], a[r + 2], c, 0.125)
+            bv, bh = _sobel_pair(b[r], b[r + 1], b[r + 2], c, 0.125)
             gf = math.sqrt(fh * fh + fv * fv)
             ga = math.sqrt(ah * ah + av * av)
             gb = math.sqrt(bh * bh + bv * bv)
