@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+from skimage.io import imread
 from torch import nn
 
 from baselines import Phase, Recipe
@@ -112,6 +114,15 @@ def test_a_packed_study_writes_what_lone_runs_write(tmp_path: Path) -> None:
             assert rid not in partners and len(partners) == 3
             a, b = (pd.read_csv(d / "train_log.csv") for d in (one, many))
             assert list(a.step) == list(b.step) and b.loss.tolist() == pytest.approx(a.loss.tolist(), rel=1e-5)
-            m1, m2 = (pd.read_csv(d / "metrics.csv") for d in (one, many))
-            assert m2.EN.tolist() == pytest.approx(m1.EN.tolist(), rel=1e-4)
+            # The fused 8-bit images agree to one grey level, rarely off by one: the losses' float32 rounding
+            # (above) can move a pixel across a rounding boundary, which moves a 64 x 80 image's EN by 3e-4.
+            pngs = sorted(f.relative_to(one) for f in one.rglob("*.png"))
+            assert pngs and pngs == sorted(f.relative_to(many) for f in many.rglob("*.png"))
+            same = True
+            for f in pngs:
+                x, y = (imread(d / f).astype(int) for d in (one, many))
+                assert np.abs(x - y).max() <= 1 and (x != y).mean() <= 1e-3, (rid, f)
+                same = same and np.array_equal(x, y)
+            m1, m2 = ((d / "metrics.csv").read_text() for d in (one, many))
+            assert (m1 == m2) or not same, rid  # equal images score the same
     assert run_main([*common, "--results", str(tmp_path / "packed"), "--pack", "0"]) == 2
