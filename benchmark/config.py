@@ -155,6 +155,7 @@ class Profile:
     stop: dict[str, Any] | None = None  # {criterion, patience, min_delta}: stop on a validation plateau
     select: str = "last"  # the checkpoint that is fused and scored: last, or best by the stop criterion
     conventions: list[str] = field(default_factory=list)  # metric conventions scored beside the default one
+    threads: int | None = None  # CPU threads of each run (torch and Numba); hashed when set: CPU sums depend on it
 
     def grid(self, arm: str) -> tuple[list[str], list[int], list[str]]:
         """Models, seeds and test sets an arm runs on (ablation-only arms may use a smaller grid)."""
@@ -173,7 +174,7 @@ class Profile:
 
 PROFILE_KEYS = ["models", "losses", "ablations", "ablation_on", "seeds", "train", "test", "steps", "epochs", "schedule",
                 "batch_size", "patch_size", "lr", "device", "checkpoint_every", "log_every", "normalisation", "slurm",
-                "base_arm", "primary_metrics", "val", "stop", "select", "conventions"]  # fmt: skip
+                "base_arm", "primary_metrics", "val", "stop", "select", "conventions", "threads"]  # fmt: skip
 TOP_KEYS = ["datasets", "models", "losses", "ablations", "profiles", "default_profile", "labels"]
 
 
@@ -316,7 +317,7 @@ def _parse_profile(name: str, b: Any, cfg: dict[str, Any], arms: dict, ablations
     train = _name_list([b["train"]], datasets, f"{path}.train", "dataset")[0]
     test = _name_list(b["test"], datasets, f"{path}.test", "dataset")
     ablation_on = _parse_ablation_on(b.get("ablation_on"), models, test, f"{path}.ablation_on")
-    for key in ("steps", "checkpoint_every", "log_every", "batch_size", "patch_size"):
+    for key in ("steps", "checkpoint_every", "log_every", "batch_size", "patch_size", "threads"):
         value = b.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise ConfigError(f"{path}.{key}: expected a positive integer, got {value!r}")
@@ -345,7 +346,7 @@ def _parse_profile(name: str, b: Any, cfg: dict[str, Any], arms: dict, ablations
         name, models, profile_arms, seeds, train, test, b.get("steps"), b.get("batch_size"), b.get("patch_size"),
         b.get("lr"), device, b.get("checkpoint_every", 100), b.get("log_every", 10), norm,
         dict(b.get("slurm") or {}), list(loss_arms), ablation_arms, ablation_on, base_arm, list(primary), labels,
-        None if epochs is None else float(epochs), schedule, val, stop, select, conventions,
+        None if epochs is None else float(epochs), schedule, val, stop, select, conventions, b.get("threads"),
     )  # fmt: skip
 
 

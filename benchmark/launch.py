@@ -194,13 +194,34 @@ def execute_pack(runs: list[RunSpec], cfg: Config, results: Path, device: str, p
     return [outcomes[r.run_id] for r in runs]
 
 
+def set_threads(n: int) -> None:
+    """Use ``n`` CPU threads in torch (and oneDNN) and in the compiled metric kernels.
+
+    Numba's thread pool sets OpenMP's thread count, which torch and oneDNN share, to Numba's default when
+    it starts (on its first use, e.g. a validation's scoring); setting Numba's count starts it, so torch's
+    count is set after it and holds for the whole run. The other order let a run train with one thread until
+    its first validation and with two after it: several times slower with two runs on two cores, and with
+    other sums.
+    """
+    import numba
+
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    torch.set_num_threads(n)
+
+
+def run_threads(runs: list[RunSpec], default: int) -> int:
+    """The CPU threads of a group of runs: their config's ``threads`` where the profile sets it, else
+    ``default``."""
+    return int(runs[0].config.get("threads", default))
+
+
 def _worker(args: tuple[RunSpec, str, str, str, int, list[str]]) -> RunOutcome:
     """Run one run in a fresh process (parallel workers, Slurm jobs): reload the config, then execute.
 
     A stop request ends the run at a safe point with the outcome ``interrupted``.
     """
     run, config_path, results, device, threads, overrides = args
-    torch.set_num_threads(threads)
+    set_threads(threads)
     try:
         return execute(run, load_config(config_path, overrides), Path(results), device, progress=False)
     except interrupts.Interrupted as exc:
@@ -241,7 +262,7 @@ def pack_groups(runs: list[RunSpec], size: int) -> list[list[RunSpec]]:
 def _pack_worker(args: tuple[list[RunSpec], str, str, str, int, list[str]]) -> list[RunOutcome]:
     """:func:`_worker` for a pack of runs (:func:`execute_pack`)."""
     runs, config_path, results, device, threads, overrides = args
-    torch.set_num_threads(threads)
+    set_threads(threads)
     try:
         return execute_pack(runs, load_config(config_path, overrides), Path(results), device, progress=False)
     except interrupts.Interrupted as exc:
@@ -262,6 +283,8 @@ def launch(runs: list[RunSpec], cfg: Config, profile: Profile, config_path: str,
     if workers <= 1:
         outcomes = []
         for group in groups:
+            if "threads" in group[0].config:
+                set_threads(run_threads(group, 1))
             try:
                 done = [execute(group[0], cfg, results, device)] if len(group) == 1 else execute_pack(group, cfg, results, device)
             except (ConfigError, DataError, StoreError, interrupts.Interrupted):
@@ -274,8 +297,10 @@ def launch(runs: list[RunSpec], cfg: Config, profile: Profile, config_path: str,
         return outcomes
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=interrupts.stop_on_signals) as pool:
-        futures = [pool.submit(_worker, (g[0], config_path, str(results), device, threads, overrides)) if len(g) == 1 else
-                   pool.submit(_pack_worker, (g, config_path, str(results), device, threads, overrides)) for g in groups]  # fmt: skip
+        futures = [pool.submit(_worker, (g[0], config_path, str(results), device, run_threads(g, threads), overrides))
+                   if len(g) == 1 else
+                   pool.submit(_pack_worker, (g, config_path, str(results), device, run_threads(g, threads), overrides))
+                   for g in groups]  # fmt: skip
         outcomes = []
         for future in futures:
             if not future.cancelled():
@@ -307,7 +332,8 @@ def launch_slurm(runs: list[RunSpec], profile: Profile, config_path: str, result
     executor.update_parameters(**resources)
     threads = int(resources.get("cpus_per_task", 1))
     with executor.batch():  # one job array: each task resumes its own run, and is requeued on preemption
-        jobs = [executor.submit(SlurmJob(), (run, config_path, str(results), device, threads, overrides)) for run in runs]
+        jobs = [executor.submit(SlurmJob(), (run, config_path, str(results), device, run_threads([run], threads), overrides))
+                for run in runs]  # fmt: skip
     outcomes = [job.result() for job in jobs]
     for o in outcomes:
         print(o.line())

@@ -12,18 +12,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from benchmark.data import DataError, PairedDataset, data_root
+from benchmark.launch import set_threads
 
 if TYPE_CHECKING:
     from benchmark.train import Trainer
-
-
-def set_threads(n: int) -> None:
-    """Use ``n`` CPU threads in torch and in the compiled metric kernels."""
-    import numba
-    import torch
-
-    torch.set_num_threads(n)
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
 
 
 def _median_ms(samples: list[float]) -> float:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -367,3 +369,31 @@ def test_a_study_writing_its_own_results_does_not_make_the_code_dirty(tmp_path: 
     (tmp_path / "code.py").write_text("x = 1\n")
     (tmp_path / "new_model.py").write_text("")  # untracked code counts
     assert git_commit(tmp_path) == head + "-dirty"
+
+
+def test_set_threads_holds_after_the_compiled_kernels_start() -> None:
+    """A worker's thread count holds through a validation (a forward pass, then the first scoring, which
+    starts Numba's thread pool); pinning torch alone, as before, ended with Numba's default (two here)."""
+    code = ("import numpy as np, torch\n"
+            "from baselines import build\n"
+            "from benchmark import launch\n"
+            "from benchmark.metrics import evaluate\n"
+            "launch.set_threads(1)\n"
+            "with torch.no_grad():\n"
+            "    build('pmgi')(torch.rand(1, 1, 96, 128), torch.rand(1, 1, 96, 128))\n"
+            "a, b, f = (np.random.default_rng(k).integers(0, 256, (96, 128)).astype(np.float64) for k in range(3))\n"
+            "evaluate(f, a, b)\n"
+            "print(torch.get_num_threads())\n")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["1"]
+
+
+def test_a_profile_thread_count_is_hashed_and_used() -> None:
+    plain = load_config(EXPERIMENTS)
+    pinned = load_config(EXPERIMENTS, ["profiles.smoke.threads=1"])
+    run, pinned_run = plan(plain, plain.profile("smoke"))[0], plan(pinned, pinned.profile("smoke"))[0]
+    assert "threads" not in run.config  # without the key older runs keep their hash
+    assert pinned_run.config["threads"] == 1 and pinned_run.config_hash != run.config_hash
+    assert launch.run_threads([pinned_run], 2) == 1 and launch.run_threads([run], 2) == 2
+    with pytest.raises(ConfigError, match=r"profiles\.smoke\.threads: expected a positive integer, got 0"):
+        load_config(EXPERIMENTS, ["profiles.smoke.threads=0"]).profile("smoke")
