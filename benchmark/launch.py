@@ -197,11 +197,11 @@ def execute_pack(runs: list[RunSpec], cfg: Config, results: Path, device: str, p
 def set_threads(n: int) -> None:
     """Use ``n`` CPU threads in torch (and oneDNN) and in the compiled metric kernels.
 
-    Numba's thread pool sets OpenMP's thread count, which torch and oneDNN share, to Numba's default when
-    it starts (on its first use, e.g. a validation's scoring); setting Numba's count starts it, so torch's
-    count is set after it and holds for the whole run. The other order let a run train with one thread until
-    its first validation and with two after it: several times slower with two runs on two cores, and with
-    other sums.
+    Numba starts its thread pool on first use. Started late, by a run's first validation after torch had
+    trained, it reset the OpenMP thread count that torch and oneDNN use to Numba's default: runs trained
+    with one thread until their first validation and with two after it (several times slower with two runs
+    on two cores, and with other sums). Setting Numba's count starts the pool here, before any torch work;
+    torch's count is set after it.
     """
     import numba
 
@@ -284,7 +284,7 @@ def launch(runs: list[RunSpec], cfg: Config, profile: Profile, config_path: str,
         outcomes = []
         for group in groups:
             if "threads" in group[0].config:
-                set_threads(run_threads(group, 1))
+                set_threads(group[0].config["threads"])
             try:
                 done = [execute(group[0], cfg, results, device)] if len(group) == 1 else execute_pack(group, cfg, results, device)
             except (ConfigError, DataError, StoreError, interrupts.Interrupted):
