@@ -1,8 +1,9 @@
 """MATLAB building blocks shared by the ``vifb`` and ``tang`` conventions (float64: NumPy, SciPy, compiled loops).
 
 Each function reproduces one MATLAB or Image Processing Toolbox behaviour that
-the toolkits' scripts rely on: ``rgb2gray``, rounding, ``gradient``, ``conv2``
-/ ``filter2`` / ``imfilter`` borders, ``freqspace`` filtering, ``entropy``.
+the toolkits' scripts rely on: ``rgb2gray``, rounding, ``gradient``, ``fspecial``
+Gaussians, ``freqspace`` filtering, ``entropy`` (their filters' borders are
+handled by the compiled loops, on framed images).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 from scipy import fft as sp_fft
-from scipy import ndimage
 
 from benchmark.metrics import _kernels as K
 
@@ -41,12 +41,6 @@ def average_gradient(x: np.ndarray) -> float:
     inside, one-sided at the ends)."""
     m, n = x.shape
     return float(K.mean_square_gradient(np.ascontiguousarray(x, dtype=np.float64)).sum() / ((m - 1) * (n - 1)))
-
-
-def correlate_same(x: np.ndarray, kernel: np.ndarray, mode: str = "constant") -> np.ndarray:
-    """``filter2(kernel, x, 'same')`` (``mode='constant'``: zero padding) or ``imfilter`` with
-    ``'replicate'`` (``mode='nearest'``); odd kernel sizes."""
-    return ndimage.correlate(x, kernel, mode=mode, cval=0.0)
 
 
 def gaussian_1d(size: int, sigma: float) -> np.ndarray:
