@@ -41,6 +41,23 @@ def test_holm_on_a_known_vector() -> None:
     assert I.holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])  # capped at 1
 
 
+def test_t_test_p_by_hand() -> None:
+    # 1, 2, 3: mean 2, sd 1, t = 2 sqrt(3); with 2 degrees of freedom the two-sided p is 1 - |t| / sqrt(t^2 + 2)
+    assert I.t_test_p([1.0, 2.0, 3.0]) == pytest.approx(1 - math.sqrt(12 / 14), rel=1e-12)
+    assert I.t_test_p([-1.0, -2.0, -3.0]) == pytest.approx(1 - math.sqrt(12 / 14), rel=1e-12)
+    assert I.t_test_p([0.5] * 4) == 0.0 and I.t_test_p([0.0, 0.0]) == 1.0 and math.isnan(I.t_test_p([1.0]))
+    d = [0.012, -0.004, 0.020, 0.007, 0.015, 0.001]
+    assert I.t_test_p(d) == pytest.approx(stats.ttest_1samp(d, 0.0).pvalue, rel=1e-12)  # independent cross-check
+
+
+def test_family_holm_counts_untested_members() -> None:
+    # the untested 0.2 enters as 1.0: sorted 0.01, 0.02, 1.0 times 3, 2, 1 -> 0.03, 0.04; it comes back NaN
+    out = I.family_holm([0.01, 0.2, 0.02], [True, False, True])
+    assert out[0] == pytest.approx(0.03) and math.isnan(out[1]) and out[2] == pytest.approx(0.04)
+    # a planned family of 5 with two members not run yet: 0.01 x 5, 0.02 x 4
+    assert I.family_holm([0.01, 0.02], [True, True], size=5) == pytest.approx([0.05, 0.08])
+
+
 def test_t_interval_and_minimal_detectable_difference_against_their_formulas() -> None:
     d = np.array([0.2, 0.5, 0.3, 0.6])
     half = stats.t.ppf(0.975, 3) * d.std(ddof=1) / 2
@@ -108,12 +125,46 @@ def test_seed_comparisons_use_seeds_as_the_unit() -> None:
     table = I.seed_comparisons(frame, ["EN", "SD"], healthy, "base", ["EN"])
     row = table[(table.metric == "EN") & (table.runs == "all")].iloc[0]
     assert row.seeds == 3 and row["diff"] == pytest.approx(0.2) and row.p_signflip == 0.25
-    assert row.p_holm == 0.25 and not row.survives_holm and row.smallest_p == 0.25
+    assert not row.tested and math.isnan(row.p_holm) and not row.survives_holm and row.smallest_p == 0.25
+    assert row.family_size == 1  # untested with 3 seeds, yet a member of its family
     assert row.images_win_rate == 1.0  # every image better: a description of these networks, not a test
     healthy_row = table[(table.metric == "EN") & (table.runs == "healthy")].iloc[0]
     assert healthy_row.seeds == 2 and healthy_row["diff"] == pytest.approx(0.15)
     assert table[table.metric == "SD"].family.unique().tolist() == ["exploratory"]
     assert math.isnan(table[table.metric == "SD"].p_holm.iloc[0])
+
+
+def test_six_seeds_are_tested_with_the_t_test_and_adjusted_over_the_family() -> None:
+    diffs = {0: 0.10, 1: 0.25, 2: 0.15, 3: 0.30, 4: 0.05, 5: 0.20}
+    frame = seed_frame(diffs)
+    table = I.seed_comparisons(frame, ["EN", "SD"], set(frame.run_id), "base", ["EN", "SD"])
+    rows = table[table.runs == "all"].set_index("metric")
+    en, sd = rows.loc["EN"], rows.loc["SD"]
+    d = list(diffs.values())
+    assert en.tested and en.seeds == 6 and en.family_size == 2
+    assert en.p_t == pytest.approx(stats.ttest_1samp(d, 0.0).pvalue, rel=1e-9)
+    assert en.p_signflip == pytest.approx(2 / 64)  # all six positive: only the all-plus and all-minus patterns
+    assert sd.p_t == 1.0  # SD is identical in both arms
+    # Holm over the two: the smaller p times 2, the larger times 1, kept monotone
+    assert en.p_holm == pytest.approx(2 * en.p_t) and sd.p_holm == 1.0 and en.survives_holm
+    assert en.p_holm_signflip == pytest.approx(2 * 2 / 64) and not en.survives_holm_signflip  # 0.0625: the floor
+    assert en.mdd_holm == pytest.approx(I.minimal_detectable(float(np.std(d, ddof=1)), 6, 0.025))
+    assert en.mdd_holm > en.mdd  # the family's level is stricter than a single test's
+    planned = I.seed_comparisons(frame, ["EN", "SD"], set(frame.run_id), "base", ["EN", "SD"], planned={"new": 6})
+    en6 = planned[(planned.runs == "all") & (planned.metric == "EN")].iloc[0]
+    assert en6.family_size == 6 and en6.p_holm == pytest.approx(min(1.0, 6 * en.p_t))  # 4 planned members not run yet
+
+
+def test_seed_table_states_what_the_exact_test_cannot_reach() -> None:
+    from benchmark.reports.tables import seed_markup
+
+    frame = seed_frame({s: 0.1 + 0.05 * s for s in range(6)})
+    table = I.seed_comparisons(frame, ["EN", "SD"], set(frame.run_id), "base", ["EN", "SD"])
+    text = seed_markup(table[table.runs == "all"], ["EN", "SD"], "t", "primary", {}).markdown()
+    # 2 comparisons x 2/64 = 0.0625: the exact test needs 7 seeds (2 x 2/128 < 0.05) in a family of 2
+    assert "cannot fall below 0.062" in text and "it needs 7 seeds" in text
+    assert "**+0.2250 [" in text  # EN improves in every seed: the t test's Holm p survives, so it is bold
+    assert "sign-flip 0.031, Holm sign-flip 0.062" in text
 
 
 def test_arms_with_the_same_seed_share_initial_weights_and_patches(tmp_path, monkeypatch) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +133,15 @@ def _study_settings(study: Study) -> tuple[str, list[str], dict[str, str]]:
     return spec["base_arm"], list(spec["primary_metrics"]), spec["labels"]
 
 
+def _planned_family(study: Study, arms: Mapping[str, str], base: str, primary: Sequence[str]) -> dict[str, int]:
+    """Per compared arm (display name -> arm id in ``arms``): the primary comparisons the study plans
+    against ``base``, its models and test sets shared with the base arm's grid x ``primary``."""
+    grids = study.spec["grids"]
+    return {name: len(set(grids[arm]["models"]) & set(grids[base]["models"]))
+            * len(set(grids[arm]["test"]) & set(grids[base]["test"])) * len(primary)
+            for name, arm in arms.items() if arm != base}  # fmt: skip
+
+
 def _planned(study: Study) -> list[tuple[str, str, int, str]]:
     return [(model, arm, seed, run_id(model, arm, study.spec["train"], seed))
             for arm, grid in study.spec["grids"].items() for model in grid["models"] for seed in grid["seeds"]]  # fmt: skip
@@ -187,7 +196,8 @@ def _main_sections(study: Study, values: pd.DataFrame, metrics: list[str], prima
     """Per test set, the main table and the seed-level comparisons of the main arms, over ``metrics`` (one
     convention's; ``convention`` names a further one in titles and file names); returns the comparisons too."""
     base, main_arms = study.spec["base_arm"], [a for a in study.spec["loss_arms"] if a in set(values.arm)]
-    comparisons = seed_comparisons(values, metrics, healthy, base, primary, plateau)
+    planned = _planned_family(study, {a: a for a in main_arms}, base, [m for m in metrics if m in primary])
+    comparisons = seed_comparisons(values, metrics, healthy, base, primary, plateau, planned)
     suffix = f"_{convention}" if convention else ""
     sections, written = [], []
     for test in study.tests(main_arms):
@@ -303,8 +313,9 @@ def build_report(root: str | Path, figures: bool = True, published: str | Path |
         if vals.empty:
             continue
         names = {arm: ", ".join(f"{name}={v}" for v, a in arm_of.items() if a == arm) for arm in arms}
+        planned = _planned_family(study, {names.get(a, a): a for a in arms}, base, [m for m in metrics if m in primary])
         ablation = seed_comparisons(vals.assign(arm=vals.arm.map(lambda a: names.get(a, a))), metrics, healthy,
-                                    names.get(base, base), primary, plateau)  # fmt: skip
+                                    names.get(base, base), primary, plateau, planned)  # fmt: skip
         for test in list(dict.fromkeys(vals.test)):
             here = vals[vals.test == test]
             if not here.arm.isin(arms).any():  # only the base rows so far

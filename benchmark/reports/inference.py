@@ -8,6 +8,13 @@ one model, test set and metric, each seed gives one paired difference
 ``d_s = mean over images(arm, seed s) - mean over images(base, seed s)``; the
 images only make that mean more precise. Everything here is computed over the
 ``d_s``.
+
+The test behind a claim is the paired t test over seeds, the same model as the t interval the
+tables print, Holm-adjusted over the primary family. The exact sign-flip p is reported beside it
+as the check free of the t test's normality assumption; being discrete, it cannot fall below
+``2 / 2^n``, and its Holm-adjusted value not below ``m * 2 / 2^n`` in a family of ``m``
+comparisons (1.0 for 6 seeds and 36 comparisons), so at this study's seed counts it alone could
+never carry a claim. No comparison is tested with fewer seeds than :func:`seeds_to_resolve`.
 """
 
 from __future__ import annotations
@@ -55,6 +62,22 @@ def seeds_to_resolve(alpha: float = ALPHA) -> int:
     return n
 
 
+def t_test_p(d: Sequence[float]) -> float:
+    """Two-sided p of the paired t test of the mean of ``d`` against zero (``n - 1`` degrees of freedom).
+
+    NaN for fewer than two values; 0.0 when every difference is the same non-zero value, 1.0 when
+    all are zero.
+    """
+    d = np.asarray(d, dtype=float)
+    if len(d) < 2:
+        return math.nan
+    sd = d.std(ddof=1)
+    if sd == 0:
+        return 1.0 if d.mean() == 0 else 0.0
+    t = d.mean() / (sd / math.sqrt(len(d)))
+    return float(2 * stats.t.sf(abs(t), len(d) - 1))
+
+
 def t_interval(d: Sequence[float], level: float = 0.95) -> tuple[float, float]:
     """Student t interval of the mean of ``d`` (NaN bounds for fewer than two values)."""
     d = np.asarray(d, dtype=float)
@@ -73,16 +96,26 @@ def minimal_detectable(sd: float, n: int, alpha: float = ALPHA, power: float = P
 
 
 def seeds_needed(diff: float, sd: float, alpha: float = ALPHA, power: float = POWER, most: int = 1000) -> int | None:
-    """Seeds for which :func:`minimal_detectable` falls to ``|diff|`` (at least :func:`seeds_to_resolve`);
-    ``None`` beyond ``most`` or when the difference is zero."""
+    """Seeds for which :func:`minimal_detectable` at ``alpha`` falls to ``|diff|`` (at least
+    :func:`seeds_to_resolve`, the fewest seeds a comparison is tested with); ``None`` beyond ``most``
+    or when the difference is zero."""
     if not (math.isfinite(diff) and math.isfinite(sd)) or diff == 0:
         return None
     if sd == 0:
-        return seeds_to_resolve(alpha)
-    for n in range(max(2, seeds_to_resolve(alpha)), most + 1):
+        return seeds_to_resolve()
+    for n in range(seeds_to_resolve(), most + 1):
         if minimal_detectable(sd, n, alpha, power) <= abs(diff):
             return n
     return None
+
+
+def family_holm(pvalues: Sequence[float], tested: Sequence[bool], size: int = 0) -> list[float]:
+    """Holm over a whole family of ``max(size, len(pvalues))`` members, in which the untested ones (too
+    few seeds, or no runs yet) count as ``p = 1``: they raise the multipliers of the others, as they
+    will once tested. Untested members given here come back NaN."""
+    padded = [p if ok else 1.0 for p, ok in zip(pvalues, tested)] + [1.0] * max(0, size - len(pvalues))
+    adjusted = holm(padded)
+    return [a if ok else math.nan for a, ok in zip(adjusted, tested)]
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
@@ -175,13 +208,18 @@ def health_table(values, failed: Mapping[str, str], planned: Sequence[tuple[str,
 
 
 def seed_comparisons(values, metrics: Sequence[str], healthy: set[str], base: str, primary: Sequence[str],
-                     plateau: dict[str, bool | None] | None = None):  # fmt: skip
+                     plateau: dict[str, bool | None] | None = None, planned: Mapping[str, int] | None = None):  # fmt: skip
     """Every arm against ``base`` per model, test set and metric, over the seeds both arms have.
 
     ``healthy`` holds the ids of healthy runs. Each comparison appears twice, over all runs
     (``runs = all``) and over the seeds where both runs are healthy (``runs = healthy``). Holm's
-    adjustment runs over the ``primary`` metrics x models x test sets, per arm and run population;
-    the other metrics are ``exploratory`` and left unadjusted. ``plateau`` (run id -> reached its
+    adjustment of the t test's p (``p_holm``) and of the sign-flip p (``p_holm_signflip``) runs over
+    the ``primary`` metrics x models x test sets, per arm and run population (``family_size``
+    comparisons: those ``planned`` for the arm (arm -> the study's planned models x test sets x primary
+    metrics) or those present if more, the ones without rows or with fewer seeds than a test needs
+    counting as untested, so that adjusted p-values only grow as a study fills in); ``mdd_holm`` and
+    ``seeds_needed_holm`` give the power at that family's Bonferroni level ``0.05 / family_size``,
+    the level Holm's first step applies. The other metrics are ``exploratory`` and left unadjusted. ``plateau`` (run id -> reached its
     validation plateau, ``None`` when it did not validate) gives each row ``unconverged``, the compared
     runs that stopped short of their plateau, and ``unvalidated``, those whose convergence is unknown.
     """
@@ -226,7 +264,7 @@ def seed_comparisons(values, metrics: Sequence[str], healthy: set[str], base: st
                         "base_mean": float(np.nanmean(mb)) if len(d) else math.nan,
                         "arm_mean": float(np.nanmean(ma)) if len(d) else math.nan,
                         "diff": diff, "diff_sd": sd, "t_lo": lo, "t_hi": hi, "boot_lo": blo, "boot_hi": bhi,
-                        "p_signflip": sign_flip_p(d) if len(d) > 1 else math.nan,
+                        "p_t": t_test_p(d), "p_signflip": sign_flip_p(d) if len(d) > 1 else math.nan,
                         "smallest_p": smallest_p(len(d)) if len(d) else math.nan,
                         "mdd": minimal_detectable(sd, len(d)), "seeds_needed": math.nan if needed is None else needed,
                         "pct_change": diff / abs(float(np.nanmean(mb))) * 100
@@ -236,8 +274,19 @@ def seed_comparisons(values, metrics: Sequence[str], healthy: set[str], base: st
     table = pd.DataFrame(rows)
     if table.empty:
         return table
-    table["p_holm"] = math.nan
-    for (_, _), idx in table[table.family == "primary"].groupby(["arm", "runs"]).groups.items():
-        table.loc[idx, "p_holm"] = holm(table.loc[idx, "p_signflip"].tolist())
+    table["tested"] = table["seeds"] >= seeds_to_resolve()
+    for column in ("family_size", "p_holm", "p_holm_signflip", "mdd_holm", "seeds_needed_holm"):
+        table[column] = math.nan
+    for (arm, _), idx in table[table.family == "primary"].groupby(["arm", "runs"]).groups.items():
+        rows, tested = table.loc[idx], table.loc[idx, "tested"].tolist()
+        size = max(len(idx), (planned or {}).get(arm, 0))
+        level = ALPHA / size
+        table.loc[idx, "family_size"] = size
+        table.loc[idx, "p_holm"] = family_holm(rows["p_t"].tolist(), tested, size)
+        table.loc[idx, "p_holm_signflip"] = family_holm(rows["p_signflip"].tolist(), tested, size)
+        table.loc[idx, "mdd_holm"] = [minimal_detectable(sd, n, level) for sd, n in zip(rows.diff_sd, rows.seeds)]
+        needed = [seeds_needed(diff, sd, level) for diff, sd in zip(rows["diff"], rows.diff_sd)]
+        table.loc[idx, "seeds_needed_holm"] = [math.nan if n is None else n for n in needed]
     table["survives_holm"] = table["p_holm"] < ALPHA
+    table["survives_holm_signflip"] = table["p_holm_signflip"] < ALPHA
     return table

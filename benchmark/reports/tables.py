@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.metrics import column_info
+from benchmark.reports import inference
 from benchmark.reports.stats import ranks
 from benchmark.store import atomic_write_text
 
@@ -125,15 +126,35 @@ def _signed(value: float, decimals: int) -> str:
 SEED_NOTE = ("Cells: mean over seeds of the paired difference arm - base in the metric's own units, with its 95% "
              "t interval over seeds; a percent change only where the base mean is well away from zero (every seed's "
              "base mean of one sign and at least four seed standard deviations from zero). The unit is the trained "
-             "network: arms with the same seed share initial weights and training patches. An exact sign-flip p over "
-             "seeds is printed only where the number of seeds can bring it below 0.05 (6 or more: n seeds cannot go "
-             "below 2/2^n, 0.25 for 3).")  # fmt: skip
+             "network: arms with the same seed share initial weights and training patches. From 6 seeds on, a "
+             "comparison is tested: p is the paired t test over seeds (the model of the interval), sign-flip the exact "
+             "permutation p over all 2^n sign patterns, free of the t test's normality assumption but never below "
+             "2/2^n (0.031 for 6 seeds).")  # fmt: skip
+
+
+def _family_note(rows: pd.DataFrame) -> str:
+    """What the primary family's adjustment can and cannot do with these seeds."""
+    sizes = sorted({int(m) for m in rows["family_size"].dropna()})
+    size = "/".join(str(m) for m in sizes)
+    note = (f"Primary family (Holm over these metrics x models x test sets, per arm: {size} comparisons planned, "
+            "those not run yet or with fewer than 6 seeds counted as untested, so adjusted p-values can only grow as "
+            "the study fills in): Holm is the adjusted t test p, bold an improvement whose Holm p is below 0.05; Holm "
+            "sign-flip is the exact test's adjusted p.")  # fmt: skip
+    tested = rows[rows["tested"]]
+    if not tested.empty:
+        n, m = int(tested["seeds"].min()), max(sizes)
+        floor = min(1.0, m * inference.smallest_p(n))
+        if floor >= 0.05:
+            note += (f" With {n} seeds and {m} comparisons the Holm-adjusted sign-flip p cannot fall below "
+                     f"{floor:.3f}, so the exact test alone cannot carry a claim in this family; it needs "
+                     f"{inference.seeds_to_resolve(0.05 / m)} seeds.")  # fmt: skip
+    return note
 
 
 def seed_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, family: str, labels: dict[str, str]) -> Table:
     """Seed-level paired differences (one population of runs, one family of metrics) as a table.
 
-    Bold: an improvement whose Holm-adjusted p (primary family) is below 0.05.
+    Bold: an improvement whose Holm-adjusted t test p (primary family) is below 0.05.
     """
     header = ["model", "arm", "seeds", *[f"{m} {arrow(m)}" for m in metrics]]
     out, marks, blocks, notes = [], [], [], [SEED_NOTE]
@@ -151,18 +172,20 @@ def seed_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, family: 
                     text += f" [{_signed(r['t_lo'], dec)}, {_signed(r['t_hi'], dec)}]"
                 if not math.isnan(r["pct_change"]):
                     text += f" ({r['pct_change']:+.1f}%)"
-                if r["seeds"] >= 2 and r["smallest_p"] < 0.05:
-                    text += f"; {format_p(r['p_signflip'])}"
+                if r["tested"]:
+                    text += f"; {format_p(r['p_t'])}"
                     if family == "primary":
                         text += f", Holm {format_p(r['p_holm'])[2:]}"
+                    text += f"; sign-flip {format_p(r['p_signflip'])[2:]}"
+                    if family == "primary":
+                        text += f", Holm sign-flip {format_p(r['p_holm_signflip'])[2:]}"
                 better = (r["diff"] > 0) == column_info(m).higher_is_better and r["diff"] != 0
                 row_marks.append(0 if family == "primary" and bool(r["survives_holm"]) and better else None)
                 cells.append(text)
             out.append(cells)
             marks.append(row_marks)
     if family == "primary":
-        notes.append("Primary family (Holm-adjusted over these metrics x models x test sets, per arm): bold marks an "
-                     "improvement that survives the adjustment at 0.05.")  # fmt: skip
+        notes.append(_family_note(rows))
     else:
         notes.append("Exploratory metrics: unadjusted for multiplicity; read them as descriptions, not tests.")
     if (rows["unconverged"] > 0).any():
@@ -173,9 +196,10 @@ def seed_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, family: 
                      "known, and the differences describe networks at that budget.")  # fmt: skip
     elif (rows["unvalidated"] > 0).any():
         notes.append("Some compared runs trained without validation: their convergence is not known.")
-    if not rows.empty and int(rows["seeds"].max()) < 6:
-        notes.append(f"With {int(rows['seeds'].max())} seeds no seed-level test can reach p < 0.05; the intervals "
-                     "show the size and the uncertainty of each difference.")  # fmt: skip
+    if not rows.empty and not rows["tested"].all():
+        notes.append(f"With fewer than 6 seeds (here {int(rows.loc[~rows['tested'], 'seeds'].max())} at most) a "
+                     "comparison is not tested and no p is printed; the intervals show the size and the uncertainty "
+                     "of each difference.")  # fmt: skip
     return Table(title, header, out, marks, blocks, notes)
 
 
@@ -191,15 +215,18 @@ def power_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, labels:
             cells = [labels.get(model, model), labels.get(arm, arm), str(int(h["seeds"].max()))]
             for m in metrics:
                 r, dec = by_metric[m], decimals(m) + 1
-                needed = "n/a" if math.isnan(r["seeds_needed"]) else f"{int(r['seeds_needed'])}"
-                cells.append(f"sd {_num(r['diff_sd'], dec)}; MDD {_num(r['mdd'], dec)}; |d| {_num(abs(r['diff']), dec)}; "
-                             f"needs {needed}")  # fmt: skip
+                text = (f"sd {_num(r['diff_sd'], dec)}; MDD {_num(r['mdd'], dec)}; |d| {_num(abs(r['diff']), dec)}; "
+                        f"needs {_count(r['seeds_needed'])}")  # fmt: skip
+                if r["family"] == "primary":
+                    text += f"; Holm: MDD {_num(r['mdd_holm'], dec)}, needs {_count(r['seeds_needed_holm'])}"
+                cells.append(text)
             out.append(cells)
             marks.append([None] * len(cells))
     notes = ["sd: seed-to-seed standard deviation of the paired difference; MDD: the smallest true difference a paired "
              "t test over these seeds detects at alpha 0.05 with 80% power; |d|: the observed mean difference; needs: "
-             "the seeds at which the MDD falls to |d| (at least 6, what the sign-flip test needs; n/a beyond 1000 or "
-             "for no difference)."]  # fmt: skip
+             "the seeds at which the MDD falls to |d| (at least 6, the fewest a comparison is tested with; n/a beyond "
+             "1000 or for no difference). Holm (primary metrics): the same at 0.05 divided by the family's size, the "
+             "strictest level Holm's adjustment applies (to the family's smallest p)."]  # fmt: skip
     return Table(title, header, out, marks, blocks, notes)
 
 
@@ -218,6 +245,11 @@ def health_markup(health: pd.DataFrame, title: str, labels: dict[str, str]) -> T
              "zero), collapsed (standard deviation below 1 grey level) or nan (a NaN metric, or a non-finite training "
              "loss) on most images of the run. Means, rankings and marks in the main tables use healthy runs only."]  # fmt: skip
     return Table(title, header, out, marks, blocks, notes)
+
+
+def _count(value: float) -> str:
+    """A seed count, or ``n/a`` for NaN."""
+    return "n/a" if math.isnan(value) else f"{int(value)}"
 
 
 def format_p(p: float) -> str:
