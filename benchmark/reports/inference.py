@@ -278,14 +278,14 @@ def seed_comparisons(values, metrics: Sequence[str], healthy: set[str], base: st
     for column in ("family_size", "p_holm", "p_holm_signflip", "mdd_holm", "seeds_needed_holm"):
         table[column] = math.nan
     for (arm, _), idx in table[table.family == "primary"].groupby(["arm", "runs"]).groups.items():
-        rows, tested = table.loc[idx], table.loc[idx, "tested"].tolist()
+        family, tested = table.loc[idx], table.loc[idx, "tested"].tolist()
         size = max(len(idx), (planned or {}).get(arm, 0))
         level = ALPHA / size
         table.loc[idx, "family_size"] = size
-        table.loc[idx, "p_holm"] = family_holm(rows["p_t"].tolist(), tested, size)
-        table.loc[idx, "p_holm_signflip"] = family_holm(rows["p_signflip"].tolist(), tested, size)
-        table.loc[idx, "mdd_holm"] = [minimal_detectable(sd, n, level) for sd, n in zip(rows.diff_sd, rows.seeds)]
-        needed = [seeds_needed(diff, sd, level) for diff, sd in zip(rows["diff"], rows.diff_sd)]
+        table.loc[idx, "p_holm"] = family_holm(family["p_t"].tolist(), tested, size)
+        table.loc[idx, "p_holm_signflip"] = family_holm(family["p_signflip"].tolist(), tested, size)
+        table.loc[idx, "mdd_holm"] = [minimal_detectable(sd, n, level) for sd, n in zip(family.diff_sd, family.seeds)]
+        needed = [seeds_needed(diff, sd, level) for diff, sd in zip(family["diff"], family.diff_sd)]
         table.loc[idx, "seeds_needed_holm"] = [math.nan if n is None else n for n in needed]
     table["survives_holm"] = table["p_holm"] < ALPHA
     table["survives_holm_signflip"] = table["p_holm_signflip"] < ALPHA

@@ -144,10 +144,10 @@ def _family_note(rows: pd.DataFrame) -> str:
     if not tested.empty:
         n, m = int(tested["seeds"].min()), max(sizes)
         floor = min(1.0, m * inference.smallest_p(n))
-        if floor >= 0.05:
+        if floor >= inference.ALPHA:
             note += (f" With {n} seeds and {m} comparisons the Holm-adjusted sign-flip p cannot fall below "
                      f"{floor:.3f}, so the exact test alone cannot carry a claim in this family; it needs "
-                     f"{inference.seeds_to_resolve(0.05 / m)} seeds.")  # fmt: skip
+                     f"{inference.seeds_to_resolve(inference.ALPHA / m)} seeds.")  # fmt: skip
     return note
 
 
