@@ -135,8 +135,11 @@ def _study_settings(study: Study) -> tuple[str, list[str], dict[str, str]]:
 
 def _planned_family(study: Study, arms: Mapping[str, str], base: str, primary: Sequence[str]) -> dict[str, int]:
     """Per compared arm (display name -> arm id in ``arms``): the primary comparisons the study plans
-    against ``base``, its models and test sets shared with the base arm's grid x ``primary``."""
+    against ``base``, its models and test sets shared with the base arm's grid x ``primary``; none where the
+    profile does not plan the base arm (a study of DAMGL alone compares nothing)."""
     grids = study.spec["grids"]
+    if base not in grids:
+        return {}
     return {name: len(set(grids[arm]["models"]) & set(grids[base]["models"]))
             * len(set(grids[arm]["test"]) & set(grids[base]["test"])) * len(primary)
             for name, arm in arms.items() if arm != base}  # fmt: skip
