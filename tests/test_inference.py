@@ -58,6 +58,21 @@ def test_family_holm_counts_untested_members() -> None:
     assert I.family_holm([0.01, 0.02], [True, True], size=5) == pytest.approx([0.05, 0.08])
 
 
+
+def test_interim_holm_bounds_the_complete_family_from_above() -> None:
+    # members tested later may take any p; the tested members' adjusted p never rises when they do
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        size = int(rng.integers(2, 40))
+        tested = int(rng.integers(1, size + 1))
+        p = rng.uniform(0, 1, size) ** 3  # many small values, so the orders interleave
+        interim = I.family_holm(p[:tested].tolist(), [True] * tested, size=size)
+        complete = I.holm(p.tolist())[:tested]
+        assert all(c <= i + 1e-15 for c, i in zip(complete, interim))
+    # by hand: interim 0.001 x 36 = 0.036; a later member with 0.0005 moves it to 35 x 0.001 = 0.035
+    assert I.family_holm([0.001], [True], size=36) == pytest.approx([0.036])
+    assert I.holm([0.001, 0.0005] + [1.0] * 34)[0] == pytest.approx(0.035)
+
 def test_t_interval_and_minimal_detectable_difference_against_their_formulas() -> None:
     d = np.array([0.2, 0.5, 0.3, 0.6])
     half = stats.t.ppf(0.975, 3) * d.std(ddof=1) / 2

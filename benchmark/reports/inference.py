@@ -111,8 +111,10 @@ def seeds_needed(diff: float, sd: float, alpha: float = ALPHA, power: float = PO
 
 def family_holm(pvalues: Sequence[float], tested: Sequence[bool], size: int = 0) -> list[float]:
     """Holm over a whole family of ``max(size, len(pvalues))`` members, in which the untested ones (too
-    few seeds, or no runs yet) count as ``p = 1``: they raise the multipliers of the others, as they
-    will once tested. Untested members given here come back NaN."""
+    few seeds, or no runs yet) count as ``p = 1``, the largest p they can take. Holm's adjusted p of a
+    member never rises when another member's p falls, so once they are tested the adjusted p of the
+    others can only stay or fall: an interim value bounds the final one from above, and a rejection
+    stands. Untested members given here come back NaN."""
     padded = [p if ok else 1.0 for p, ok in zip(pvalues, tested)] + [1.0] * max(0, size - len(pvalues))
     adjusted = holm(padded)
     return [a if ok else math.nan for a, ok in zip(adjusted, tested)]
@@ -217,7 +219,7 @@ def seed_comparisons(values, metrics: Sequence[str], healthy: set[str], base: st
     the ``primary`` metrics x models x test sets, per arm and run population (``family_size``
     comparisons: those ``planned`` for the arm (arm -> the study's planned models x test sets x primary
     metrics) or those present if more, the ones without rows or with fewer seeds than a test needs
-    counting as untested, so that adjusted p-values only grow as a study fills in); ``mdd_holm`` and
+    counting as untested with p = 1, so that an interim adjusted p bounds the complete family's from above); ``mdd_holm`` and
     ``seeds_needed_holm`` give the power at that family's Bonferroni level ``0.05 / family_size``,
     the level Holm's first step applies. The other metrics are ``exploratory`` and left unadjusted. ``plateau`` (run id -> reached its
     validation plateau, ``None`` when it did not validate) gives each row ``unconverged``, the compared
