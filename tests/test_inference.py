@@ -182,6 +182,24 @@ def test_seed_table_states_what_the_exact_test_cannot_reach() -> None:
     assert "sign-flip 0.031, Holm sign-flip 0.062" in text
 
 
+
+def test_seed_table_marks_a_significant_worsening_in_italic() -> None:
+    from benchmark.reports.tables import seed_markup
+
+    frame = seed_frame({s: -(0.1 + 0.05 * s) for s in range(6)})  # EN (higher is better) falls in every seed
+    table = I.seed_comparisons(frame, ["EN", "SD"], set(frame.run_id), "base", ["EN", "SD"])
+    markup = seed_markup(table[table.runs == "all"], ["EN", "SD"], "t", "primary", {})
+    assert "| *-0.2250 [" in markup.markdown() and "**-0.2250" not in markup.markdown()
+    assert r"\textit{-0.2250 [" in markup.latex()
+
+
+def test_p_values_are_never_rounded_onto_the_threshold() -> None:
+    from benchmark.reports.tables import format_p
+
+    assert format_p(0.0495) == "p=0.0495" and format_p(0.0504) == "p=0.0504"  # both would print 0.050
+    assert format_p(0.05) == "p=0.050" and format_p(0.028) == "p=0.028" and format_p(0.0004) == "p<0.001"
+    assert format_p(0.04999996) == "p=0.04999996"  # as many digits as it takes to fall short of 0.050
+
 def test_arms_with_the_same_seed_share_initial_weights_and_patches(tmp_path, monkeypatch) -> None:
     """The pairing behind every seed-level comparison: only the gradient loss differs between two arms' runs."""
     import torch

@@ -36,7 +36,7 @@ def _num(value: float, decimals: int) -> str:
 
 @dataclass
 class Table:
-    """A formatted table: header, rows of cells with a rank mark (0 bold, 1 underline), block starts, notes."""
+    """A formatted table: header, rows of cells with a mark (0 bold, 1 underline, 2 italic), block starts, notes."""
 
     title: str
     header: list[str]
@@ -47,7 +47,7 @@ class Table:
 
     def markdown(self) -> str:
         def cell(text: str, mark: int | None) -> str:
-            return f"**{text}**" if mark == 0 else (f"<u>{text}</u>" if mark == 1 else text)
+            return {0: f"**{text}**", 1: f"<u>{text}</u>", 2: f"*{text}*"}.get(mark, text)
 
         lines = ["| " + " | ".join(self.header) + " |", "|" + "|".join(["---"] * len(self.header)) + "|"]
         for row, marks in zip(self.rows, self.marks):
@@ -57,7 +57,7 @@ class Table:
     def latex(self) -> str:
         def cell(text: str, mark: int | None) -> str:
             text = latex_escape(text)
-            return f"\\textbf{{{text}}}" if mark == 0 else (f"\\underline{{{text}}}" if mark == 1 else text)
+            return {0: f"\\textbf{{{text}}}", 1: f"\\underline{{{text}}}", 2: f"\\textit{{{text}}}"}.get(mark, text)
 
         body = []
         for i, (row, marks) in enumerate(zip(self.rows, self.marks)):
@@ -138,7 +138,7 @@ def _family_note(rows: pd.DataFrame) -> str:
     size = "/".join(str(m) for m in sizes)
     note = (f"Primary family (Holm over these metrics x models x test sets, per arm: {size} comparisons planned, "
             "those not run yet or with fewer than 6 seeds counted as untested with p = 1, so an adjusted p can only "
-            "stay or fall as they are tested, and one below 0.05 stands once the family is complete): Holm is the adjusted t test p, bold an improvement whose Holm p is below 0.05; Holm "
+            "stay or fall as they are tested, and one below 0.05 stands once the family is complete): Holm is the adjusted t test p, bold an improvement and italic a worsening whose Holm p is below 0.05; Holm "
             "sign-flip is the exact test's adjusted p.")  # fmt: skip
     tested = rows[rows["tested"]]
     if not tested.empty:
@@ -154,7 +154,7 @@ def _family_note(rows: pd.DataFrame) -> str:
 def seed_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, family: str, labels: dict[str, str]) -> Table:
     """Seed-level paired differences (one population of runs, one family of metrics) as a table.
 
-    Bold: an improvement whose Holm-adjusted t test p (primary family) is below 0.05.
+    Bold: an improvement whose Holm-adjusted t test p (primary family) is below 0.05; italic: such a worsening.
     """
     header = ["model", "arm", "seeds", *[f"{m} {arrow(m)}" for m in metrics]]
     out, marks, blocks, notes = [], [], [], [SEED_NOTE]
@@ -179,8 +179,8 @@ def seed_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, family: 
                     text += f"; sign-flip {format_p(r['p_signflip'])[2:]}"
                     if family == "primary":
                         text += f", Holm sign-flip {format_p(r['p_holm_signflip'])[2:]}"
-                better = (r["diff"] > 0) == column_info(m).higher_is_better and r["diff"] != 0
-                row_marks.append(0 if family == "primary" and bool(r["survives_holm"]) and better else None)
+                better = (r["diff"] > 0) == column_info(m).higher_is_better
+                row_marks.append((0 if better else 2) if family == "primary" and bool(r["survives_holm"]) else None)
                 cells.append(text)
             out.append(cells)
             marks.append(row_marks)
@@ -253,10 +253,15 @@ def _count(value: float) -> str:
 
 
 def format_p(p: float) -> str:
-    """``p=0.028``, ``p<0.001`` or ``p=nan``."""
+    """``p=0.028``, ``p<0.001`` or ``p=nan``; more digits where three would round onto 0.05 (``p=0.0495``)."""
     if math.isnan(p):
         return "p=nan"
-    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+    if p < 0.001:
+        return "p<0.001"
+    digits = 3
+    while digits < 12 and p != inference.ALPHA and round(p, digits) == inference.ALPHA:
+        digits += 1
+    return f"p={p:.{digits}f}"
 
 
 def to_csv(frame: pd.DataFrame) -> str:
