@@ -186,11 +186,12 @@ def test_seed_table_states_what_the_exact_test_cannot_reach() -> None:
 def test_seed_table_marks_a_significant_worsening_in_italic() -> None:
     from benchmark.reports.tables import seed_markup
 
-    frame = seed_frame({s: -(0.1 + 0.05 * s) for s in range(6)})  # EN (higher is better) falls in every seed
+    frame = seed_frame({s: -(0.2 + 0.002 * s) for s in range(6)})  # EN (higher is better) falls in every seed
     table = I.seed_comparisons(frame, ["EN", "SD"], set(frame.run_id), "base", ["EN", "SD"])
     markup = seed_markup(table[table.runs == "all"], ["EN", "SD"], "t", "primary", {})
-    assert "| *-0.2250 [" in markup.markdown() and "**-0.2250" not in markup.markdown()
-    assert r"\textit{-0.2250 [" in markup.latex()
+    assert "| *-0.2050 [" in markup.markdown() and "**-0.2050" not in markup.markdown()
+    assert "p<0.001, Holm <0.001;" in markup.markdown()  # 2 x p below 0.001 keeps its '<'
+    assert r"\textit{-0.2050 [" in markup.latex()
 
 
 def test_p_values_are_never_rounded_onto_the_threshold() -> None:

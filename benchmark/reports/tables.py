@@ -175,10 +175,10 @@ def seed_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, family: 
                 if r["tested"]:
                     text += f"; {format_p(r['p_t'])}"
                     if family == "primary":
-                        text += f", Holm {format_p(r['p_holm'])[2:]}"
-                    text += f"; sign-flip {format_p(r['p_signflip'])[2:]}"
+                        text += f", Holm {p_text(r['p_holm'])}"
+                    text += f"; sign-flip {p_text(r['p_signflip'])}"
                     if family == "primary":
-                        text += f", Holm sign-flip {format_p(r['p_holm_signflip'])[2:]}"
+                        text += f", Holm sign-flip {p_text(r['p_holm_signflip'])}"
                 better = (r["diff"] > 0) == column_info(m).higher_is_better
                 row_marks.append((0 if better else 2) if family == "primary" and bool(r["survives_holm"]) else None)
                 cells.append(text)
@@ -252,16 +252,22 @@ def _count(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{int(value)}"
 
 
-def format_p(p: float) -> str:
-    """``p=0.028``, ``p<0.001`` or ``p=nan``; more digits where three would round onto 0.05 (``p=0.0495``)."""
+def p_text(p: float) -> str:
+    """``0.028``, ``<0.001`` or ``nan``; more digits where three would round onto 0.05 (``0.0495``)."""
     if math.isnan(p):
-        return "p=nan"
+        return "nan"
     if p < 0.001:
-        return "p<0.001"
+        return "<0.001"
     digits = 3
     while digits < 12 and p != inference.ALPHA and round(p, digits) == inference.ALPHA:
         digits += 1
-    return f"p={p:.{digits}f}"
+    return f"{p:.{digits}f}"
+
+
+def format_p(p: float) -> str:
+    """``p=0.028``, ``p<0.001`` or ``p=nan``."""
+    text = p_text(p)
+    return f"p{text}" if text.startswith("<") else f"p={text}"
 
 
 def to_csv(frame: pd.DataFrame) -> str:
