@@ -209,6 +209,7 @@ def test_latex_compiles(smoke_study: Path, tmp_path: Path) -> None:
 
 
 COMMITTED = Path(__file__).resolve().parents[1] / "results" / "real-cpu"
+CONVERGED = COMMITTED.parent / "converged"
 
 
 STUDIES = sorted(p for p in COMMITTED.parent.iterdir() if (p / "study.json").is_file())
@@ -226,7 +227,7 @@ def test_committed_study_tables_regenerate_byte_for_byte(study: Path, tmp_path: 
 
 
 def test_the_converged_study_runs_from_clean_commits_and_says_where_each_run_stopped() -> None:
-    runs = sorted((COMMITTED.parent / "converged" / "runs").glob("*/done.json"))
+    runs = sorted((CONVERGED / "runs").glob("*/done.json"))
     if not runs:
         pytest.skip("no finished run of the converged study is committed yet")
     for done in runs:
@@ -234,16 +235,26 @@ def test_the_converged_study_runs_from_clean_commits_and_says_where_each_run_sto
         assert len(env["git_commit"]) == 40, done.parent.name  # a clean commit: no -dirty suffix
         ending = json.loads(done.read_text())
         assert isinstance(ending["plateau"], bool) and ending["selected"] == "best", done.parent.name
-    table = pd.read_csv(COMMITTED.parent / "converged" / "tables" / "convergence.csv")
+    table = pd.read_csv(CONVERGED / "tables" / "convergence.csv")
     assert int(table.seeds.sum()) == len(runs)  # every finished run is counted as reaching its plateau or not
 
 
-@pytest.mark.skipif(not (COMMITTED / "study.json").is_file(), reason="no committed study under results/real-cpu")
-def test_readme_quotes_the_committed_main_table() -> None:
+def _first_table(path: Path) -> str:
+    """The rows of the first Markdown table in ``path``."""
+    lines = path.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return "\n".join(lines[start:end])
+
+
+@pytest.mark.skipif(not (CONVERGED / "study.json").is_file(), reason="no committed study under results/converged")
+def test_readme_quotes_the_converged_study_tables_as_committed() -> None:
     readme = (COMMITTED.parents[1] / "README.md").read_text()
-    table = (COMMITTED / "tables" / "main_roadscene_test.md").read_text()
-    rows = [line for line in table.splitlines() if line.startswith("|")]
-    assert "\n".join(rows) in readme
+    tables = CONVERGED / "tables"
+    quoted = ["health.md", "convergence.md"] + [f"{kind}_{test}.md" for kind in ("paired", "power")
+                                                 for test in ("roadscene_test", "tno", "vifb")]  # fmt: skip
+    for name in quoted:  # the README's study section shows these tables as the report wrote them
+        assert _first_table(tables / name) in readme, name
 
 
 @pytest.mark.skipif(not (COMMITTED / "study.json").is_file(), reason="no committed study under results/real-cpu")
