@@ -331,7 +331,7 @@ def build_report(root: str | Path, figures: bool = True, published: str | Path |
             sections += [f"## Ablation: {name} ({labels.get(test, test)})", "", table.markdown()]
             if not ablation.empty and test in set(ablation.test):
                 more, files = _comparison_sections(ablation, test, stem, f"Ablation '{name}' on {labels.get(test, test)}: "
-                                                   f"each setting against {base}", primary, metrics, {}, tables)  # fmt: skip
+                                                   f"each setting against {base}", primary, metrics, labels, tables)  # fmt: skip
                 sections += more
                 written += files
     more, files = _published_sections(study, rows, healthy, comparisons, labels, tables)
