@@ -215,7 +215,7 @@ def power_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, labels:
             cells = [labels.get(model, model), labels.get(arm, arm), str(int(h["seeds"].max()))]
             for m in metrics:
                 r, dec = by_metric[m], decimals(m) + 1
-                text = (f"sd {_num(r['diff_sd'], dec)}; MDD {_num(r['mdd'], dec)}; |d| {_num(abs(r['diff']), dec)}; "
+                text = (f"sd {_num(r['diff_sd'], dec)}; MDD {_num(r['mdd'], dec)}; size {_num(abs(r['diff']), dec)}; "
                         f"needs {_count(r['seeds_needed'])}")  # fmt: skip
                 if r["family"] == "primary":
                     text += f"; Holm: MDD {_num(r['mdd_holm'], dec)}, needs {_count(r['seeds_needed_holm'])}"
@@ -223,8 +223,8 @@ def power_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, labels:
             out.append(cells)
             marks.append([None] * len(cells))
     notes = ["sd: seed-to-seed standard deviation of the paired difference; MDD: the smallest true difference a paired "
-             "t test over these seeds detects at alpha 0.05 with 80% power; |d|: the observed mean difference; needs: "
-             "the seeds at which the MDD falls to |d| (at least 6, the fewest a comparison is tested with; n/a beyond "
+             "t test over these seeds detects at alpha 0.05 with 80% power; size: the absolute observed mean difference; needs: "
+             "the seeds at which the MDD falls to that size (at least 6, the fewest a comparison is tested with; n/a beyond "
              "1000 or for no difference). Holm (primary metrics): the same at 0.05 divided by the family's size, the "
              "strictest level Holm's adjustment applies (to the family's smallest p)."]  # fmt: skip
     return Table(title, header, out, marks, blocks, notes)
