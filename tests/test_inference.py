@@ -58,7 +58,6 @@ def test_family_holm_counts_untested_members() -> None:
     assert I.family_holm([0.01, 0.02], [True, True], size=5) == pytest.approx([0.05, 0.08])
 
 
-
 def test_interim_holm_bounds_the_complete_family_from_above() -> None:
     # members tested later may take any p; the tested members' adjusted p never rises when they do
     rng = np.random.default_rng(7)
@@ -72,6 +71,7 @@ def test_interim_holm_bounds_the_complete_family_from_above() -> None:
     # by hand: interim 0.001 x 36 = 0.036; a later member with 0.0005 moves it to 35 x 0.001 = 0.035
     assert I.family_holm([0.001], [True], size=36) == pytest.approx([0.036])
     assert I.holm([0.001, 0.0005] + [1.0] * 34)[0] == pytest.approx(0.035)
+
 
 def test_t_interval_and_minimal_detectable_difference_against_their_formulas() -> None:
     d = np.array([0.2, 0.5, 0.3, 0.6])
@@ -182,7 +182,6 @@ def test_seed_table_states_what_the_exact_test_cannot_reach() -> None:
     assert "sign-flip 0.031, Holm sign-flip 0.062" in text
 
 
-
 def test_seed_table_marks_a_significant_worsening_in_italic() -> None:
     from benchmark.reports.tables import seed_markup
 
@@ -200,6 +199,7 @@ def test_p_values_are_never_rounded_onto_the_threshold() -> None:
     assert format_p(0.0495) == "p=0.0495" and format_p(0.0504) == "p=0.0504"  # both would print 0.050
     assert format_p(0.05) == "p=0.050" and format_p(0.028) == "p=0.028" and format_p(0.0004) == "p<0.001"
     assert format_p(0.04999996) == "p=0.04999996"  # as many digits as it takes to fall short of 0.050
+
 
 def test_arms_with_the_same_seed_share_initial_weights_and_patches(tmp_path, monkeypatch) -> None:
     """The pairing behind every seed-level comparison: only the gradient loss differs between two arms' runs."""

@@ -219,8 +219,8 @@ def seed_comparisons(values, metrics: Sequence[str], healthy: set[str], base: st
     the ``primary`` metrics x models x test sets, per arm and run population (``family_size``
     comparisons: those ``planned`` for the arm (arm -> the study's planned models x test sets x primary
     metrics) or those present if more, the ones without rows or with fewer seeds than a test needs
-    counting as untested with p = 1, so that an interim adjusted p bounds the complete family's from above); ``mdd_holm`` and
-    ``seeds_needed_holm`` give the power at that family's Bonferroni level ``0.05 / family_size``,
+    counting as untested with p = 1, so that an interim adjusted p bounds the complete family's from
+    above); ``mdd_holm`` and ``seeds_needed_holm`` give the power at that family's Bonferroni level ``0.05 / family_size``,
     the level Holm's first step applies. The other metrics are ``exploratory`` and left unadjusted. ``plateau`` (run id -> reached its
     validation plateau, ``None`` when it did not validate) gives each row ``unconverged``, the compared
     runs that stopped short of their plateau, and ``unvalidated``, those whose convergence is unknown.

@@ -138,7 +138,8 @@ def _family_note(rows: pd.DataFrame) -> str:
     size = "/".join(str(m) for m in sizes)
     note = (f"Primary family (Holm over these metrics x models x test sets, per arm: {size} comparisons planned, "
             "those not run yet or with fewer than 6 seeds counted as untested with p = 1, so an adjusted p can only "
-            "stay or fall as they are tested, and one below 0.05 stands once the family is complete): Holm is the adjusted t test p, bold an improvement and italic a worsening whose Holm p is below 0.05; Holm "
+            "stay or fall as they are tested, and one below 0.05 stands once the family is complete): Holm is the "
+            "adjusted t test p, bold an improvement and italic a worsening whose Holm p is below 0.05; Holm "
             "sign-flip is the exact test's adjusted p.")  # fmt: skip
     tested = rows[rows["tested"]]
     if not tested.empty:
