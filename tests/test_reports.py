@@ -134,6 +134,20 @@ def test_report_writes_tables_summary_and_figures(smoke_study: Path) -> None:
     assert "| tiny | sign=true | 2 |" in ablation and "| tiny | sign=false | 1 of 2 |" in ablation  # seed 1 inverted
 
 
+
+def test_ablation_settings_are_tested_against_the_ablation_default(smoke_study: Path) -> None:
+    reports.build_report(smoke_study, figures=False)
+    within = pd.read_csv(smoke_study / "tables" / "paired_ablation_sign_vs_damgl_synthetic_small_test.csv")
+    assert set(within.arm) == {"sign=false"} and set(within.base) == {"sign=true"}  # the switch, not the loss family
+    assert set(within[within.family == "primary"].family_size) == {6}  # 1 model x 1 test set x 6 primary metrics
+    runs = smoke_study / "runs"
+    for metric in ("EN", "SD", "Qabf"):  # by hand: mean over seeds of the difference of the per-seed image means
+        d = [pd.read_csv(runs / f"tiny__sign-sign=false__synthetic_small__s{s}" / "metrics.csv")[metric].mean()
+             - pd.read_csv(runs / f"tiny__damgl__synthetic_small__s{s}" / "metrics.csv")[metric].mean() for s in (0, 1)]
+        row = within[(within.runs == "all") & (within.metric == metric)].iloc[0]
+        assert row["seeds"] == 2 and row["diff"] == pytest.approx(np.mean(d), rel=1e-12), metric
+    assert (smoke_study / "tables" / "power_ablation_sign_vs_damgl_synthetic_small_test.md").is_file()
+
 def test_figures_have_the_expected_panels(smoke_study: Path) -> None:
     study = load_study(smoke_study)
     arms = ["magnitude", "damgl"]
@@ -252,7 +266,8 @@ def test_readme_quotes_the_converged_study_tables_as_committed() -> None:
     readme = (COMMITTED.parents[1] / "README.md").read_text()
     tables = CONVERGED / "tables"
     quoted = ["health.md", "convergence.md", "loss_scale.md"] + [
-        f"{kind}_{test}.md" for kind in ("paired", "power", "paired_ablation_balance")
+        f"{kind}_{test}.md"
+        for kind in ("paired", "power", "paired_ablation_balance", "paired_ablation_balance_vs_damgl")
         for test in ("roadscene_test", "tno", "vifb")]  # fmt: skip
     for name in quoted:  # the README's study section shows these tables as the report wrote them
         assert _first_table(tables / name) in readme, name

@@ -8,9 +8,14 @@ trains. Writes, under the results folder:
   seeds of the per-seed image means, arrows for the better direction, best bold
   and second underlined within each model block;
 - ``tables/paired_<test>.{csv,md,tex}``: each arm against ``magnitude`` per
-  model: relative change of the mean, win rate over images and the two-sided
-  paired Wilcoxon signed-rank p-value over images (values averaged over seeds);
-- ``tables/ablation_<name>_<test>.{csv,md,tex}`` and ``..._paired.*``: the same per ablation;
+  model, with the trained network as the unit: seed-level paired differences,
+  t intervals, t-test and sign-flip p-values, Holm over the primary family;
+  ``tables/power_<test>.*``: what those seeds can detect;
+- ``tables/health.*``, ``convergence.*``, ``loss_scale.*``: failed runs, runs
+  that reached their plateau, the gradient term's share of the objective;
+- ``tables/ablation_<name>_<test>.*``, ``paired_ablation_<name>_<test>.*`` and ``power_...``: the same per
+  ablation, each setting against ``magnitude``; ``paired_ablation_<name>_vs_<default>_<test>.*`` and
+  ``power_...``: each setting against the ablation's default (the main arm it varies, e.g. ``damgl``);
 - ``summary.md``: all of it on one page with provenance;
 - ``figures/``: see :mod:`benchmark.reports.figures`.
 
@@ -218,6 +223,53 @@ def _main_sections(study: Study, values: pd.DataFrame, metrics: list[str], prima
     return comparisons, sections, written
 
 
+def _ablation_sections(study: Study, name: str, arm_of: Mapping[str, str], metrics: list[str], primary: list[str],
+                       healthy: set[str], plateau: dict[str, bool | None], labels: dict[str, str],
+                       tables: Path) -> tuple[list[str], list[Path]]:  # fmt: skip
+    """One ablation per test set: its table, each setting against the study's base arm, and each setting
+    against the ablation's default, the setting that is a main arm of the study (DAMGL as the recipe sets it),
+    so that the switch itself is tested; each comparison its own Holm family per arm."""
+    base, main_arms = study.spec["base_arm"], [a for a in study.spec["loss_arms"] if a in set(study.values.arm)]
+    arms = list(dict.fromkeys(arm_of.values()))
+    grid = study.spec["grids"][next(a for a in arms if a not in main_arms)] if set(arms) - set(main_arms) else None
+    vals = study.values[study.values.arm.isin([*arms, base])]
+    if grid is not None:
+        vals = vals[vals.model.isin(grid["models"]) & vals.test.isin(grid["test"]) & vals.seed.isin(grid["seeds"])]
+    if vals.empty:
+        return [], []
+    names = {arm: ", ".join(f"{name}={v}" for v, a in arm_of.items() if a == arm) for arm in arms}
+    family = [m for m in metrics if m in primary]
+    shown = vals.assign(arm=vals.arm.map(lambda a: names.get(a, a)))
+    against = [(f"each setting against {base}", "",
+                seed_comparisons(shown, metrics, healthy, names.get(base, base), primary, plateau,
+                                 _planned_family(study, {names.get(a, a): a for a in arms}, base, family)))]  # fmt: skip
+    default = next((a for a in arms if a in main_arms and a != base), None)
+    if default is not None:
+        within = shown[shown.arm.isin([names[a] for a in arms])]
+        against.append((f"each setting against {names[default]} ({labels.get(default, default)} as the recipe "
+                        "sets it)", f"_vs_{default}", seed_comparisons(within, metrics, healthy, names[default], primary,
+                        plateau, _planned_family(study, {names[a]: a for a in arms}, default, family))))  # fmt: skip
+    sections, written = [], []
+    for test in list(dict.fromkeys(vals.test)):
+        here = vals[vals.test == test]
+        if not here.arm.isin(arms).any():  # only the base rows so far
+            continue
+        summary = _healthy_summary(here[here.arm.isin(arms)], healthy, metrics, arms)
+        stem = f"ablation_{name}_{test}"
+        table = main_table(summary, metrics, f"Ablation '{name}' on {labels.get(test, test)} (base: DAMGL), healthy seeds",
+                           label=name, labels={**labels, **names})  # fmt: skip
+        written += write_table(tables, stem, summary, table)
+        sections += [f"## Ablation: {name} ({labels.get(test, test)})", "", table.markdown()]
+        for what, suffix, comparisons in against:
+            if not comparisons.empty and test in set(comparisons.test):
+                more, files = _comparison_sections(comparisons, test, f"ablation_{name}{suffix}_{test}",
+                                                   f"Ablation '{name}' on {labels.get(test, test)}: {what}", primary,
+                                                   metrics, labels, tables)  # fmt: skip
+                sections += more
+                written += files
+    return sections, written
+
+
 def _model_test_facts(study: Study) -> dict[tuple[str, str], tuple[str, dict]]:
     """(model, test) -> the model's type (or class) and the test images' identity, from the run configs."""
     facts = {}
@@ -308,32 +360,9 @@ def build_report(root: str | Path, figures: bool = True, published: str | Path |
             sections += more
             written += files
     for name, arm_of in study.spec["ablations"].items():
-        arms = list(dict.fromkeys(arm_of.values()))
-        grid = study.spec["grids"][next(a for a in arms if a not in main_arms)] if set(arms) - set(main_arms) else None
-        vals = study.values[study.values.arm.isin([*arms, base])]
-        if grid is not None:
-            vals = vals[vals.model.isin(grid["models"]) & vals.test.isin(grid["test"]) & vals.seed.isin(grid["seeds"])]
-        if vals.empty:
-            continue
-        names = {arm: ", ".join(f"{name}={v}" for v, a in arm_of.items() if a == arm) for arm in arms}
-        planned = _planned_family(study, {names.get(a, a): a for a in arms}, base, [m for m in metrics if m in primary])
-        ablation = seed_comparisons(vals.assign(arm=vals.arm.map(lambda a: names.get(a, a))), metrics, healthy,
-                                    names.get(base, base), primary, plateau, planned)  # fmt: skip
-        for test in list(dict.fromkeys(vals.test)):
-            here = vals[vals.test == test]
-            if not here.arm.isin(arms).any():  # only the base rows so far
-                continue
-            summary = _healthy_summary(here[here.arm.isin(arms)], healthy, metrics, arms)
-            stem = f"ablation_{name}_{test}"
-            table = main_table(summary, metrics, f"Ablation '{name}' on {labels.get(test, test)} (base: DAMGL), healthy seeds",
-                               label=name, labels={**labels, **names})  # fmt: skip
-            written += write_table(tables, stem, summary, table)
-            sections += [f"## Ablation: {name} ({labels.get(test, test)})", "", table.markdown()]
-            if not ablation.empty and test in set(ablation.test):
-                more, files = _comparison_sections(ablation, test, stem, f"Ablation '{name}' on {labels.get(test, test)}: "
-                                                   f"each setting against {base}", primary, metrics, labels, tables)  # fmt: skip
-                sections += more
-                written += files
+        more, files = _ablation_sections(study, name, arm_of, metrics, primary, healthy, plateau, labels, tables)
+        sections += more
+        written += files
     more, files = _published_sections(study, rows, healthy, comparisons, labels, tables)
     sections += more
     written += files
