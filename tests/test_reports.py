@@ -268,7 +268,7 @@ def test_readme_quotes_the_converged_study_tables_as_committed() -> None:
     quoted = ["health.md", "convergence.md", "loss_scale.md"] + [
         f"{kind}_{test}.md"
         for kind in ("paired", "power", "paired_ablation_balance", "paired_ablation_balance_vs_damgl",
-                     "paired_ablation_single_scale_vs_damgl")
+                     "paired_ablation_single_scale_vs_damgl", "paired_ablation_sign_vs_damgl")
         for test in ("roadscene_test", "tno", "vifb")]  # fmt: skip
     for name in quoted:  # the README's study section shows these tables as the report wrote them
         assert _first_table(tables / name) in readme, name
