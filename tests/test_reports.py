@@ -134,7 +134,6 @@ def test_report_writes_tables_summary_and_figures(smoke_study: Path) -> None:
     assert "| tiny | sign=true | 2 |" in ablation and "| tiny | sign=false | 1 of 2 |" in ablation  # seed 1 inverted
 
 
-
 def test_ablation_settings_are_tested_against_the_ablation_default(smoke_study: Path) -> None:
     reports.build_report(smoke_study, figures=False)
     within = pd.read_csv(smoke_study / "tables" / "paired_ablation_sign_vs_damgl_synthetic_small_test.csv")
@@ -147,6 +146,7 @@ def test_ablation_settings_are_tested_against_the_ablation_default(smoke_study: 
         row = within[(within.runs == "all") & (within.metric == metric)].iloc[0]
         assert row["seeds"] == 2 and row["diff"] == pytest.approx(np.mean(d), rel=1e-12), metric
     assert (smoke_study / "tables" / "power_ablation_sign_vs_damgl_synthetic_small_test.md").is_file()
+
 
 def test_figures_have_the_expected_panels(smoke_study: Path) -> None:
     study = load_study(smoke_study)

@@ -238,17 +238,17 @@ def _ablation_sections(study: Study, name: str, arm_of: Mapping[str, str], metri
     if vals.empty:
         return [], []
     names = {arm: ", ".join(f"{name}={v}" for v, a in arm_of.items() if a == arm) for arm in arms}
+    shown_arms = {names[a]: a for a in arms}  # display name -> arm id
     family = [m for m in metrics if m in primary]
     shown = vals.assign(arm=vals.arm.map(lambda a: names.get(a, a)))
-    against = [(f"each setting against {base}", "",
-                seed_comparisons(shown, metrics, healthy, names.get(base, base), primary, plateau,
-                                 _planned_family(study, {names.get(a, a): a for a in arms}, base, family)))]  # fmt: skip
+    against = [(f"each setting against {base}", "", seed_comparisons(shown, metrics, healthy, names.get(base, base),
+                primary, plateau, _planned_family(study, shown_arms, base, family)))]  # fmt: skip
     default = next((a for a in arms if a in main_arms and a != base), None)
     if default is not None:
-        within = shown[shown.arm.isin([names[a] for a in arms])]
         against.append((f"each setting against {names[default]} ({labels.get(default, default)} as the recipe "
-                        "sets it)", f"_vs_{default}", seed_comparisons(within, metrics, healthy, names[default], primary,
-                        plateau, _planned_family(study, {names[a]: a for a in arms}, default, family))))  # fmt: skip
+                        "sets it)", f"_vs_{default}", seed_comparisons(shown[shown.arm.isin(shown_arms)], metrics,
+                        healthy, names[default], primary, plateau,
+                        _planned_family(study, shown_arms, default, family))))  # fmt: skip
     sections, written = [], []
     for test in list(dict.fromkeys(vals.test)):
         here = vals[vals.test == test]
