@@ -11,6 +11,7 @@ import torch
 from benchmark.config import ConfigError, load_config
 from benchmark.fuse import fuse_run
 from benchmark.plan import plan
+from benchmark.reports.stats import collapsed_validations
 from benchmark.runner import main
 from benchmark.store import RunDir
 from benchmark.train import Trainer
@@ -96,6 +97,14 @@ def test_runs_short_of_their_plateau_are_labelled_and_validation_is_timed(tmp_pa
     assert frame[0].endswith(",validation_added_pct")
     assert abs(float(frame[2].split(",")[-1]) - added) < 1e-6 * added  # the damgl row, mean over its one run
     assert (tmp_path / "smoke" / "figures" / "validation_curves.png").stat().st_size > 10_000
+
+
+def test_a_collapsed_validation_falls_below_half_the_best_before_it() -> None:
+    # best before each: -, 1.0, 1.2, 1.2, 1.2, 1.3, 1.3; half of it: 0.6 then 0.65
+    criterion = [1.0, 1.2, 0.59, 0.61, 1.3, 0.64, float("nan")]
+    assert collapsed_validations(criterion) == [2, 5, 6]
+    assert collapsed_validations([0.01, 0.02, 0.03]) == []  # a low start is not a collapse
+    assert collapsed_validations([float("nan"), 0.5, 0.2]) == [2]  # nothing before the first number
 
 
 def test_validation_defaults_to_once_an_epoch() -> None:

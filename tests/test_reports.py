@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from benchmark import reports
 from benchmark.reports import figures as plots
@@ -251,6 +252,14 @@ def test_the_converged_study_runs_from_clean_commits_and_says_where_each_run_sto
         assert isinstance(ending["plateau"], bool) and ending["selected"] == "best", done.parent.name
     table = pd.read_csv(CONVERGED / "tables" / "convergence.csv")
     assert int(table.seeds.sum()) == len(runs)  # every finished run is counted as reaching its plateau or not
+    collapsed = set()  # recomputed from each run's validation log with pandas' running maximum
+    for done in runs:
+        config, val = yaml.safe_load((done.parent / "config.yaml").read_text()), pd.read_csv(done.parent / "val_log.csv")
+        low = val.criterion < 0.5 * val.criterion.cummax().shift()
+        collapsed |= {(config["model"]["name"], config["arm"]["name"], f"seed {config['seed']} at step {s}")
+                      for s in val.step[low]}  # fmt: skip
+    listed = {(r.model, r.arm, c) for r in table.itertuples() if r.collapsed != "none" for c in r.collapsed.split("; ")}
+    assert listed == collapsed
 
 
 def _first_table(path: Path) -> str:

@@ -133,28 +133,50 @@ def loss_scale(study: Study, arms: Sequence[str], base: str) -> pd.DataFrame:
     return pd.DataFrame(out, columns=["model", "arm", "seeds", "share_start", "share_end", "start_vs_base"])
 
 
+COLLAPSE_SHARE = 0.5  # a validation below this share of the best criterion before it is a collapse
+
+
+def collapsed_validations(criterion: Sequence[float], share: float = COLLAPSE_SHARE) -> list[int]:
+    """Positions of the validations whose criterion fell below ``share`` of the best one before them, or
+    was not a number: transient collapses that choosing the best checkpoint hides. The first validation
+    has nothing before it and never counts."""
+    out, best = [], -math.inf
+    for i, c in enumerate(criterion):
+        if i and not c >= share * best:  # NaN compares false
+            out.append(i)
+        if not math.isnan(c):
+            best = max(best, c)
+    return out
+
+
 def convergence(study: Study) -> pd.DataFrame:
     """Per model and arm, for runs that validated during training: how many reached their plateau, the
-    steps at which each stopped and had its best validation, and the time validation added, as a percent
-    of the rest of the run's wall time (mean over runs; empty when no run validated)."""
+    steps at which each stopped and had its best validation, the validations that collapsed (see
+    :func:`collapsed_validations`; "seed S at step N", or "none"), and the time validation added, as a
+    percent of the rest of the run's wall time (mean over runs; empty when no run validated)."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for run in study.runs.values():
-        done, cfg = run["done"], run["config"]
+        done, cfg, val = run["done"], run["config"], run["val"]
         if "plateau" not in done:
             continue
         row = rows.setdefault((cfg["model"]["name"], cfg["arm"]["name"]), {"model": cfg["model"]["name"],
                               "arm": cfg["arm"]["name"], "seeds": 0, "plateau": 0, "stopped_at": [], "best_step": [],
-                              "added": []})  # fmt: skip
+                              "collapsed": [], "added": []})  # fmt: skip
         row["seeds"] += 1
         row["plateau"] += bool(done["plateau"])
         row["stopped_at"].append(done["stopped_at"])
         row["best_step"].append(done["best_step"])
+        if val is not None:
+            steps = val["step"].tolist()
+            row["collapsed"] += [f"seed {cfg['seed']} at step {steps[i]}" for i in collapsed_validations(val["criterion"].tolist())]
         if "val_seconds" in done:
             row["added"].append(100 * done["val_seconds"] / (done["seconds"] - done["val_seconds"]))
     return pd.DataFrame([{**r, "stopped_at": " ".join(map(str, r["stopped_at"])), "best_step": " ".join(map(str, r["best_step"])),
+                          "collapsed": "; ".join(r["collapsed"]) or "none",
                           "validation_added_pct": float(np.mean(r["added"])) if r["added"] else math.nan}
                          for r in rows.values()],
-                        columns=["model", "arm", "seeds", "plateau", "stopped_at", "best_step", "validation_added_pct"])  # fmt: skip
+                        columns=["model", "arm", "seeds", "plateau", "stopped_at", "best_step", "collapsed",
+                                 "validation_added_pct"])  # fmt: skip
 
 
 def reached_plateau(study: Study) -> dict[str, bool | None]:

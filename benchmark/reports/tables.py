@@ -310,14 +310,19 @@ def loss_scale_markup(frame: pd.DataFrame, title: str, base: str, labels: dict[s
 
 
 def convergence_markup(frame: pd.DataFrame, title: str, labels: dict[str, str]) -> Table:
-    """Reached plateau, k of n seeds, with the steps where each run stopped and had its best validation."""
-    header = ["model", "arm", "reached plateau", "stopped at step", "best validation at step", "validation time"]
+    """Reached plateau, k of n seeds, with the steps where each run stopped and had its best validation and
+    the validations that collapsed."""
+    header = ["model", "arm", "reached plateau", "stopped at step", "best validation at step", "collapsed validations",
+              "validation time"]  # fmt: skip
     out = [[labels.get(r["model"], r["model"]), labels.get(r["arm"], r["arm"]), f"{r['plateau']} of {r['seeds']} seeds",
-            r["stopped_at"], r["best_step"],
+            r["stopped_at"], r["best_step"], r["collapsed"],
             "" if math.isnan(r["validation_added_pct"]) else f"+{r['validation_added_pct']:.1f}%"]
            for r in frame.to_dict("records")]  # fmt: skip
     notes = ["A run that did not reach its plateau ran out of budget while its validation criterion was still "
              "improving: comparisons that involve it compare networks that had not finished training.",
+             "Collapsed validations: those whose criterion fell below half of the run's best criterion before them "
+             "(or was not a number), a transient collapse of the output that choosing the best checkpoint hides; "
+             "where the run's best validation came later, it recovered.",
              "Validation time: the wall time spent validating, as a percent of the rest of the run (training, "
              "fusing and scoring), mean over the runs."]  # fmt: skip
     blocks = [i for i, r in enumerate(frame.to_dict("records")) if i == 0 or r["model"] != frame.iloc[i - 1]["model"]]
