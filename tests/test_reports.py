@@ -172,6 +172,21 @@ def test_figures_have_the_expected_panels(smoke_study: Path) -> None:
     assert len(direction.axes) == 2 * 2 + 1  # map and histogram per arm, one colour bar
 
 
+def test_example_panels_show_one_seed_for_every_arm_where_one_is_kept(smoke_study: Path, tmp_path: Path) -> None:
+    shutil.copytree(smoke_study, tmp_path / "copy", ignore=shutil.ignore_patterns("examples"))
+    study, arms, test = load_study(tmp_path / "copy"), ["magnitude", "damgl"], "synthetic_small_test"
+    for seed in (0, 1):
+        images = plots.collect_examples(study, "tiny", test, arms, seed)
+    kept = study.folder.examples / test
+    assert plots.shown_seeds(study, test, images[0], "tiny", arms, 1) == {"magnitude": 1, "damgl": 1}
+    (kept / f"{plots.fused_example(images[0], 'tiny', 'damgl', 1)}.png").unlink()
+    assert plots.shown_seeds(study, test, images[0], "tiny", arms, 1) == {"magnitude": 0, "damgl": 0}  # still paired
+    (kept / f"{plots.fused_example(images[0], 'tiny', 'magnitude', 0)}.png").unlink()
+    assert plots.shown_seeds(study, test, images[0], "tiny", arms, 1) == {"magnitude": 1, "damgl": 0}  # none shared
+    titles = [ax.get_title() for ax in plots.direction_figure(study, "tiny", test, arms, images[0], 1).axes[:2]]
+    assert [t.splitlines()[0] for t in titles] == ["magnitude (seed 1)", "damgl (seed 0)"]
+
+
 def test_training_figure_draws_seeds_that_stopped_at_different_steps_up_to_the_earliest_stop(smoke_study: Path) -> None:
     study = load_study(smoke_study)
     runs = [r for r in study.runs.values() if r["config"]["arm"]["name"] == "damgl" and r["log"] is not None]

@@ -258,12 +258,17 @@ def collect_examples(study: Study, model: str, test: str, arms: list[str], seed:
     return [i for i in images if folder.example(test, f"{i}_ir").is_file()]
 
 
-def _fused(study: Study, test: str, image: str, model: str, arm: str, seed: int) -> tuple[np.ndarray | None, int]:
-    """An arm's example fused image at ``seed``, else at the lowest seed kept in ``examples/``; and its seed."""
-    kept = sorted(int(p.stem.rsplit("_s", 1)[1]) for p in study.folder.examples.joinpath(test).glob(
-        f"{fused_example(image, model, arm, 0)[:-1]}*.png"))  # fmt: skip
-    chosen = seed if seed in kept or not kept else kept[0]
-    return _example(study, test, fused_example(image, model, arm, chosen)), chosen
+def shown_seeds(study: Study, test: str, image: str, model: str, arms: list[str], seed: int) -> dict[str, int]:
+    """The seed whose example fused image each arm shows: ``seed`` where every arm keeps it in ``examples/``,
+    else the kept seed common to every arm nearest to it (same seed, same initial weights: the panels stay
+    paired), else each arm's lowest kept seed (``seed`` for an arm that keeps none)."""
+    kept = {a: sorted(int(p.stem.rsplit("_s", 1)[1]) for p in study.folder.examples.joinpath(test).glob(
+                f"{fused_example(image, model, a, 0)[:-1]}*.png")) for a in arms}  # fmt: skip
+    common = sorted(set.intersection(*(set(k) for k in kept.values()))) if kept else []
+    if common:
+        chosen = min(common, key=lambda s: (abs(s - seed), s))
+        return dict.fromkeys(arms, chosen)
+    return {a: k[0] if k else seed for a, k in kept.items()}
 
 
 def _example(study: Study, test: str, name: str) -> np.ndarray | None:
@@ -317,10 +322,9 @@ def qualitative_figure(study: Study, model: str, test: str, arms: list[str], ima
     labels = labels or {}
     rows, seeds = [], {}
     for image in images:
-        panels = [_example(study, test, f"{image}_ir"), _example(study, test, f"{image}_vi")]
-        for a in arms:
-            img, seeds[a] = _fused(study, test, image, model, a, seed)
-            panels.append(img)
+        seeds = shown_seeds(study, test, image, model, arms, seed)
+        panels = [_example(study, test, f"{image}_ir"), _example(study, test, f"{image}_vi"),
+                  *(_example(study, test, fused_example(image, model, a, seeds[a])) for a in arms)]
         if all(p is not None for p in panels):
             rows.append((image, panels))
     if not rows:
@@ -352,7 +356,8 @@ def qualitative_figure(study: Study, model: str, test: str, arms: list[str], ima
 
 def direction_figure(study: Study, model: str, test: str, arms: list[str], image: str, seed: int) -> plt.Figure | None:
     ir, vis = _example(study, test, f"{image}_ir"), _example(study, test, f"{image}_vi")
-    fused = {a: _fused(study, test, image, model, a, seed)[0] for a in arms}
+    seeds = shown_seeds(study, test, image, model, arms, seed)
+    fused = {a: _example(study, test, fused_example(image, model, a, seeds[a])) for a in arms}
     fused = {a: f for a, f in fused.items() if f is not None}
     if ir is None or vis is None or not fused:
         return None
@@ -366,7 +371,8 @@ def direction_figure(study: Study, model: str, test: str, arms: list[str], image
         axes[0][c].set_facecolor("black")
         axes[0][c].set_xticks([])
         axes[0][c].set_yticks([])
-        axes[0][c].set_title(f"{arm}\nmean {np.nanmean(shown):.1f}°, median {np.nanmedian(shown):.1f}°", fontsize=7)
+        axes[0][c].set_title(f"{arm} (seed {seeds[arm]})\nmean {np.nanmean(shown):.1f}°, median {np.nanmedian(shown):.1f}°",
+                             fontsize=7)  # fmt: skip
         axes[1][c].hist(angle[mask], bins=bins, color=PALETTE[c % len(PALETTE)], density=True)
         axes[1][c].set_xlabel("angle error (°)")
         axes[1][c].set_xticks([0, 45, 90, 135, 180])
