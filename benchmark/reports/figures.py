@@ -320,9 +320,8 @@ def qualitative_figure(study: Study, model: str, test: str, arms: list[str], ima
     """Infrared, visible and each arm's fused image (at ``seed`` where kept) of each example image, with a zoomed
     inset of the region of strongest source edges placed away from its box."""
     labels = labels or {}
-    rows, seeds = [], {}
-    for image in images:
-        seeds = shown_seeds(study, test, image, model, arms, seed)
+    rows, seeds = [], shown_seeds(study, test, images[0], model, arms, seed) if images else {}
+    for image in images:  # one seed per arm for every row, as the column headings say
         panels = [_example(study, test, f"{image}_ir"), _example(study, test, f"{image}_vi"),
                   *(_example(study, test, fused_example(image, model, a, seeds[a])) for a in arms)]
         if all(p is not None for p in panels):
