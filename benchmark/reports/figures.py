@@ -264,11 +264,16 @@ def shown_seeds(study: Study, test: str, image: str, model: str, arms: list[str]
     paired), else each arm's lowest kept seed (``seed`` for an arm that keeps none)."""
     kept = {a: sorted(int(p.stem.rsplit("_s", 1)[1]) for p in study.folder.examples.joinpath(test).glob(
                 f"{fused_example(image, model, a, 0)[:-1]}*.png")) for a in arms}  # fmt: skip
-    common = sorted(set.intersection(*(set(k) for k in kept.values()))) if kept else []
+    common = set.intersection(*(set(k) for k in kept.values())) if kept else set()
     if common:
         chosen = min(common, key=lambda s: (abs(s - seed), s))
         return dict.fromkeys(arms, chosen)
     return {a: k[0] if k else seed for a, k in kept.items()}
+
+
+def _fused(study: Study, test: str, image: str, model: str, arm: str, seed: int) -> np.ndarray | None:
+    """An arm's example fused image at ``seed`` from ``examples/``, or ``None`` where it is not kept."""
+    return _example(study, test, fused_example(image, model, arm, seed))
 
 
 def _example(study: Study, test: str, name: str) -> np.ndarray | None:
@@ -317,13 +322,13 @@ def _inset_corner(y: int, x: int, h: int, w: int, shape: tuple[int, ...]) -> lis
 
 def qualitative_figure(study: Study, model: str, test: str, arms: list[str], images: list[str], seed: int,
                        labels: dict[str, str] | None = None, title: str = "") -> plt.Figure | None:  # fmt: skip
-    """Infrared, visible and each arm's fused image (at ``seed`` where kept) of each example image, with a zoomed
-    inset of the region of strongest source edges placed away from its box."""
+    """Infrared, visible and each arm's fused image (at the seeds :func:`shown_seeds` picks from ``seed``) of each
+    example image, with a zoomed inset of the region of strongest source edges placed away from its box."""
     labels = labels or {}
     rows, seeds = [], shown_seeds(study, test, images[0], model, arms, seed) if images else {}
     for image in images:  # one seed per arm for every row, as the column headings say
         panels = [_example(study, test, f"{image}_ir"), _example(study, test, f"{image}_vi"),
-                  *(_example(study, test, fused_example(image, model, a, seeds[a])) for a in arms)]
+                  *(_fused(study, test, image, model, a, seeds[a]) for a in arms)]
         if all(p is not None for p in panels):
             rows.append((image, panels))
     if not rows:
@@ -356,7 +361,7 @@ def qualitative_figure(study: Study, model: str, test: str, arms: list[str], ima
 def direction_figure(study: Study, model: str, test: str, arms: list[str], image: str, seed: int) -> plt.Figure | None:
     ir, vis = _example(study, test, f"{image}_ir"), _example(study, test, f"{image}_vi")
     seeds = shown_seeds(study, test, image, model, arms, seed)
-    fused = {a: _example(study, test, fused_example(image, model, a, seeds[a])) for a in arms}
+    fused = {a: _fused(study, test, image, model, a, seeds[a]) for a in arms}
     fused = {a: f for a, f in fused.items() if f is not None}
     if ir is None or vis is None or not fused:
         return None
