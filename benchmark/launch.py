@@ -127,10 +127,10 @@ def _claim(run: RunSpec, results: Path, device: str,
     A ``done.json`` whose ``metrics.csv`` is missing or changed does not count: the run is repaired (resumed
     from its checkpoint, fused and scored again), saying so.
     """
-    interrupts.check(run.run_id, "before it started")
     run_dir = ResultsFolder(results).run(run.run_id)
-    if run_dir.is_done(run.config_hash):
+    if run_dir.is_done(run.config_hash):  # finished runs are reported as done even after a stop request
         return RunOutcome(run.run_id, "done")
+    interrupts.check(run.run_id, "before it started")
     stored = run_dir.stored_hash()
     if stored is not None and stored != run.config_hash:
         raise ConfigError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import torch
 import yaml
 
 from baselines import build as baselines_build
-from benchmark import launch
+from benchmark import interrupts, launch
 from benchmark.config import ConfigError, load_config
 from benchmark.launch import execute
 from benchmark.metrics import metric_names
@@ -133,6 +134,17 @@ def test_lock_keeps_a_second_process_off(tmp_path: Path) -> None:
     assert execute(run, cfg, tmp_path, "cpu", progress=False).status == "locked"
     run_dir.lock.write_text(f"{__import__('socket').gethostname()}:999999999")  # a dead process's lock is taken over
     assert execute(run, cfg, tmp_path, "cpu", progress=False).status == "trained"
+
+
+def test_after_a_stop_request_finished_runs_stay_done_and_unstarted_ones_stop(smoke_results: Path, tmp_path: Path,
+                                                                           monkeypatch) -> None:  # fmt: skip
+    cfg = load_config(EXPERIMENTS)
+    monkeypatch.setattr(interrupts, "_requested", [signal.SIGTERM])
+    for run in plan(cfg, cfg.profile("smoke")):
+        assert execute(run, cfg, smoke_results / "smoke", "cpu", progress=False).status == "done"
+        with pytest.raises(interrupts.Interrupted, match=f"{run.run_id} stopped before it started"):
+            execute(run, cfg, tmp_path, "cpu", progress=False)
+    assert not list(tmp_path.iterdir())  # nothing written for the runs that never started
 
 
 class ExplodingNet(torch.nn.Module):
