@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from benchmark import reports
+from benchmark.reports import ablated_loss
 from benchmark.reports import figures as plots
 from benchmark.reports import stats, tables
 from benchmark.runner import main as run_main
@@ -133,6 +134,16 @@ def test_report_writes_tables_summary_and_figures(smoke_study: Path) -> None:
     assert list(main.arm) == ["magnitude", "damgl"] and set(main.seeds) == {2}  # ablation-only arm not in the main table
     ablation = (smoke_study / "tables" / "ablation_sign_synthetic_small_test.md").read_text()
     assert "| tiny | sign=true | 2 |" in ablation and "| tiny | sign=false | 1 of 2 |" in ablation  # seed 1 inverted
+    assert "Ablation 'sign' on synthetic test (base: DAMGL), healthy seeds" in ablation
+
+
+def test_ablation_title_names_the_loss_its_arms_vary() -> None:
+    arms = {"s:sign=false": {"type": "damgl", "sign": False}, "damgl": {"type": "damgl"},
+            "m:balance=initial": {"type": "magnitude"}, "mix:type=signed_sum": {"type": "signed_sum"}}  # fmt: skip
+    spec = {"labels": {"damgl": "DAMGL"}, "arms": arms}
+    assert ablated_loss(spec, ["s:sign=false", "damgl"]) == " (base: DAMGL)"
+    assert ablated_loss(spec, ["m:balance=initial"]) == " (base: magnitude)"  # no label: the type's own name
+    assert ablated_loss(spec, ["damgl", "mix:type=signed_sum"]) == ""  # the switch is the loss type itself
 
 
 def test_ablation_settings_are_tested_against_the_ablation_default(smoke_study: Path) -> None:

@@ -33,6 +33,7 @@ import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -223,6 +224,15 @@ def _main_sections(study: Study, values: pd.DataFrame, metrics: list[str], prima
     return comparisons, sections, written
 
 
+def ablated_loss(spec: Mapping[str, Any], arms: list[str]) -> str:
+    """``" (base: LABEL)"`` for an ablation whose arms share one loss type, else ``""`` (the switch is the type)."""
+    types = {spec["arms"][arm]["type"] for arm in arms}
+    if len(types) != 1:
+        return ""
+    (kind,) = types
+    return f" (base: {spec['labels'].get(kind, kind)})"
+
+
 def _ablation_sections(study: Study, name: str, arm_of: Mapping[str, str], metrics: list[str], primary: list[str],
                        healthy: set[str], plateau: dict[str, bool | None], labels: dict[str, str],
                        tables: Path) -> tuple[list[str], list[Path]]:  # fmt: skip
@@ -256,8 +266,8 @@ def _ablation_sections(study: Study, name: str, arm_of: Mapping[str, str], metri
             continue
         summary = _healthy_summary(here[here.arm.isin(arms)], healthy, metrics, arms)
         stem = f"ablation_{name}_{test}"
-        table = main_table(summary, metrics, f"Ablation '{name}' on {labels.get(test, test)} (base: DAMGL), healthy seeds",
-                           label=name, labels={**labels, **names})  # fmt: skip
+        table = main_table(summary, metrics, f"Ablation '{name}' on {labels.get(test, test)}{ablated_loss(study.spec, arms)}, "
+                           "healthy seeds", label=name, labels={**labels, **names})  # fmt: skip
         written += write_table(tables, stem, summary, table)
         sections += [f"## Ablation: {name} ({labels.get(test, test)})", "", table.markdown()]
         for what, suffix, comparisons in against:
