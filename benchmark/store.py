@@ -448,6 +448,12 @@ class Study:
         planned = [t for a in arms for t in self.spec["grids"][a]["test"]]
         return list(dict.fromkeys(t for t in planned if t in present))
 
+    def ablation_grid(self, arms: Sequence[str]) -> dict[str, list] | None:
+        """Models, seeds and test sets of an ablation: those of its first ablation-only arm (not one of the
+        study's loss arms), or ``None`` when every setting is a loss arm (the study's own grid applies)."""
+        own = [a for a in arms if a not in self.spec["loss_arms"]]
+        return self.spec["grids"][own[0]] if own else None
+
 
 def load_study(root: str | Path) -> Study:
     """Read ``study.json`` and the finished runs it plans; missing and failed runs are listed, not hidden."""

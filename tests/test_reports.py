@@ -19,7 +19,7 @@ from benchmark.reports import ablated_loss
 from benchmark.reports import figures as plots
 from benchmark.reports import stats, tables
 from benchmark.runner import main as run_main
-from benchmark.store import StoreError, load_study
+from benchmark.store import StoreError, Study, load_study
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments.yaml"
 
@@ -144,6 +144,16 @@ def test_ablation_title_names_the_loss_its_arms_vary() -> None:
     assert ablated_loss(spec, ["s:sign=false", "damgl"]) == " (base: DAMGL)"
     assert ablated_loss(spec, ["m:balance=initial"]) == " (base: magnitude)"  # no label: the type's own name
     assert ablated_loss(spec, ["damgl", "mix:type=signed_sum"]) == ""  # the switch is the loss type itself
+
+
+def test_an_ablation_uses_the_grid_of_its_ablation_only_arm_wherever_its_default_is_listed() -> None:
+    main = {"models": ["pmgi", "densefuse"], "seeds": [0, 1], "test": ["tno"]}
+    own = {"models": ["pmgi"], "seeds": [0], "test": ["tno"]}  # ablation_on
+    spec = {"loss_arms": ["magnitude", "damgl"], "grids": {"magnitude": main, "damgl": main, "sign:sign=false": own}}
+    study = Study(folder=None, spec=spec, values=pd.DataFrame(), runs={})
+    assert study.ablation_grid(["damgl", "sign:sign=false"]) == own  # the default listed first (sign: true, false)
+    assert study.ablation_grid(["sign:sign=false", "damgl"]) == own
+    assert study.ablation_grid(["magnitude", "damgl"]) is None  # every setting is a loss arm: the study's grid
 
 
 def test_ablation_settings_are_tested_against_the_ablation_default(smoke_study: Path) -> None:

@@ -241,7 +241,7 @@ def _ablation_sections(study: Study, name: str, arm_of: Mapping[str, str], metri
     so that the switch itself is tested; each comparison its own Holm family per arm."""
     base, main_arms = study.spec["base_arm"], [a for a in study.spec["loss_arms"] if a in set(study.values.arm)]
     arms = list(dict.fromkeys(arm_of.values()))
-    grid = study.spec["grids"][next(a for a in arms if a not in main_arms)] if set(arms) - set(main_arms) else None
+    grid = study.ablation_grid(arms)
     vals = study.values[study.values.arm.isin([*arms, base])]
     if grid is not None:
         vals = vals[vals.model.isin(grid["models"]) & vals.test.isin(grid["test"]) & vals.seed.isin(grid["seeds"])]

@@ -414,8 +414,8 @@ def make_figures(study: Study, healthy: set[str]) -> list[Path]:
             if fig is not None:
                 written += save(fig, folder, f"direction_{model}_{test}")
     for name, arm_of in study.spec["ablations"].items():
-        grid = study.spec["grids"][next(iter(arm_of.values()))]
         chosen = [base, *dict.fromkeys(arm_of.values())]
+        grid = study.ablation_grid(chosen) or study.spec["grids"][base]
         names = {**labels, **{a: f"{name}={v}" for v, a in arm_of.items()}}
         for model in [m for m in grid["models"] if m in set(study.values.model)]:
             test, seed = grid["test"][0], median_seed(study, model, chosen, healthy)
