@@ -259,15 +259,15 @@ def _ablation_sections(study: Study, name: str, arm_of: Mapping[str, str], metri
                         "sets it)", f"_vs_{default}", seed_comparisons(shown[shown.arm.isin(shown_arms)], metrics,
                         healthy, names[default], primary, plateau,
                         _planned_family(study, shown_arms, default, family))))  # fmt: skip
-    sections, written = [], []
+    sections, written, of_loss = [], [], ablated_loss(study.spec, arms)
     for test in list(dict.fromkeys(vals.test)):
         here = vals[vals.test == test]
         if not here.arm.isin(arms).any():  # only the base rows so far
             continue
         summary = _healthy_summary(here[here.arm.isin(arms)], healthy, metrics, arms)
         stem = f"ablation_{name}_{test}"
-        table = main_table(summary, metrics, f"Ablation '{name}' on {labels.get(test, test)}{ablated_loss(study.spec, arms)}, "
-                           "healthy seeds", label=name, labels={**labels, **names})  # fmt: skip
+        table = main_table(summary, metrics, f"Ablation '{name}' on {labels.get(test, test)}{of_loss}, healthy seeds",
+                           label=name, labels={**labels, **names})  # fmt: skip
         written += write_table(tables, stem, summary, table)
         sections += [f"## Ablation: {name} ({labels.get(test, test)})", "", table.markdown()]
         for what, suffix, comparisons in against:
