@@ -26,6 +26,7 @@ import losses
 from benchmark.data import DataError, PairedDataset, data_root, open_dataset, stems_identity
 from benchmark.metrics import CONVENTIONS, DEFAULT_CONVENTION, metric_names
 from benchmark.registry import suggest
+from benchmark.selection import RULES
 from benchmark.store import DEFAULT_BASE_ARM, DEFAULT_PRIMARY_METRICS
 from benchmark.synthetic import SyntheticDataset
 
@@ -35,12 +36,12 @@ BALANCES = ("none", "initial")
 # compressed: the recipe's epochs mapped onto the step budget, so that even a short run decays fully
 SCHEDULES = ("paper", "compressed")  # an arm's gradient weight as the recipe sets it, or scaled to the base arm's start
 DEVICES = ("auto", "cpu", "cuda")
+KEEP_WEIGHTS = ("all", "selected")  # validated weights kept: every validation's, or those a selection rule picks
+DEFAULT_CRITERION = "Qabf+SSIM"  # the validation criterion when a profile names none
 
 
 class ConfigError(ValueError):
     """An invalid experiments file or override."""
-
-
 
 
 def _check_keys(block: Any, allowed: list[str], path: str, required: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -150,10 +151,12 @@ class Profile:
     labels: dict[str, str] = field(default_factory=dict)  # display names of datasets, models and arms
     epochs: float | None = None  # the budget in epochs of the training set (instead of steps)
     schedule: str = "paper"  # see SCHEDULES
-    val: dict[str, Any] | None = None  # {dataset, every}: score the validation images every so many steps
-    #                                     (default: once an epoch)
-    stop: dict[str, Any] | None = None  # {criterion, patience, min_delta}: stop on a validation plateau
-    select: str = "last"  # the checkpoint that is fused and scored: last, or best by the stop criterion
+    val: dict[str, Any] | None = None  # {dataset, every, criterion}: score the validation images every so many
+    #                                     steps (default: once an epoch) by a criterion (default Qabf+SSIM)
+    plateau: dict[str, Any] | None = None  # {patience, min_delta}: the plateau rule (benchmark.selection)
+    stop: bool = False  # end training at the plateau (else train to the budget)
+    select: list[str] = field(default_factory=lambda: ["last"])  # selection rules; the first is the primary
+    keep_weights: str = "all"  # the weights of every validation, or only those a rule still selects
     conventions: list[str] = field(default_factory=list)  # metric conventions scored beside the default one
     threads: int | None = None  # CPU threads of each run (torch and Numba); hashed when set: CPU sums depend on it
 
@@ -169,12 +172,13 @@ class Profile:
         return {"profile": self.name, "train": self.train, "steps": self.steps, "arms": self.arms,
                 "loss_arms": self.loss_arms, "ablations": self.ablation_arms, "base_arm": self.base_arm,
                 "primary_metrics": self.primary_metrics, "labels": self.labels, "conventions": self.conventions,
-                "grids": {arm: dict(zip(("models", "seeds", "test"), self.grid(arm))) for arm in self.arms}}  # fmt: skip
+                "select": self.select, "grids": {arm: dict(zip(("models", "seeds", "test"), self.grid(arm))) for arm in self.arms}}  # fmt: skip
 
 
 PROFILE_KEYS = ["models", "losses", "ablations", "ablation_on", "seeds", "train", "test", "steps", "epochs", "schedule",
                 "batch_size", "patch_size", "lr", "device", "checkpoint_every", "log_every", "normalisation", "slurm",
-                "base_arm", "primary_metrics", "val", "stop", "select", "conventions", "threads"]  # fmt: skip
+                "base_arm", "primary_metrics", "val", "plateau", "stop", "select", "keep_weights", "conventions",
+                "threads"]  # fmt: skip
 TOP_KEYS = ["datasets", "models", "losses", "ablations", "profiles", "default_profile", "labels"]
 
 
@@ -338,7 +342,10 @@ def _parse_profile(name: str, b: Any, cfg: dict[str, Any], arms: dict, ablations
         raise ConfigError(f"{path}: arm '{balanced[0]}' has balance: initial, which needs an unbalanced base arm "
                           f"('{base_arm}') in the profile")  # fmt: skip
     primary = _name_list(b.get("primary_metrics", list(DEFAULT_PRIMARY_METRICS)), metric_names(), f"{path}.primary_metrics", "metric")
-    val, stop, select = _parse_validation(b, path, list(cfg["datasets"]), test, train)
+    val, plateau, stop, select = _parse_validation(b, path, list(cfg["datasets"]), test, train)
+    keep = b.get("keep_weights", "all")
+    if keep not in KEEP_WEIGHTS:
+        raise ConfigError(f"{path}.keep_weights: '{keep}' is not one of {list(KEEP_WEIGHTS)}")
     conventions = _name_list(b["conventions"], list(CONVENTIONS), f"{path}.conventions", "metric convention") if "conventions" in b else []
     if DEFAULT_CONVENTION in conventions:
         raise ConfigError(f"{path}.conventions: '{DEFAULT_CONVENTION}' is always scored; list the other conventions only")
@@ -346,48 +353,77 @@ def _parse_profile(name: str, b: Any, cfg: dict[str, Any], arms: dict, ablations
         name, models, profile_arms, seeds, train, test, b.get("steps"), b.get("batch_size"), b.get("patch_size"),
         b.get("lr"), device, b.get("checkpoint_every", 100), b.get("log_every", 10), norm,
         dict(b.get("slurm") or {}), list(loss_arms), ablation_arms, ablation_on, base_arm, list(primary), labels,
-        None if epochs is None else float(epochs), schedule, val, stop, select, conventions, b.get("threads"),
+        None if epochs is None else float(epochs), schedule, val, plateau, stop, select, keep, conventions,
+        b.get("threads"),
     )  # fmt: skip
 
 
 def _parse_validation(b: dict[str, Any], path: str, datasets: list[str], test: list[str],
-                      train: str) -> tuple[dict | None, dict | None, str]:  # fmt: skip
-    """``val``, ``stop`` and ``select`` of a profile.
+                      train: str) -> tuple[dict | None, dict | None, bool, list[str]]:  # fmt: skip
+    """``val``, the plateau, whether training stops there, and the selection rules of a profile.
 
-    The stop criterion is the same for every arm of a comparison: metrics of the validation images summed
-    (each higher-is-better, e.g. ``Qabf+SSIM``), or one part of the objective that every arm shares (e.g.
-    ``intensity``, lower is better); never an arm's own gradient term or total.
+    ``stop: {criterion, patience, min_delta}`` defines the plateau and ends training on it; ``plateau:`` with
+    the same keys defines it without stopping (a run trains to its budget, and ``select: plateau`` says what
+    early stopping would have scored). The criterion, given in ``val``, ``stop`` or ``plateau`` (default
+    ``Qabf+SSIM``), is the same for every arm of a comparison: metrics of the validation images summed (each
+    higher-is-better), or one part of the objective that every arm shares (e.g. ``intensity``, lower is
+    better); never an arm's own gradient term or total. ``select`` is one rule or a list of rules
+    (:data:`benchmark.selection.RULES`), the first the primary one.
     """
     val = b.get("val")
     if val is not None:
-        _check_keys(val, ["dataset", "every"], f"{path}.val", required=("dataset",))
+        _check_keys(val, ["dataset", "every", "criterion"], f"{path}.val", required=("dataset",))
         _name_list([val["dataset"]], datasets, f"{path}.val.dataset", "dataset")
         if val["dataset"] in test or val["dataset"] == train:
             raise ConfigError(f"{path}.val.dataset: '{val['dataset']}' is also a training or test set; use a held-out split")
         every = val.get("every", 1)  # absent: once an epoch, set when the run's steps per epoch are known
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise ConfigError(f"{path}.val.every: expected a positive integer, got {val['every']!r}")
-    stop = b.get("stop")
-    if stop is not None:
+        val = dict(val)
+    if b.get("stop") is not None and b.get("plateau") is not None:
+        raise ConfigError(f"{path}: give 'stop' (end training at the plateau) or 'plateau' (watch it, train on), not both")
+    key = "stop" if b.get("stop") is not None else "plateau"
+    plateau = b.get(key)
+    criteria = {f"{path}.val.criterion": val.get("criterion")} if val else {}
+    if plateau is not None:
         if val is None:
-            raise ConfigError(f"{path}.stop: needs 'val' (the validation images it watches)")
-        _check_keys(stop, ["criterion", "patience", "min_delta"], f"{path}.stop", required=("criterion", "patience"))
-        terms = str(stop["criterion"]).split("+")
-        if any(t in ("gradient", "loss") for t in terms):
-            raise ConfigError(f"{path}.stop.criterion: '{stop['criterion']}' depends on the arm; use metrics (Qabf+SSIM) "
-                              "or a part every arm shares (intensity)")  # fmt: skip
-        metrics = [t for t in terms if t in metric_names()]
-        if metrics and len(metrics) != len(terms):
-            raise ConfigError(f"{path}.stop.criterion: '{stop['criterion']}' mixes metrics and objective parts")
-        if not isinstance(stop["patience"], int) or stop["patience"] < 1:
-            raise ConfigError(f"{path}.stop.patience: expected a positive integer, got {stop['patience']!r}")
-        stop = {"criterion": stop["criterion"], "patience": stop["patience"], "min_delta": float(stop.get("min_delta", 0.0))}
+            raise ConfigError(f"{path}.{key}: needs 'val' (the validation images it watches)")
+        _check_keys(plateau, ["criterion", "patience", "min_delta"], f"{path}.{key}", required=("patience",))
+        if not isinstance(plateau["patience"], int) or isinstance(plateau["patience"], bool) or plateau["patience"] < 1:
+            raise ConfigError(f"{path}.{key}.patience: expected a positive integer, got {plateau['patience']!r}")
+        criteria[f"{path}.{key}.criterion"] = plateau.get("criterion")
+        plateau = {"patience": plateau["patience"], "min_delta": float(plateau.get("min_delta", 0.0))}
+    given = {where: c for where, c in criteria.items() if c is not None}
+    if len(set(map(str, given.values()))) > 1:
+        raise ConfigError(f"{path}: the criterion is given twice and differs: " + ", ".join(f"{w} = {c}" for w, c in given.items()))
+    if val is not None:
+        where, criterion = next(iter(given.items()), (f"{path}.val.criterion", DEFAULT_CRITERION))
+        _check_criterion_form(str(criterion), where)
+        val["criterion"] = str(criterion)
     select = b.get("select", "last")
-    if select not in ("last", "best"):
-        raise ConfigError(f"{path}.select: '{select}' is not one of ['last', 'best']")
-    if select == "best" and stop is None:
-        raise ConfigError(f"{path}.select: best needs 'stop' (its criterion picks the checkpoint)")
-    return (dict(val) if val else None), stop, select
+    rules = select if isinstance(select, list) else [select]
+    if not rules or len(set(map(str, rules))) != len(rules):
+        raise ConfigError(f"{path}.select: expected a rule or a list of distinct rules from {list(RULES)}, got {select!r}")
+    for i, rule in enumerate(rules):
+        where = f"{path}.select" + (f"[{i}]" if isinstance(select, list) else "")
+        if rule not in RULES:
+            raise ConfigError(f"{where}: '{rule}' is not one of {list(RULES)}{suggest(str(rule), list(RULES))}")
+        if rule != "last" and val is None:
+            raise ConfigError(f"{where}: {rule} needs 'val' (the validation history it selects from)")
+        if rule == "plateau" and plateau is None:
+            raise ConfigError(f"{where}: plateau needs 'stop' or 'plateau' (its patience and min_delta)")
+    return val, plateau, key == "stop" and plateau is not None, list(rules)
+
+
+def _check_criterion_form(criterion: str, where: str) -> None:
+    """A criterion is metrics summed or objective parts every arm shares, never both and never an arm's own term."""
+    terms = criterion.split("+")
+    if any(t in ("gradient", "loss") for t in terms):
+        raise ConfigError(f"{where}: '{criterion}' depends on the arm; use metrics (Qabf+SSIM) or a part every arm "
+                          "shares (intensity)")  # fmt: skip
+    metrics = [t for t in terms if t in metric_names()]
+    if metrics and len(metrics) != len(terms):
+        raise ConfigError(f"{where}: '{criterion}' mixes metrics and objective parts")
 
 
 def _parse_ablation_on(block: Any, models: list[str], test: list[str], path: str) -> dict[str, list]:

@@ -8,6 +8,7 @@ directory whose stored config hash differs, takes the run's lock, trains
 
 from __future__ import annotations
 
+import io
 import os
 import platform
 import socket
@@ -98,19 +99,34 @@ def environment(device: str, seed: int, packed_with: list[str] | None = None) ->
 
 def _finish(run: RunSpec, cfg: Config, run_dir: RunDir, device: str,
             trained: tuple[Any, str | None, float, dict[str, Any]], progress: bool = True) -> RunOutcome:  # fmt: skip
-    """After training: ``failed.json`` for a NaN loss, else fuse and score the test sets and write ``done.json``
-    last (with the wall-clock seconds of the whole run, training counted across resumes)."""
+    """After training: ``failed.json`` for a NaN loss, else fuse and score the test sets with the network of
+    each selection rule and write ``done.json`` last (with the wall-clock seconds of the whole run, training
+    counted across resumes).
+
+    The primary rule's network fills ``fused/`` and ``metrics.csv``; each further rule's its own folder of the
+    store, and a rule that picks a step already scored reuses those scores. A run without validation scores
+    its last step's network.
+    """
     trainer, error, seconds_trained, ending = trained
     if error is not None:
         run_dir.write_failed(run.run_id, run.config_hash, error, trainer.step)
         return RunOutcome(run.run_id, "failed", error, seconds_trained)
     start = time.perf_counter()
-    if ending.get("selected") == "best":  # the weights of the best validation, not the last step's
-        trainer.model.load_state_dict(torch.load(run_dir.best, map_location=trainer.device, weights_only=True))
-    fuse_run(trainer.model, run, cfg, run_dir, device, progress)
+    picks: dict[str, int] = ending.get("select", {})
+    scored: dict[int, RunDir] = {}
+    for rule, step in picks.items() or [("last", None)]:
+        target = run_dir if rule == ending.get("selected", rule) else run_dir.rule_dir(rule)
+        if step in scored:
+            target.copy_metrics(scored[step])
+            continue
+        if step is not None:
+            weights = run_dir.val_weights(step)
+            trainer.model.load_state_dict(torch.load(io.BytesIO(weights), map_location=trainer.device, weights_only=True))
+        fuse_run(trainer.model, run, cfg, target, device, progress)
+        scored[step] = target
     seconds = seconds_trained + time.perf_counter() - start
     run_dir.write_done(run.run_id, run.config_hash, trainer.step, seconds, time.strftime("%Y-%m-%d %H:%M:%S"),
-                       **ending)  # fmt: skip
+                       [r for r in picks if r != ending.get("selected")], **ending)  # fmt: skip
     return RunOutcome(run.run_id, "trained", "", seconds)
 
 

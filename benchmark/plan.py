@@ -41,6 +41,7 @@ class RunSpec:
     config: dict[str, Any]
     data_paths: dict[str, dict[str, Any]] = field(default_factory=dict)  # where each dataset is read; not hashed
     log_every: int = 10  # not hashed: logging does not change results
+    keep_weights: str = "all"  # not hashed: which validated weights stay on disk does not change results
     provisional: bool = False  # planned without a dataset folder: the hash changes once the images are read
 
     @property
@@ -141,7 +142,11 @@ def plan(cfg: Config, profile: Profile, allow_missing: bool = False) -> list[Run
                 if profile.val:  # validation, stopping and selection change what is scored, so they are hashed
                     every = profile.val.get("every", max(1, round(per_epoch)))  # default: once an epoch
                     config["val"] = {**profile.val, "every": every, "identity": identity[profile.val["dataset"]]}
-                    config["stop"], config["select"] = profile.stop, profile.select
+                    if profile.plateau:
+                        config["plateau"] = dict(profile.plateau)
+                    if profile.stop:
+                        config["stop"] = "plateau"
+                    config["select"] = list(profile.select)
                     _check_criterion(profile, model, recipe)
                 if profile.conventions:  # scored beside the default convention (absent: the hash of older runs holds)
                     config["conventions"] = list(profile.conventions)
@@ -151,17 +156,16 @@ def plan(cfg: Config, profile: Profile, allow_missing: bool = False) -> list[Run
                     config["base_arm"] = dict(profile.arms[profile.base_arm])
                 paths = {t: sources[t] for t in dict.fromkeys([profile.train, *tests, *val])}
                 runs.append(RunSpec(run_id(model, arm, profile.train, seed), model, arm, seed, config, paths, profile.log_every,
-                                    provisional=any(t in pixels for t in paths)))  # fmt: skip
+                                    profile.keep_weights, provisional=any(t in pixels for t in paths)))  # fmt: skip
     return runs
 
 
 def _check_criterion(profile: Profile, model: str, recipe) -> None:
-    """An objective part named by the stop criterion must be in the model's last phase."""
-    terms = str(profile.stop["criterion"]).split("+") if profile.stop else []
+    """An objective part named by the validation criterion must be in the model's last phase."""
     parts = set(recipe.phases[-1].objective)
-    for term in terms:
+    for term in profile.val["criterion"].split("+"):
         if term not in metric_names() and term not in parts:
-            raise ConfigError(f"profiles.{profile.name}.stop.criterion: '{term}' is neither a metric nor a part of "
+            raise ConfigError(f"profiles.{profile.name}.val.criterion: '{term}' is neither a metric nor a part of "
                               f"{model}'s objective ({', '.join(sorted(parts))})")  # fmt: skip
 
 

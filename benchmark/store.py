@@ -13,12 +13,15 @@ A profile's results folder ``<results>/<profile>/`` holds::
         train_log.csv          step, phase, lr, loss, each objective part, seconds
         val_log.csv            step, epoch, the stopping criterion and what it sums, at each validation
         checkpoints/last.pt    everything needed to resume exactly, with last.pt.sha256; the
-                               checkpoint before it is kept as previous.pt; best.pt: the weights
-                               at the best validation (``select: best``)
-        fused/<test>/<image>.png      fused 8-bit Y
+                               checkpoint before it is kept as previous.pt
+        checkpoints/val/<step>.pt     the weights validated at that step, with their digest (every
+                               validation's, or with ``keep_weights: selected`` those a rule selects)
+        fused/<test>/<image>.png      fused 8-bit Y of the primary selection rule's network
         fused_rgb/<test>/<image>.png  colour image rebuilt with the visible Cb/Cr
-        metrics.csv            per-image metric values
-        done.json              written last: the run is complete (with the digest of metrics.csv)
+        metrics.csv            per-image metric values of the primary rule's network
+        select/<rule>/         fused/, fused_rgb/ and metrics.csv of each further selection rule
+        done.json              written last: the run is complete (the step each rule scored, the
+                               digest of every metrics.csv)
         failed.json            instead of done.json: why the run failed
         lock                   held by the process working on the run
 
@@ -56,7 +59,8 @@ STUDY, SUMMARY_CSV, SUMMARY_MD = "study.json", "summary.csv", "summary.md"
 RUNS, TABLES, FIGURES, EXAMPLES, SLURM, DATA = "runs", "tables", "figures", "examples", "slurm", "data"
 CONFIG, ENV, TRAIN_LOG, VAL_LOG, METRICS, DONE, FAILED, LOCK = (
     "config.yaml", "env.json", "train_log.csv", "val_log.csv", "metrics.csv", "done.json", "failed.json", "lock")  # fmt: skip
-CHECKPOINT, PREVIOUS, BEST = (Path("checkpoints") / name for name in ("last.pt", "previous.pt", "best.pt"))
+CHECKPOINT, PREVIOUS = (Path("checkpoints") / name for name in ("last.pt", "previous.pt"))
+VAL_WEIGHTS, SELECT = Path("checkpoints") / "val", "select"
 DIGEST_SUFFIX, REPORT_LOCK = ".sha256", "report.lock"
 FUSED, FUSED_RGB = "fused", "fused_rgb"
 # what a study compares with, and its primary metric family (the DAMGL paper's six), unless it says otherwise
@@ -192,7 +196,7 @@ class RunDir:
         self.env = self.root / ENV
         self.log = self.root / TRAIN_LOG
         self.val_log = self.root / VAL_LOG
-        self.best = self.root / BEST
+        self.val_weights_dir = self.root / VAL_WEIGHTS
         self.ckpt = self.root / CHECKPOINT
         self.previous = self.root / PREVIOUS
         self.metrics = self.root / METRICS
@@ -217,7 +221,10 @@ class RunDir:
             return False
         if done.get("config_hash") != config_hash or not self.metrics.is_file():
             return False
-        return done.get("metrics_sha256", sha256(self.metrics)) == sha256(self.metrics)
+        if done.get("metrics_sha256", sha256(self.metrics)) != sha256(self.metrics):
+            return False
+        others = {rule: self.rule_dir(rule).metrics for rule in done.get("rule_metrics_sha256", {})}
+        return all(path.is_file() and sha256(path) == done["rule_metrics_sha256"][rule] for rule, path in others.items())
 
     def state(self, config_hash: str) -> str:
         """``done``, ``partial`` (a checkpoint to resume from) or ``todo``."""
@@ -235,9 +242,10 @@ class RunDir:
             return f"{self.done} is unreadable ({exc})"
         if done.get("config_hash") != config_hash:
             return None
-        if not self.metrics.is_file():
-            return f"{self.done} exists but {self.metrics.name} is missing"
-        return f"{self.done} does not match {self.metrics.name} (changed after the run finished)"
+        for path in [self.metrics, *(self.rule_dir(r).metrics for r in done.get("rule_metrics_sha256", {}))]:
+            if not path.is_file():
+                return f"{self.done} exists but {path.relative_to(self.root)} is missing"
+        return f"{self.done} does not match {self.metrics.name} or another metrics file it recorded (changed after the run finished)"
 
     # -- writing
     def write_config(self, run_id: str, config_hash: str, config: dict[str, Any], data_paths: dict[str, Any]) -> None:
@@ -271,9 +279,39 @@ class RunDir:
         with open(self.val_log, newline="") as fh:
             return [r for r in list(csv.reader(fh))[1:] if int(r[0]) <= upto]
 
-    def save_best(self, data: bytes) -> None:
-        """Write ``best.pt`` (the model weights at the best validation) and its digest."""
-        _write_with_digest(self.best, data)
+    def rule_dir(self, rule: str) -> RunDir:
+        """Where a further selection rule's fused images and ``metrics.csv`` go (``select/<rule>/``)."""
+        return RunDir(self.root / SELECT / rule)
+
+    def _val_weights(self, step: int) -> Path:
+        return self.val_weights_dir / f"{step}.pt"
+
+    def save_val_weights(self, step: int, data: bytes) -> None:
+        """Write the weights validated at ``step`` and their digest."""
+        _write_with_digest(self._val_weights(step), data)
+
+    def val_weights(self, step: int) -> bytes:
+        """The weights validated at ``step``.
+
+        Raises:
+            StoreError: the file is missing or does not match its digest.
+        """
+        path = self._val_weights(step)
+        if not path.is_file():
+            raise StoreError(f"{path}: the weights validated at step {step} are missing")
+        data, digest = path.read_bytes(), _digest_path(path)
+        if not digest.is_file() or digest.read_text().strip() != hashlib.sha256(data).hexdigest():
+            raise StoreError(f"{path} does not match its digest {digest.name} (truncated or corrupted)")
+        return data
+
+    def drop_val_weights(self, keep: set[int] | None = None) -> None:
+        """Remove the validated weights of every step not in ``keep`` (all of them for ``None``)."""
+        if not self.val_weights_dir.is_dir():
+            return
+        for path in self.val_weights_dir.glob("*.pt"):
+            if keep is None or int(path.stem) not in keep:
+                path.unlink(missing_ok=True)
+                _digest_path(path).unlink(missing_ok=True)
 
     def save_checkpoint(self, data: bytes) -> None:
         """Write ``last.pt`` and its digest, keeping the checkpoint it replaces as ``previous.pt``."""
@@ -299,9 +337,10 @@ class RunDir:
 
     def drop_checkpoints(self) -> None:
         """Remove every checkpoint (a run that restarts from scratch)."""
-        for path in (self.ckpt, self.previous, self.best):
+        for path in (self.ckpt, self.previous):
             path.unlink(missing_ok=True)
             _digest_path(path).unlink(missing_ok=True)
+        self.drop_val_weights()
 
     def fused(self, test: str, stem: str, colour: bool = False) -> Path:
         """Path of a fused image (8-bit Y, or the colour rebuild)."""
@@ -312,12 +351,19 @@ class RunDir:
         body = [[r["test"], r["image"], *(repr(float(r[m])) for m in names)] for r in rows]
         atomic_write_text(self.metrics, csv_text(["test", "image", *names], body))
 
+    def copy_metrics(self, other: RunDir) -> None:
+        """``metrics.csv`` as another selection rule's folder holds it (a rule that picked the same network)."""
+        atomic_write_bytes(self.metrics, other.metrics.read_bytes())
+
     def write_done(self, run_id: str, config_hash: str, steps: int, seconds: float, finished: str,
-                   **training: Any) -> None:  # fmt: skip
-        """``done.json``, last: the run is complete; it records the digest of ``metrics.csv`` and what
-        ``training`` says of how it ended (plateau, selected checkpoint)."""
+                   rules: Sequence[str] = (), **training: Any) -> None:  # fmt: skip
+        """``done.json``, last: the run is complete; it records the digest of ``metrics.csv`` and of each
+        further selection rule's (``rules``), and what ``training`` says of how it ended (plateau, the step
+        each rule scored)."""
+        others = {rule: sha256(self.rule_dir(rule).metrics) for rule in rules}
         write_json(self.done, {"run_id": run_id, "config_hash": config_hash, "steps": steps, "seconds": seconds,
-                               "finished": finished, "metrics_sha256": sha256(self.metrics), **training})  # fmt: skip
+                               "finished": finished, "metrics_sha256": sha256(self.metrics),
+                               **({"rule_metrics_sha256": others} if others else {}), **training})  # fmt: skip
 
     def write_failed(self, run_id: str, config_hash: str, error: str, step: int) -> None:
         write_json(self.failed, {"run_id": run_id, "config_hash": config_hash, "error": error, "step": step})
@@ -437,6 +483,16 @@ class Study:
     runs: dict[str, dict[str, Any]]  # run id -> {"config", "env", "done", "log", "val"}
     missing: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    rule_values: dict[str, pd.DataFrame] = field(default_factory=dict)  # further selection rule -> its values
+
+    @property
+    def rules(self) -> list[str]:
+        """The selection rules the study declares, the primary one first (``last`` for studies without)."""
+        return list(self.spec.get("select") or ["last"])
+
+    def values_of(self, rule: str) -> pd.DataFrame:
+        """The per-image values of the networks ``rule`` selected (the primary rule's are :attr:`values`)."""
+        return self.values if rule == self.rules[0] else self.rule_values[rule]
 
     @property
     def root(self) -> Path:
@@ -462,7 +518,7 @@ def load_study(root: str | Path) -> Study:
         raise StoreError(f"{folder.study}: not found; run the profile first (python run_all.py --profile NAME)")
     spec = {"base_arm": DEFAULT_BASE_ARM, "primary_metrics": list(DEFAULT_PRIMARY_METRICS), "labels": {},
             **json.loads(folder.study.read_text())}  # older study.json files lack the three  # fmt: skip
-    frames, runs, missing, failed = [], {}, [], {}
+    frames, runs, missing, failed, by_rule = [], {}, [], {}, {}
     for arm, grid in spec["grids"].items():
         for model in grid["models"]:
             for seed in grid["seeds"]:
@@ -480,17 +536,25 @@ def load_study(root: str | Path) -> Study:
                 if not run.is_done(config["config_hash"]):  # metrics.csv missing or not the file done.json recorded
                     missing.append(rid)
                     continue
-                table = run.read_metrics()
-                for column, value in (("seed", seed), ("arm", arm), ("model", model), ("run_id", rid)):
-                    table.insert(0, column, value)
-                frames.append(table)
+                done = run.read_json("done")
+                frames.append(_with_run(run.read_metrics(), rid, model, arm, seed))
+                for rule in done.get("rule_metrics_sha256", {}):
+                    by_rule.setdefault(rule, []).append(_with_run(run.rule_dir(rule).read_metrics(), rid, model, arm, seed))
                 runs[rid] = {"config": config, "env": run.read_json("env"), "done": run.read_json("done"),
                              "log": run.read_log_frame(), "val": run.read_val_frame()}  # fmt: skip
     if not frames:
         raise StoreError(f"{folder.root}: no completed runs yet ({len(missing)} planned, {len(failed)} failed)")
     import pandas as pd
 
-    return Study(folder, spec, pd.concat(frames, ignore_index=True), runs, missing, failed)
+    rule_values = {rule: pd.concat(f, ignore_index=True) for rule, f in by_rule.items()}
+    return Study(folder, spec, pd.concat(frames, ignore_index=True), runs, missing, failed, rule_values)
+
+
+def _with_run(table: pd.DataFrame, rid: str, model: str, arm: str, seed: int) -> pd.DataFrame:
+    """A run's ``metrics.csv`` rows with its id, model, arm and seed in front."""
+    for column, value in (("seed", seed), ("arm", arm), ("model", model), ("run_id", rid)):
+        table.insert(0, column, value)
+    return table
 
 
 def read_image_array(path: Path) -> np.ndarray:

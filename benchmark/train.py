@@ -25,7 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from baselines.recipe import Recipe
-from benchmark import interrupts
+from benchmark import interrupts, selection
 from benchmark.console import say
 from benchmark.data import DataError
 from benchmark.metrics import metric_names
@@ -260,20 +260,23 @@ def load_training_images(dataset: Any) -> list[tuple[str, np.ndarray, np.ndarray
 
 
 class Validation:
-    """Scores the validation images during training and decides when the run has reached its plateau.
+    """Scores the validation images during training and keeps the weights it scored.
 
     The criterion is the sum of validation metrics (higher is better) or of objective parts every arm
-    shares (lower is better), computed on full-size images fused as the test sets are. A validation whose
-    criterion does not beat the best so far by ``min_delta`` counts towards ``patience``; when the count
-    reaches it, the run stops. The history lives in ``val_log.csv``, so a resumed run decides the same.
+    shares (lower is better), computed on full-size images fused as the test sets are. Which validated
+    network is scored afterwards is for the selection rules (:mod:`benchmark.selection`), functions of the
+    history in ``val_log.csv`` alone, so a resumed run selects as an uninterrupted one; with ``stop``,
+    training ends when the plateau rule is reached.
     """
 
     def __init__(self, run: RunSpec, cfg: Config, run_dir: RunDir):
         c = run.config
-        self.every, self.stop, self.select = c["val"]["every"], c.get("stop"), c.get("select", "last")
-        self.terms = str(self.stop["criterion"]).split("+") if self.stop else ["Qabf", "SSIM"]
+        self.every, self.rules = c["val"]["every"], list(c.get("select", ["last"]))
+        self.terms = c["val"]["criterion"].split("+")
         self.metrics = [t for t in self.terms if t in metric_names()]
         self.higher = bool(self.metrics)  # metrics: higher is better; objective parts: lower
+        self.plateau = selection.Plateau(**c["plateau"]) if c.get("plateau") else None
+        self.stops, self.keep_all = c.get("stop") == "plateau", run.keep_weights == "all"
         self.dataset = cfg.datasets[c["val"]["dataset"]].open()
         self.run_dir, self.normalisation = run_dir, c["normalisation"]
         self.rows: list[list[str]] = []
@@ -283,35 +286,32 @@ class Validation:
         """Keep the validations up to ``step`` (those a resumed run has already passed)."""
         self.rows = self.run_dir.read_val_log(step)
 
-    def criteria(self) -> list[float]:
-        return [float(r[2]) for r in self.rows]
+    def history(self) -> tuple[list[int], list[float]]:
+        """The validated steps and their criterion values."""
+        return [int(r[0]) for r in self.rows], [float(r[2]) for r in self.rows]
 
-    def _improves(self, value: float, best: float | None) -> bool:
-        """Whether ``value`` beats ``best`` by more than ``min_delta`` in the criterion's direction."""
-        margin = self.stop["min_delta"] if self.stop else 0.0
-        return best is None or (value - best if self.higher else best - value) > margin
+    def picks(self) -> dict[str, int]:
+        """``{rule: step}``: the network each selection rule picks from the history so far."""
+        return selection.picks(self.rules, *self.history(), self.higher, self.plateau)
 
-    def best_step(self) -> int | None:
-        values = self.criteria()
-        if not values:
+    def reached(self) -> bool | None:
+        """Whether the history shows the plateau (``None`` without a plateau rule)."""
+        if self.plateau is None:
             return None
-        pick = max if self.higher else min
-        return int(self.rows[values.index(pick(values))][0])
+        return selection.walk(self.history()[1], self.higher, self.plateau).reached is not None
 
     def exhausted(self) -> bool:
-        """Whether the history already shows the plateau (``patience`` validations without improvement)."""
-        if not self.stop:
-            return False
-        best, bad = None, 0
-        for value in self.criteria():
-            if self._improves(value, best):
-                best, bad = value, 0
-            else:
-                bad += 1
-        return bad >= self.stop["patience"]
+        """Whether training ends here: the run stops at its plateau and the history shows it."""
+        return self.stops and bool(self.reached())
 
-    def __call__(self, trainer: Trainer, step: int) -> bool:
-        """Validate after ``step``; returns whether this is the best validation so far."""
+    def keep(self) -> None:
+        """With ``keep_weights: selected``, remove the validated weights no rule picks any more (a network a
+        rule picks at the end was picked by it when it was validated, so nothing needed is removed)."""
+        if not self.keep_all and self.rows:
+            self.run_dir.drop_val_weights(set(self.picks().values()))
+
+    def __call__(self, trainer: Trainer, step: int) -> None:
+        """Validate after ``step``: log the criterion and keep the weights it scored."""
         from benchmark.fuse import fuse_sample, grey8, score
 
         started = time.perf_counter()
@@ -332,13 +332,22 @@ class Validation:
                     for t in self.terms:
                         totals[t] += float(parts[t])
         model.train()
+        buffer = io.BytesIO()
+        torch.save(model.state_dict(), buffer)
+        self.run_dir.save_val_weights(step, buffer.getvalue())
         means = [totals[t] / len(self.dataset) for t in self.terms]
-        previous = self.criteria()
-        value = sum(means)
-        self.rows.append([str(step), repr(step / trainer.steps_per_epoch), repr(value), *map(repr, means)])
+        self.rows.append([str(step), repr(step / trainer.steps_per_epoch), repr(sum(means)), *map(repr, means)])
         self.run_dir.write_val_log(self.terms, self.rows)
         self.seconds += time.perf_counter() - started
-        return self._improves(value, (max if self.higher else min)(previous) if previous else None)
+
+    def ending(self) -> dict[str, Any]:
+        """How training ended, for ``done.json``: whether the plateau was reached, the step of the best
+        validation, and per rule the step it scores (``scored_step``: the primary rule's)."""
+        picks = self.picks()
+        steps, values = self.history()
+        best = selection.best_index(values, self.higher)
+        return {"plateau": self.reached(), "best_step": None if best is None else steps[best], "selected": self.rules[0],
+                "scored_step": picks[self.rules[0]], "select": picks, "val_seconds": round(self.seconds, 3)}  # fmt: skip
 
 
 def _warn(problems: list[str]) -> None:
@@ -476,21 +485,20 @@ class RunLoop:
         torch.save(self.trainer.state_dict(self.sampler, self.seconds(), v.seconds if v else 0.0), buffer)
         self.run_dir.save_checkpoint(buffer.getvalue())
         self.run_dir.write_log(self.parts, self.rows)
+        if v is not None:
+            v.keep()
 
     def after(self, log: StepLog) -> None:
         """Log, validate, checkpoint and stop after a step (a stop request raises
         :class:`~benchmark.interrupts.Interrupted` once the checkpoint is written)."""
         c, v, trainer = self.config, self.validation, self.trainer
         self.bar.update()
-        if log.step % self.run.log_every == 0 or log.step == c["steps"]:
+        if log.step % self.run.log_every == 0 or log.step in (1, c["steps"]):  # step 1: the loss at the initial weights
             self.rows.append([str(log.step), log.phase, repr(log.lr), repr(log.loss),
                               *(repr(log.parts.get(p, float("nan"))) for p in self.parts), f"{self.seconds():.3f}"])  # fmt: skip
             self.bar.set_postfix({"loss": f"{log.loss:.4f}", **{p: f"{x:.3f}" for p, x in log.parts.items()}})
         if v is not None and (log.step % v.every == 0 or log.step == c["steps"]):
-            if v(trainer, log.step) and v.select == "best":
-                buffer = io.BytesIO()
-                torch.save(trainer.model.state_dict(), buffer)
-                self.run_dir.save_best(buffer.getvalue())
+            v(trainer, log.step)
             self.plateau = v.exhausted()
         stop = interrupts.requested() is not None
         if stop or self.plateau or log.step % c["checkpoint_every"] == 0 or log.step == c["steps"]:
@@ -507,10 +515,8 @@ class RunLoop:
     def result(self) -> tuple[Trainer, str | None, float, dict[str, Any]]:
         """The trainer, no error, the training seconds across resumes, and how training ended."""
         self.bar.close()
-        v, ending = self.validation, {}
-        if v is not None:
-            ending = {"plateau": self.plateau, "stopped_at": self.trainer.step, "best_step": v.best_step(),
-                      "selected": v.select, "val_seconds": round(v.seconds, 3)}  # fmt: skip
+        v = self.validation
+        ending = {"stopped_at": self.trainer.step, **v.ending()} if v is not None else {}
         return self.trainer, None, self.seconds(), ending
 
 
@@ -519,10 +525,10 @@ def train_run(run: RunSpec, cfg: Config, run_dir: RunDir, device: str,
     """Train (or resume) one run with logging and checkpoints.
 
     Returns the trainer, an error for a NaN loss (else ``None``), the training seconds, counted across
-    resumes, and how training ended (``plateau``, ``stopped_at``, ``selected``). A stop request
-    (:mod:`benchmark.interrupts`) writes a checkpoint after the current step and raises
+    resumes, and how training ended (``plateau``, ``stopped_at``, the step each selection rule picks). A
+    stop request (:mod:`benchmark.interrupts`) writes a checkpoint after the current step and raises
     :class:`~benchmark.interrupts.Interrupted`. With validation (``val``), the run is scored every
-    ``every`` steps, may stop on its plateau (``stop``), and keeps ``best.pt`` for ``select: best``.
+    ``every`` steps, keeps the weights it validated, and may stop on its plateau (``stop``).
     """
     loop = RunLoop(run, cfg, run_dir, device, progress)
     try:

@@ -1,19 +1,19 @@
-"""Training to convergence: epoch budgets, validation during training, plateau stopping, best-checkpoint choice."""
+"""Training to convergence: epoch budgets, validation during training, plateau stopping, selection rules."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
-import torch
 
+from benchmark import selection
 from benchmark.config import ConfigError, load_config
-from benchmark.fuse import fuse_run
 from benchmark.plan import plan
 from benchmark.reports.stats import collapsed_validations
 from benchmark.runner import main
-from benchmark.store import RunDir
+from benchmark.selection import Plateau, first_gain
 from benchmark.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,22 +43,75 @@ def test_a_forced_plateau_stops_the_run_and_is_recorded(tmp_path: Path) -> None:
     log = run.joinpath("train_log.csv").read_text().splitlines()
     assert int(log[-1].split(",")[0]) == 14  # logged every 2 steps: training ended at step 15
     table = (tmp_path / "smoke" / "tables" / "convergence.md").read_text()
-    assert "| tiny | DAMGL | 1 of 1 seeds | 15 | 5 |" in table
+    assert "| tiny | DAMGL | 1 of 1 seeds | 15 | 5 | 5 |" in table
 
 
-def test_select_best_fuses_the_recorded_best_checkpoint(tmp_path: Path) -> None:
-    stop = ["--set", "profiles.smoke.stop={criterion: Qabf+SSIM, patience: 3}"]
-    assert main(args(tmp_path, *stop)) == 0
-    run = RunDir(run_dir(tmp_path))
-    done = json.loads(run.done.read_text())
-    assert done["selected"] == "best" and done["best_step"] is not None
-    cfg = load_config(EXPERIMENTS, [v for k, v in zip(VALIDATED[::2], VALIDATED[1::2]) if k == "--set"] + [stop[1]])
-    spec = next(r for r in plan(cfg, cfg.profile("smoke")) if r.arm == "damgl")
-    model = cfg.model("tiny").build()
-    model.load_state_dict(torch.load(run.best, weights_only=True))
-    again = RunDir(tmp_path / "again")
-    fuse_run(model, spec, cfg, again, "cpu", progress=False)
-    assert again.metrics.read_bytes() == run.metrics.read_bytes()
+IDENTITY = ["--set", "datasets.val_copy={synthetic: {count: 2, height: 64, width: 80, seed: 12}}",  # the test images
+            "--set", "profiles.smoke.val={dataset: val_copy, every: 1}", "--set", "profiles.smoke.steps=12",
+            "--set", "profiles.smoke.stop={criterion: Qabf+SSIM, patience: 4, min_delta: 0.5}",
+            "--set", "profiles.smoke.seeds=[0, 1]", "--no-figures"]  # fmt: skip
+
+
+def test_the_scored_network_is_the_best_validations(tmp_path: Path) -> None:
+    """Validation images equal to the test images: each run's test means of Qabf and SSIM are its best
+    validation row, although the criterion climbs by less than min_delta (0.5) after the first validation, so
+    the old rule (best.pt replaced only on a gain above min_delta) scored the first validation's network."""
+    common = ["--config", str(EXPERIMENTS), "--profile", "smoke", *IDENTITY]
+    assert main([*common, "--results", str(tmp_path), "--set", "profiles.smoke.select=[best, last, plateau]"]) == 0
+    firsts = 0
+    for run in sorted((tmp_path / "smoke" / "runs").iterdir()):
+        val, done = pd.read_csv(run / "val_log.csv"), json.loads((run / "done.json").read_text())
+        best = val.iloc[int(val.criterion.to_numpy().argmax())]
+        assert done["selected"] == "best" and done["scored_step"] == best.step == done["best_step"]
+        test = pd.read_csv(run / "metrics.csv")
+        assert abs(test.Qabf.mean() - best.Qabf) < 1e-9 and abs(test.SSIM.mean() - best.SSIM) < 1e-9
+        last = pd.read_csv(run / "select" / "last" / "metrics.csv")  # the last validation is the last step
+        assert abs(last.Qabf.mean() - val.Qabf.iloc[-1]) < 1e-9 and done["select"]["last"] == val.step.iloc[-1]
+        assert done["select"]["plateau"] == val.step.iloc[0]  # nothing beat the first by 0.5: the reference stays
+        assert first_gain(val.step.tolist(), val.criterion.tolist(), True, 0.5) == val.step.iloc[0]
+        firsts += best.step != val.step.iloc[0]
+    assert firsts >= 1  # at least one run whose best validation is not its first: the old rule would have failed
+    table = (tmp_path / "smoke" / "tables" / "sensitivity.md").read_text()
+    assert table.count("| tiny | synthetic test | DAMGL |") == 6  # every primary metric under all three rules
+    assert "| best (primary) | last | plateau | conclusions |" in table
+
+
+def test_keep_weights_selected_keeps_only_what_a_rule_picks(tmp_path: Path) -> None:
+    common = ["--config", str(EXPERIMENTS), "--profile", "smoke", *IDENTITY, "--only", "loss=damgl,seed=0"]
+    assert main([*common, "--results", str(tmp_path / "all"), "--set", "profiles.smoke.select=[best, last]"]) == 0
+    assert main([*common, "--results", str(tmp_path / "kept"), "--set", "profiles.smoke.select=[best, last]",
+                 "--set", "profiles.smoke.keep_weights=selected"]) == 0  # fmt: skip
+    everything, kept = (tmp_path / name / "smoke" / "runs" / "tiny__damgl__synthetic_small__s0" for name in ("all", "kept"))
+    done = json.loads((kept / "done.json").read_text())
+    assert sorted(p.name for p in (everything / "checkpoints" / "val").glob("*.pt")) == [f"{s}.pt" for s in range(1, 6)]
+    assert {int(p.stem) for p in (kept / "checkpoints" / "val").glob("*.pt")} == set(done["select"].values())
+    assert (kept / "metrics.csv").read_bytes() == (everything / "metrics.csv").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "values,best,plateau,old",
+    [
+        ([1.00, 1.004, 1.008, 1.012, 1.016, 1.015], 5, 4, 1),  # climbs by 0.004 < min_delta: the old rule kept step 1
+        ([1.0, 1.2, 1.1, 1.2, 1.3, 1.25], 5, 5, 5),  # ties go to the earliest; a gain above 0.01 moves every rule
+        ([1.0, float("nan"), 0.5, 0.9], 1, 1, 1),  # a collapse or NaN is never best
+    ],
+)  # fmt: skip
+def test_selection_rules_on_hand_made_histories(values: list[float], best: int, plateau: int, old: int) -> None:
+    steps = list(range(1, len(values) + 1))
+    rule = Plateau(patience=3, min_delta=0.01)
+    assert selection.pick("best", steps, values, True, rule) == best
+    assert selection.pick("plateau", steps, values, True, rule) == plateau
+    assert selection.pick("last", steps, values, True, rule) == len(values)
+    assert first_gain(steps, values, True, 0.01) == old
+    lower = [-v for v in values]  # an objective part: lower is better, the same picks
+    assert selection.pick("best", steps, lower, False, rule) == best and first_gain(steps, lower, False, 0.01) == old
+
+
+def test_the_plateau_rule_stops_where_patience_runs_out() -> None:
+    values = [1.0, 1.2, 1.201, 1.205, 1.209, 1.5]  # three validations within 0.01 of 1.2: reached at the fifth
+    assert selection.walk(values, True, Plateau(3, 0.01)) == selection.Walk(reference=1, reached=4)
+    assert selection.pick("plateau", [10, 20, 30, 40, 50, 60], values, True, Plateau(3, 0.01)) == 20
+    assert selection.walk(values, True, Plateau(4, 0.01)).reached is None  # 1.5 came in time
 
 
 def test_resume_after_a_kill_gives_the_same_validation_log_and_metrics(tmp_path: Path, monkeypatch) -> None:
@@ -81,6 +134,9 @@ def test_resume_after_a_kill_gives_the_same_validation_log_and_metrics(tmp_path:
     assert main(args(tmp_path / "killed", *stop)) == 0
     for name in ("val_log.csv", "metrics.csv"):
         assert run_dir(tmp_path / "killed").joinpath(name).read_bytes() == run_dir(tmp_path / "whole").joinpath(name).read_bytes()
+    picked = [{k: v for k, v in json.loads(run_dir(tmp_path / r).joinpath("done.json").read_text()).items()
+               if k in ("select", "scored_step", "best_step", "plateau", "stopped_at")} for r in ("killed", "whole")]  # fmt: skip
+    assert picked[0] == picked[1] and picked[0]["select"] == {"best": picked[0]["best_step"]}
 
 
 def test_runs_short_of_their_plateau_are_labelled_and_validation_is_timed(tmp_path: Path) -> None:
@@ -127,11 +183,20 @@ def test_fixed_budget_comparisons_say_convergence_is_unknown(tmp_path: Path) -> 
     [
         (["profiles.smoke.stop={criterion: gradient, patience: 2}", "profiles.smoke.val={dataset: synthetic_test, every: 5}"],
          "stop.criterion: 'gradient' depends on the arm"),
+        (["profiles.smoke.plateau={criterion: SSIM, patience: 2}",
+          "profiles.smoke.val={dataset: synthetic_test, every: 5, criterion: Qabf}"], "the criterion is given twice and differs"),
+        (["profiles.smoke.plateau={patience: 2}", "profiles.smoke.stop={criterion: Qabf, patience: 2}",
+          "profiles.smoke.val={dataset: synthetic_test}"], "give 'stop' .* or 'plateau'"),
+        (["profiles.smoke.select=[best, plateau]", "profiles.smoke.val={dataset: synthetic_test}"],
+         r"select\[1\]: plateau needs 'stop' or 'plateau'"),
+        (["profiles.smoke.select=[best, best]", "profiles.smoke.val={dataset: synthetic_test}"], "distinct rules"),
+        (["profiles.smoke.select=bset", "profiles.smoke.val={dataset: synthetic_test}"], "did you mean 'best'"),
+        (["profiles.smoke.keep_weights=some"], "keep_weights: 'some' is not one of"),
         (["profiles.smoke.stop={criterion: Qabf+intensity, patience: 2}", "profiles.smoke.val={dataset: synthetic_test, every: 5}"],
          "mixes metrics and objective parts"),
         (["profiles.smoke.stop={criterion: Qabf, patience: 2}"], r"stop: needs 'val'"),
         (["profiles.smoke.val={dataset: synthetic_small_test, every: 5}"], "is also a training or test set"),
-        (["profiles.smoke.select=best"], "select: best needs 'stop'"),
+        (["profiles.smoke.select=best"], "select: best needs 'val'"),
     ],
 )  # fmt: skip
 def test_validation_settings_are_checked(change: list[str], message: str) -> None:

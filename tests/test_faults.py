@@ -110,7 +110,7 @@ def test_signal_stops_cleanly_and_the_same_command_resumes_exactly(reference: di
     for run in RUNS:
         log = (runs / run / "train_log.csv").read_text().splitlines()[1:]
         steps = [int(row.split(",")[0]) for row in log]
-        assert steps == list(range(2, 301, 2))  # every logged step (log_every 2) once, none lost or repeated
+        assert steps == [1, *range(2, 301, 2)]  # step 1 (the initial weights), then every 2nd step once, none lost or repeated
         seconds = [float(row.split(",")[-1]) for row in log]
         assert seconds == sorted(seconds)  # wall-clock time keeps counting across the resume
         done = json.loads((runs / run / "done.json").read_text())
@@ -177,7 +177,7 @@ def test_done_without_its_metrics_is_repaired(reference, tmp_path: Path, capsys)
     assert metrics(tmp_path) == reference
     (run / "metrics.csv").write_text("test,image,EN\n")  # edited by hand after the run
     assert main(args(tmp_path)) == 0
-    assert "does not match metrics.csv (changed after the run finished); repairing" in capsys.readouterr().err
+    assert "does not match metrics.csv or another metrics file it recorded (changed after the run finished); repairing" in capsys.readouterr().err
     assert metrics(tmp_path) == reference
 
 

@@ -56,7 +56,7 @@ def test_smoke_profile_writes_complete_runs(smoke_results: Path) -> None:
         env = json.loads((run / "env.json").read_text())
         assert {"torch", "git_commit", "device", "seed"} <= set(env)
         log = (run / "train_log.csv").read_text().splitlines()
-        assert log[0] == "step,phase,lr,loss,intensity,gradient,seconds" and len(log) == 4
+        assert log[0] == "step,phase,lr,loss,intensity,gradient,seconds" and len(log) == 5  # steps 1, 2, 4, 6
         assert len(list((run / "fused" / "synthetic_small_test").glob("*.png"))) == 2
         assert len(list((run / "fused_rgb" / "synthetic_small_test").glob("*.png"))) == 2
         assert (run / "metrics.csv").read_text().startswith("test,image,EN,SD,SF,AG,MI,SCD,VIF,Qabf,SSIM,CC,PSNR,MSE")
@@ -108,7 +108,7 @@ def test_interrupted_run_resumes_to_the_same_metrics(smoke_results: Path, tmp_pa
     monkeypatch.setattr(Trainer, "train_step", real_step)
     assert main(smoke_args(tmp_path, "--only", "loss=damgl")) == 0
     assert metrics_of(tmp_path)["tiny__damgl__synthetic_small__s0"] == metrics_of(smoke_results)["tiny__damgl__synthetic_small__s0"]
-    assert len(run.log.read_text().splitlines()) == 4  # no duplicated log rows after the resume
+    assert len(run.log.read_text().splitlines()) == 5  # no duplicated log rows after the resume
 
 
 def test_changed_config_is_never_reused(smoke_results: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -12,7 +12,10 @@ trains. Writes, under the results folder:
   t intervals, t-test and sign-flip p-values, Holm over the primary family;
   ``tables/power_<test>.*``: what those seeds can detect;
 - ``tables/health.*``, ``convergence.*``, ``loss_scale.*``: failed runs, runs
-  that reached their plateau, the gradient term's share of the objective;
+  that reached their plateau and the step each scored, the gradient term's share of the objective;
+- ``tables/sensitivity.*``: each primary comparison under every declared selection rule, flagged where
+  the conclusion depends on the rule; ``tables/scored_steps.*``: pairs whose networks were scored at
+  steps more than a factor of two apart;
 - ``tables/ablation_<name>_<test>.*``, ``paired_ablation_<name>_<test>.*`` and ``power_...``: the same per
   ablation, each setting against ``magnitude``; ``paired_ablation_<name>_vs_<default>_<test>.*`` and
   ``power_...``: each setting against the ablation's default (the main arm it varies, e.g. ``damgl``);
@@ -38,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.metrics import DEFAULT_CONVENTION, column, get_convention, metric_names
+from benchmark.metrics import DEFAULT_CONVENTION, column, column_info, get_convention, metric_names
 from benchmark.published import Published, PublishedError, compare_gains, compare_means, load_published
 from benchmark.reports.figures import make_figures
 from benchmark.reports.inference import health_table, seed_comparisons
@@ -47,7 +50,9 @@ from benchmark.reports.stats import (
     loss_scale,
     reached_plateau,
     run_summary,
+    scored_steps,
     seed_means,
+    step_ratios,
     study_columns,
     study_metrics,
     summarise_arms,
@@ -61,6 +66,8 @@ from benchmark.reports.tables import (
     power_markup,
     published_markup,
     seed_markup,
+    sensitivity_markup,
+    step_ratio_markup,
     to_csv,
     write_table,
 )
@@ -224,6 +231,47 @@ def _main_sections(study: Study, values: pd.DataFrame, metrics: list[str], prima
     return comparisons, sections, written
 
 
+def _selection_sections(study: Study, metrics: list[str], primary: list[str], plateau: dict[str, bool | None],
+                        labels: dict[str, str], tables: Path) -> tuple[list[str], list[Path]]:  # fmt: skip
+    """How much the main comparisons depend on the selection rule: each primary comparison under every declared
+    rule (when there are several), and the pairs scored at steps more than a factor of two apart."""
+    base, rules = study.spec["base_arm"], study.rules
+    main_arms = [a for a in study.spec["loss_arms"] if a in set(study.values.arm)]
+    family = [m for m in metrics if m in primary]
+    sections, written = [], []
+    steps = scored_steps(study)
+    ratios = step_ratios(steps[steps.arm.isin(main_arms)], base) if not steps.empty else pd.DataFrame()
+    if len(rules) > 1 and base in main_arms:
+        planned = _planned_family(study, {a: a for a in main_arms}, base, family)
+        merged = None
+        for rule in rules:
+            values = study.values_of(rule)
+            values = values[values.arm.isin(main_arms)]
+            health = health_table(values, study.failed, _planned(study))
+            healthy = set(health.run_id[health.health == "ok"])
+            c = seed_comparisons(values, family, healthy, base, primary, plateau, planned)
+            if c.empty:
+                return [], []
+            c = c[(c.runs == "healthy") & (c.family == "primary")]
+            better = np.array([column_info(m).higher_is_better for m in c.metric])
+            sign = np.where(better, 1, -1) * np.sign(c["diff"].to_numpy(float))
+            conclusion = np.where(c["survives_holm"], np.where(sign > 0, "improvement", "worsening"), "none")
+            part = c[["model", "test", "arm", "base", "metric"]].assign(**{f"seeds_{rule}": c["seeds"].to_numpy(),
+                     f"diff_{rule}": c["diff"].to_numpy(), f"p_holm_{rule}": c["p_holm"].to_numpy(),
+                     f"conclusion_{rule}": conclusion})  # fmt: skip
+            merged = part if merged is None else merged.merge(part, on=["model", "test", "arm", "base", "metric"], how="outer", sort=False)
+        merged["differs"] = merged[[f"conclusion_{r}" for r in rules]].nunique(axis=1, dropna=False) > 1
+        table = sensitivity_markup(merged, rules, f"Sensitivity to the selection rule: each arm against {base}, primary "
+                                   "metrics, healthy runs", labels)  # fmt: skip
+        written += write_table(tables, "sensitivity", merged, table)
+        sections += ["## Selection rule", "", table.markdown()]
+    if not ratios.empty:
+        table = step_ratio_markup(ratios, "Pairs scored at steps more than a factor of two apart", labels)
+        written += write_table(tables, "scored_steps", ratios, table)
+        sections += [table.markdown()]
+    return sections, written
+
+
 def ablated_loss(spec: Mapping[str, Any], arms: list[str]) -> str:
     """``" (base: LABEL)"`` for an ablation whose arms share one loss type, else ``""`` (the switch is the type)."""
     types = {spec["arms"][arm]["type"] for arm in arms}
@@ -359,6 +407,9 @@ def build_report(root: str | Path, figures: bool = True, published: str | Path |
         sections += ["## Loss scale", "", table.markdown()]
     main_values = study.values[study.values.arm.isin(main_arms)]
     plateau = reached_plateau(study)
+    more, files = _selection_sections(study, metrics, primary, plateau, labels, tables)
+    sections += more
+    written += files
     comparisons, more, files = _main_sections(study, main_values, metrics, primary, healthy, plateau, labels, tables)
     sections += more
     written += files

@@ -31,6 +31,7 @@ from benchmark.data import DataError, open_dataset, png_bytes  # noqa: E402
 from benchmark.metrics import column_info  # noqa: E402
 from benchmark.reports.inference import t_interval  # noqa: E402
 from benchmark.reports.stats import seed_means, study_metrics  # noqa: E402
+from benchmark.selection import criterion_of  # noqa: E402
 from benchmark.store import Study, atomic_write_bytes, dataset_source, read_image_array, run_id  # noqa: E402
 from losses import Sobel  # noqa: E402
 
@@ -212,7 +213,7 @@ def validation_figure(study: Study, arms: list[str], labels: dict[str, str]) -> 
             curves.setdefault(cfg["model"]["name"], {}).setdefault(cfg["arm"]["name"], []).append((run["val"], run["done"]))
     if not curves:
         return None
-    criterion = str((next(iter(study.runs.values()))["config"].get("stop") or {}).get("criterion", "Qabf+SSIM"))
+    criterion = criterion_of(next(iter(study.runs.values()))["config"])[0]
     fig, axes = plt.subplots(1, len(curves), figsize=(2.6 * len(curves) + 0.4, 2.6), squeeze=False)
     for ax, (model, by_arm) in zip(axes[0], curves.items()):
         for j, arm in enumerate(a for a in arms if a in by_arm):

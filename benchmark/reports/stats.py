@@ -15,6 +15,7 @@ import pandas as pd
 from scipy.stats import wilcoxon
 
 from benchmark.metrics import column, metric_names
+from benchmark.selection import criterion_of, first_gain
 from benchmark.store import Study
 
 
@@ -111,8 +112,10 @@ def loss_scale(study: Study, arms: Sequence[str], base: str) -> pd.DataFrame:
     """Per model and arm: the gradient term's share of the total loss at the first and the last logged step
     (mean over seeds), and the arm's gradient term at the first logged step over the base arm's with the same
     seed (mean over seeds). A swapped gradient term changes the balance against the other terms; this shows
-    by how much. Logged values are the weighted parts, computed before each step's update."""
-    first: dict[tuple[str, str, int], tuple[float, float, float]] = {}
+    by how much. Logged values are the weighted parts, computed before each step's update, so the row of step
+    1 is the loss at the initial weights; ``start_updates`` is the number of updates before the first logged
+    row (0 where step 1 is logged; runs written before it was have their first ``log_every`` step)."""
+    first: dict[tuple[str, str, int], tuple[float, float, float, int]] = {}
     for run in study.runs.values():
         cfg, log = run["config"], run["log"]
         if log is None or "gradient" not in log or cfg["arm"]["name"] not in arms:
@@ -120,7 +123,8 @@ def loss_scale(study: Study, arms: Sequence[str], base: str) -> pd.DataFrame:
         rows = log[np.isfinite(log["gradient"].to_numpy(float))]
         if len(rows):
             share = (rows["gradient"] / rows["loss"]).to_numpy(float)
-            first[(cfg["model"]["name"], cfg["arm"]["name"], cfg["seed"])] = (share[0], share[-1], float(rows["gradient"].iloc[0]))
+            first[(cfg["model"]["name"], cfg["arm"]["name"], cfg["seed"])] = (share[0], share[-1], float(rows["gradient"].iloc[0]),
+                                                                      int(rows["step"].iloc[0]) - 1)  # fmt: skip
     out = []
     for model in dict.fromkeys(k[0] for k in first):
         for arm in [a for a in arms if any(k[:2] == (model, a) for k in first)]:
@@ -129,8 +133,9 @@ def loss_scale(study: Study, arms: Sequence[str], base: str) -> pd.DataFrame:
             out.append({"model": model, "arm": arm, "seeds": len(seeds),
                         "share_start": float(np.mean([first[(model, arm, s)][0] for s in seeds])),
                         "share_end": float(np.mean([first[(model, arm, s)][1] for s in seeds])),
-                        "start_vs_base": float(np.mean(ratios)) if ratios else math.nan})  # fmt: skip
-    return pd.DataFrame(out, columns=["model", "arm", "seeds", "share_start", "share_end", "start_vs_base"])
+                        "start_vs_base": float(np.mean(ratios)) if ratios else math.nan,
+                        "start_updates": max(first[(model, arm, s)][3] for s in seeds)})  # fmt: skip
+    return pd.DataFrame(out, columns=["model", "arm", "seeds", "share_start", "share_end", "start_vs_base", "start_updates"])
 
 
 COLLAPSE_SHARE = 0.5  # a validation below this share of the best criterion before it is a collapse
@@ -149,9 +154,25 @@ def collapsed_validations(criterion: Sequence[float], share: float = COLLAPSE_SH
     return out
 
 
+def scored_step(done: dict[str, Any], config: dict[str, Any], val: pd.DataFrame | None) -> int:
+    """The step whose network a finished run scored under its primary selection rule.
+
+    Runs that record it say so (``scored_step``); older runs with ``select: best`` scored the network of
+    :func:`benchmark.selection.first_gain` on their validation history, and those without it their last step.
+    """
+    if "scored_step" in done:
+        return int(done["scored_step"])
+    if done.get("selected") == "best" and val is not None and len(val):
+        criterion, min_delta = criterion_of(config)
+        higher = any(t in metric_names() for t in criterion.split("+"))
+        return first_gain(val["step"].tolist(), val["criterion"].tolist(), higher, min_delta)
+    return int(done["stopped_at"] if "stopped_at" in done else done["steps"])
+
+
 def convergence(study: Study) -> pd.DataFrame:
-    """Per model and arm, for runs that validated during training: how many reached their plateau, the
-    steps at which each stopped and had its best validation, the validations that collapsed (see
+    """Per model and arm, for runs that validated during training: how many reached their plateau (of those
+    with a plateau rule), the steps at which each stopped, had its best validation and had the network its
+    primary selection rule scored (see :func:`scored_step`), the validations that collapsed (see
     :func:`collapsed_validations`; "seed S at step N", or "none"), and the time validation added, as a
     percent of the rest of the run's wall time (mean over runs; empty when no run validated)."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
@@ -160,26 +181,58 @@ def convergence(study: Study) -> pd.DataFrame:
         if "plateau" not in done:
             continue
         row = rows.setdefault((cfg["model"]["name"], cfg["arm"]["name"]), {"model": cfg["model"]["name"],
-                              "arm": cfg["arm"]["name"], "seeds": 0, "plateau": 0, "stopped_at": [], "best_step": [],
-                              "collapsed": [], "added": []})  # fmt: skip
+                              "arm": cfg["arm"]["name"], "seeds": 0, "plateau": 0, "watched": 0, "stopped_at": [],
+                              "scored_step": [], "best_step": [], "collapsed": [], "added": []})  # fmt: skip
         row["seeds"] += 1
         row["plateau"] += bool(done["plateau"])
+        row["watched"] += done["plateau"] is not None
         row["stopped_at"].append(done["stopped_at"])
+        row["scored_step"].append(scored_step(done, cfg, val))
         row["best_step"].append(done["best_step"])
         if val is not None:
             steps = val["step"].tolist()
             row["collapsed"] += [f"seed {cfg['seed']} at step {steps[i]}" for i in collapsed_validations(val["criterion"].tolist())]
         if "val_seconds" in done:
             row["added"].append(100 * done["val_seconds"] / (done["seconds"] - done["val_seconds"]))
-    return pd.DataFrame([{**r, "stopped_at": " ".join(map(str, r["stopped_at"])), "best_step": " ".join(map(str, r["best_step"])),
-                          "collapsed": "; ".join(r["collapsed"]) or "none",
+    joined = ("stopped_at", "scored_step", "best_step")
+    return pd.DataFrame([{**r, **{k: " ".join(map(str, r[k])) for k in joined}, "collapsed": "; ".join(r["collapsed"]) or "none",
                           "validation_added_pct": float(np.mean(r["added"])) if r["added"] else math.nan}
                          for r in rows.values()],
-                        columns=["model", "arm", "seeds", "plateau", "stopped_at", "best_step", "collapsed",
+                        columns=["model", "arm", "seeds", "plateau", "watched", *joined, "collapsed",
                                  "validation_added_pct"])  # fmt: skip
+
+
+def scored_steps(study: Study) -> pd.DataFrame:
+    """Per finished run and selection rule the study declares: the step whose network that rule scored
+    (a run written before rules were recorded has its primary rule's step only)."""
+    rows = []
+    for rid, run in study.runs.items():
+        done, cfg = run["done"], run["config"]
+        picks = done.get("select") or {done.get("selected", study.rules[0]): scored_step(done, cfg, run["val"])}
+        rows += [{"run_id": rid, "model": cfg["model"]["name"], "arm": cfg["arm"]["name"], "seed": cfg["seed"],
+                  "rule": rule, "step": int(step)} for rule, step in picks.items()]  # fmt: skip
+    return pd.DataFrame(rows, columns=["run_id", "model", "arm", "seed", "rule", "step"])
+
+
+def step_ratios(steps: pd.DataFrame, base: str, factor: float = 2.0) -> pd.DataFrame:
+    """Pairs (model, seed, rule) whose arm and base networks were scored at steps more than ``factor`` apart:
+    their comparison is also one of training lengths."""
+    out = []
+    for (model, seed, rule), g in steps.groupby(["model", "seed", "rule"], sort=False):
+        ref = g[g.arm == base]
+        if ref.empty:
+            continue
+        b = int(ref.step.iloc[0])
+        for r in g[g.arm != base].to_dict("records"):
+            ratio = r["step"] / b
+            if ratio > factor or ratio < 1 / factor:
+                out.append({"model": model, "arm": r["arm"], "base": base, "seed": seed, "rule": rule,
+                            "arm_step": r["step"], "base_step": b, "ratio": ratio})  # fmt: skip
+    return pd.DataFrame(out, columns=["model", "arm", "base", "seed", "rule", "arm_step", "base_step", "ratio"])
 
 
 def reached_plateau(study: Study) -> dict[str, bool | None]:
     """Per finished run: whether it reached its validation plateau (``None``: it trained to a fixed budget
     without validation, so nobody knows)."""
-    return {rid: (bool(run["done"]["plateau"]) if "plateau" in run["done"] else None) for rid, run in study.runs.items()}
+    return {rid: (None if run["done"].get("plateau") is None else bool(run["done"]["plateau"]))
+            for rid, run in study.runs.items()}  # fmt: skip

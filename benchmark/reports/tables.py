@@ -293,8 +293,10 @@ def write_table(folder: Path, stem: str, frame: pd.DataFrame, table: Table, extr
 
 def loss_scale_markup(frame: pd.DataFrame, title: str, base: str, labels: dict[str, str]) -> Table:
     """The gradient term's share of the total at the start and the end of training, and its size at the start
-    against the base arm's."""
-    header = ["model", "arm", "seeds", "gradient share at start", "gradient share at end", f"start term / {base}'s"]
+    against the base arm's; the start is the initial weights where the runs logged step 1."""
+    updates = sorted(set(frame["start_updates"]))
+    start = "at the initial weights" if updates == [0] else f"after {'/'.join(map(str, updates))} updates"
+    header = ["model", "arm", "seeds", f"gradient share {start}", "gradient share at end", f"start term / {base}'s"]
     out, marks, blocks = [], [], []
     for model, g in frame.groupby("model", sort=False):
         blocks.append(len(out))
@@ -302,23 +304,30 @@ def loss_scale_markup(frame: pd.DataFrame, title: str, base: str, labels: dict[s
             out.append([labels.get(model, model), labels.get(r["arm"], r["arm"]), str(r["seeds"]),
                         f"{r['share_start']:.3f}", f"{r['share_end']:.3f}", _num(r["start_vs_base"], 2)])  # fmt: skip
             marks.append([None] * len(header))
-    notes = ["Shares are the weighted gradient term over the total objective at the first and the last logged step, "
-             "mean over seeds; the last column is the arm's gradient term at the first logged step over the base "
+    when = ("the loss of the first step, computed at the initial weights" if updates == [0] else
+            f"the first logged step, whose loss was computed after {'/'.join(map(str, updates))} updates (these runs "
+            "did not log the first step)")  # fmt: skip
+    notes = [f"Shares are the weighted gradient term over the total objective at the start ({when}) and at the last "
+             "logged step, mean over seeds; the last column is the arm's gradient term at the start over the base "
              "arm's with the same seed. Swapping the term at a fixed weight also changes its weight against the "
-             "other terms; an arm with balance: initial starts at the base arm's share."]  # fmt: skip
+             "other terms; an arm with balance: initial starts at the base arm's share on the seed's first batch."]  # fmt: skip
     return Table(title, header, out, marks, blocks, notes)
 
 
 def convergence_markup(frame: pd.DataFrame, title: str, labels: dict[str, str]) -> Table:
-    """Reached plateau, k of n seeds, with the steps where each run stopped and had its best validation and
-    the validations that collapsed."""
-    header = ["model", "arm", "reached plateau", "stopped at step", "best validation at step", "collapsed validations",
-              "validation time"]  # fmt: skip
-    out = [[labels.get(r["model"], r["model"]), labels.get(r["arm"], r["arm"]), f"{r['plateau']} of {r['seeds']} seeds",
-            r["stopped_at"], r["best_step"], r["collapsed"],
+    """Reached plateau, k of n seeds, with the steps where each run stopped, had the network it scored and
+    had its best validation, and the validations that collapsed."""
+    header = ["model", "arm", "reached plateau", "stopped at step", "scored step", "best validation at step",
+              "collapsed validations", "validation time"]  # fmt: skip
+    out = [[labels.get(r["model"], r["model"]), labels.get(r["arm"], r["arm"]),
+            f"{r['plateau']} of {r['seeds']} seeds" if r["watched"] else "no plateau rule",
+            r["stopped_at"], r["scored_step"], r["best_step"], r["collapsed"],
             "" if math.isnan(r["validation_added_pct"]) else f"+{r['validation_added_pct']:.1f}%"]
            for r in frame.to_dict("records")]  # fmt: skip
-    notes = ["A run that did not reach its plateau ran out of budget while its validation criterion was still "
+    notes = ["Steps are listed per seed in the same order in each column. Scored step: the validated network the "
+             "primary selection rule picked, whose test images every other table scores; where it differs from "
+             "the best validation, the rule did not pick the best validated network.",
+             "A run that did not reach its plateau ran out of budget while its validation criterion was still "
              "improving: comparisons that involve it compare networks that had not finished training.",
              "Collapsed validations: those whose criterion fell below half of the run's best criterion before them "
              "(or was not a number), a transient collapse of the output that choosing the best checkpoint hides; "
@@ -327,6 +336,38 @@ def convergence_markup(frame: pd.DataFrame, title: str, labels: dict[str, str]) 
              "fusing and scoring), mean over the runs."]  # fmt: skip
     blocks = [i for i, r in enumerate(frame.to_dict("records")) if i == 0 or r["model"] != frame.iloc[i - 1]["model"]]
     return Table(title, header, out, [[None] * len(header) for _ in out], blocks, notes)
+
+
+def sensitivity_markup(frame: pd.DataFrame, rules: Sequence[str], title: str, labels: dict[str, str]) -> Table:
+    """Each primary comparison under every selection rule: the difference, its Holm p and the conclusion, and
+    a flag where the conclusions differ."""
+    header = ["model", "test", "arm", "metric", *[f"{rule}{' (primary)' if i == 0 else ''}" for i, rule in enumerate(rules)],
+              "conclusions"]  # fmt: skip
+    out, marks = [], []
+    for r in frame.to_dict("records"):
+        cells = [f"{_signed(r[f'diff_{rule}'], decimals(r['metric']))} (Holm {p_text(r[f'p_holm_{rule}'])})"
+                 for rule in rules]  # fmt: skip
+        out.append([labels.get(r["model"], r["model"]), labels.get(r["test"], r["test"]), labels.get(r["arm"], r["arm"]),
+                    f"{r['metric']} {arrow(r['metric'])}", *cells, "differ" if r["differs"] else "agree"])  # fmt: skip
+        marks.append([None] * 4 + [{"improvement": 0, "worsening": 2}.get(r[f"conclusion_{rule}"]) for rule in rules]
+                     + [0 if r["differs"] else None])  # fmt: skip
+    notes = ["Each cell: the mean paired difference arm - base over the healthy seeds, with the networks that rule "
+             "selected, and its Holm-adjusted t test p in that rule's primary family. Bold: an improvement, italic: a "
+             "worsening, with Holm p < 0.05. 'differ': the conclusion (improvement, worsening or none) is not the same "
+             "under every rule, so it depends on which validated network is scored."]  # fmt: skip
+    blocks = [i for i, r in enumerate(frame.to_dict("records")) if i == 0 or r["model"] != frame.iloc[i - 1]["model"]]
+    return Table(title, header, out, marks, blocks, notes)
+
+
+def step_ratio_markup(frame: pd.DataFrame, title: str, labels: dict[str, str]) -> Table:
+    """Pairs whose arm and base networks were scored at steps more than a factor of two apart."""
+    header = ["model", "arm", "base", "seed", "rule", "arm's scored step", "base's scored step", "ratio"]
+    out = [[labels.get(r["model"], r["model"]), labels.get(r["arm"], r["arm"]), labels.get(r["base"], r["base"]),
+            str(r["seed"]), r["rule"], str(r["arm_step"]), str(r["base_step"]), f"{r['ratio']:.2f}"]
+           for r in frame.to_dict("records")]  # fmt: skip
+    notes = ["These paired networks were trained for very different numbers of steps before the rule picked them, "
+             "so their difference mixes the gradient loss with the training length."]  # fmt: skip
+    return Table(title, header, out, [[None] * len(header) for _ in out], [0], notes)
 
 
 def published_markup(frame: pd.DataFrame, published: dict[str, float], title: str, notes: Sequence[str],
