@@ -44,7 +44,7 @@ import pandas as pd
 from benchmark.metrics import DEFAULT_CONVENTION, column, column_info, get_convention, metric_names
 from benchmark.published import Published, PublishedError, compare_gains, compare_means, load_published
 from benchmark.reports.figures import make_figures
-from benchmark.reports.inference import health_table, seed_comparisons
+from benchmark.reports.inference import family_holm, health_table, seed_comparisons
 from benchmark.reports.stats import (
     convergence,
     loss_scale,
@@ -59,6 +59,7 @@ from benchmark.reports.stats import (
 )
 from benchmark.reports.tables import (
     convergence_markup,
+    crossed_markup,
     gains_markup,
     health_markup,
     loss_scale_markup,
@@ -200,20 +201,31 @@ def _comparison_sections(comparisons: pd.DataFrame, test: str, stem: str, what: 
             tex.append(table)
     power = power_markup(here[(here.runs == "healthy") & here.metric.isin(primary)], [m for m in metrics if m in primary],
                          f"{what}: power of the seed-level comparison (healthy runs, primary metrics)", labels)  # fmt: skip
+    primary_healthy = here[(here.runs == "healthy") & here.metric.isin(primary)]
+    crossed = crossed_markup(primary_healthy, [m for m in metrics if m in primary],
+                             f"{what}: generalising to new images (healthy runs, primary metrics)", labels)  # fmt: skip
     written += write_table(tables, f"paired_{stem}", here, tex[0], extra_markdown=md[1:])
     written += write_table(tables, f"power_{stem}", here[here.runs == "healthy"], power)
-    sections += md + [power.markdown()]
+    written += write_table(tables, f"crossed_{stem}", primary_healthy, crossed)
+    sections += md + [power.markdown(), crossed.markdown()]
     return sections, written
 
 
-def _main_sections(study: Study, values: pd.DataFrame, metrics: list[str], primary: list[str], healthy: set[str],
-                   plateau: dict[str, bool | None], labels: dict[str, str], tables: Path,
-                   convention: str | None = None) -> tuple[pd.DataFrame, list[str], list[Path]]:  # fmt: skip
-    """Per test set, the main table and the seed-level comparisons of the main arms, over ``metrics`` (one
-    convention's; ``convention`` names a further one in titles and file names); returns the comparisons too."""
+def _main_comparisons(study: Study, values: pd.DataFrame, metrics: list[str], primary: list[str], healthy: set[str],
+                      plateau: dict[str, bool | None]) -> pd.DataFrame:  # fmt: skip
+    """Each main arm against the base arm over ``metrics``, every model and test set: one family per arm."""
     base, main_arms = study.spec["base_arm"], [a for a in study.spec["loss_arms"] if a in set(values.arm)]
     planned = _planned_family(study, {a: a for a in main_arms}, base, [m for m in metrics if m in primary])
     comparisons = seed_comparisons(values, metrics, healthy, base, primary, plateau, planned)
+    return comparisons.assign(arm_id=comparisons.get("arm"), base_id=base) if not comparisons.empty else comparisons
+
+
+def _main_sections(study: Study, values: pd.DataFrame, comparisons: pd.DataFrame, metrics: list[str], primary: list[str],
+                   healthy: set[str], labels: dict[str, str], tables: Path,
+                   convention: str | None = None) -> tuple[list[str], list[Path]]:  # fmt: skip
+    """Per test set, the main table and the seed-level comparisons of the main arms, over ``metrics`` (one
+    convention's; ``convention`` names a further one in titles and file names)."""
+    base, main_arms = study.spec["base_arm"], [a for a in study.spec["loss_arms"] if a in set(values.arm)]
     suffix = f"_{convention}" if convention else ""
     sections, written = [], []
     for test in study.tests(main_arms):
@@ -228,7 +240,7 @@ def _main_sections(study: Study, values: pd.DataFrame, metrics: list[str], prima
                                                primary, metrics, labels, tables)  # fmt: skip
             sections += more
             written += files
-    return comparisons, sections, written
+    return sections, written
 
 
 def _selection_sections(study: Study, metrics: list[str], primary: list[str], plateau: dict[str, bool | None],
@@ -281,13 +293,46 @@ def ablated_loss(spec: Mapping[str, Any], arms: list[str]) -> str:
     return f" (base: {spec['labels'].get(kind, kind)})"
 
 
-def _ablation_sections(study: Study, name: str, arm_of: Mapping[str, str], metrics: list[str], primary: list[str],
-                       healthy: set[str], plateau: dict[str, bool | None], labels: dict[str, str],
-                       tables: Path) -> tuple[list[str], list[Path]]:  # fmt: skip
-    """One ablation per test set: its table, each setting against the study's base arm, and each setting
-    against the ablation's default, the setting that is a main arm of the study (DAMGL as the recipe sets it),
-    so that the switch itself is tested; each comparison its own Holm family per arm."""
+def _ablation_comparisons(study: Study, name: str, arm_of: Mapping[str, str], metrics: list[str], primary: list[str],
+                          healthy: set[str], plateau: dict[str, bool | None]) -> list[tuple[str, str, pd.DataFrame]]:  # fmt: skip
+    """An ablation's comparisons: each setting against the study's base arm, and each setting against the
+    ablation's default, the setting that is a main arm of the study (DAMGL as the recipe sets it), so that the
+    switch itself is tested. Each is computed over every model and test set of the study, in the family of its
+    arm and base, so a test that another table also prints (the default against the base) has the same Holm p
+    there; ``(what, file suffix, comparisons)`` with display names in ``arm`` and ids in ``arm_id``/``base_id``."""
     base, main_arms = study.spec["base_arm"], [a for a in study.spec["loss_arms"] if a in set(study.values.arm)]
+    arms = list(dict.fromkeys(arm_of.values()))
+    vals = study.values[study.values.arm.isin([*arms, base])]
+    names = _setting_names(name, arm_of)
+    shown_arms = {names[a]: a for a in arms}  # display name -> arm id
+    family = [m for m in metrics if m in primary]
+    shown = vals.assign(arm=vals.arm.map(lambda a: names.get(a, a)))
+
+    def compared(frame: pd.DataFrame, against: str) -> pd.DataFrame:
+        c = seed_comparisons(frame, metrics, healthy, names.get(against, against), primary, plateau,
+                             _planned_family(study, shown_arms, against, family))  # fmt: skip
+        return c.assign(arm_id=c.arm.map(lambda a: shown_arms.get(a, a)), base_id=against) if not c.empty else c
+
+    out = [(f"each setting against {base}", "", compared(shown, base))]
+    default = next((a for a in arms if a in main_arms and a != base), None)
+    if default is not None:
+        out.append((f"each setting against {names[default]} ({study.spec['labels'].get(default, default)} as the "
+                    "recipe sets it)", f"_vs_{default}", compared(shown[shown.arm.isin(shown_arms)], default)))  # fmt: skip
+    return out
+
+
+def _setting_names(name: str, arm_of: Mapping[str, str]) -> dict[str, str]:
+    """Arm id -> the ablation's display name for it (``sign=false``; ``scales=1.0, scales=1`` for one arm
+    listed under two values)."""
+    return {arm: ", ".join(f"{name}={v}" for v, a in arm_of.items() if a == arm) for arm in dict.fromkeys(arm_of.values())}
+
+
+def _ablation_sections(study: Study, name: str, arm_of: Mapping[str, str], against: list[tuple[str, str, pd.DataFrame]],
+                       metrics: list[str], primary: list[str], healthy: set[str], labels: dict[str, str],
+                       tables: Path) -> tuple[list[str], list[Path]]:  # fmt: skip
+    """One ablation per test set: its table and its comparisons (:func:`_ablation_comparisons`), on the
+    ablation's grid."""
+    base = study.spec["base_arm"]
     arms = list(dict.fromkeys(arm_of.values()))
     grid = study.ablation_grid(arms)
     vals = study.values[study.values.arm.isin([*arms, base])]
@@ -295,18 +340,7 @@ def _ablation_sections(study: Study, name: str, arm_of: Mapping[str, str], metri
         vals = vals[vals.model.isin(grid["models"]) & vals.test.isin(grid["test"]) & vals.seed.isin(grid["seeds"])]
     if vals.empty:
         return [], []
-    names = {arm: ", ".join(f"{name}={v}" for v, a in arm_of.items() if a == arm) for arm in arms}
-    shown_arms = {names[a]: a for a in arms}  # display name -> arm id
-    family = [m for m in metrics if m in primary]
-    shown = vals.assign(arm=vals.arm.map(lambda a: names.get(a, a)))
-    against = [(f"each setting against {base}", "", seed_comparisons(shown, metrics, healthy, names.get(base, base),
-                primary, plateau, _planned_family(study, shown_arms, base, family)))]  # fmt: skip
-    default = next((a for a in arms if a in main_arms and a != base), None)
-    if default is not None:
-        against.append((f"each setting against {names[default]} ({labels.get(default, default)} as the recipe "
-                        "sets it)", f"_vs_{default}", seed_comparisons(shown[shown.arm.isin(shown_arms)], metrics,
-                        healthy, names[default], primary, plateau,
-                        _planned_family(study, shown_arms, default, family))))  # fmt: skip
+    names = _setting_names(name, arm_of)
     sections, written, of_loss = [], [], ablated_loss(study.spec, arms)
     for test in list(dict.fromkeys(vals.test)):
         here = vals[vals.test == test]
@@ -319,6 +353,8 @@ def _ablation_sections(study: Study, name: str, arm_of: Mapping[str, str], metri
         written += write_table(tables, stem, summary, table)
         sections += [f"## Ablation: {name} ({labels.get(test, test)})", "", table.markdown()]
         for what, suffix, comparisons in against:
+            if not comparisons.empty and grid is not None:
+                comparisons = comparisons[comparisons.model.isin(grid["models"])]
             if not comparisons.empty and test in set(comparisons.test):
                 more, files = _comparison_sections(comparisons, test, f"ablation_{name}{suffix}_{test}",
                                                    f"Ablation '{name}' on {labels.get(test, test)}: {what}", primary,
@@ -326,6 +362,30 @@ def _ablation_sections(study: Study, name: str, arm_of: Mapping[str, str], metri
                 sections += more
                 written += files
     return sections, written
+
+
+def _study_wide(main: pd.DataFrame, ablations: dict[str, list[tuple[str, str, pd.DataFrame]]]
+                ) -> tuple[pd.DataFrame, dict[str, list[tuple[str, str, pd.DataFrame]]]]:  # fmt: skip
+    """``p_holm_study``: Holm over every primary test of the study at once (each arm against the base and each
+    ablation setting against its default, every model, test set and primary metric, per run population), a
+    test printed by several tables counted once; planned members not tested yet count with p = 1."""
+    frames = [main, *(c for listed in ablations.values() for _, _, c in listed)]
+    key = ["model", "test", "arm_id", "base_id", "metric", "runs"]
+    tests = pd.concat([f[f.family == "primary"] for f in frames if not f.empty], ignore_index=True)
+    if tests.empty:
+        return main, ablations
+    tests = tests.drop_duplicates(key)
+    adjusted = []
+    for _, group in tests.groupby("runs", sort=False):
+        sizes = group.drop_duplicates(["arm_id", "base_id"])["family_size"].sum()
+        adjusted.append(group[key].assign(p_holm_study=family_holm(group["p_t"].tolist(), group["tested"].tolist(),
+                                                                    int(sizes))))  # fmt: skip
+    table = pd.concat(adjusted, ignore_index=True)
+
+    def add(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.merge(table, on=key, how="left", sort=False) if not frame.empty else frame
+
+    return add(main), {name: [(what, suffix, add(c)) for what, suffix, c in listed] for name, listed in ablations.items()}
 
 
 def _model_test_facts(study: Study) -> dict[tuple[str, str], tuple[str, dict]]:
@@ -410,18 +470,23 @@ def build_report(root: str | Path, figures: bool = True, published: str | Path |
     more, files = _selection_sections(study, metrics, primary, plateau, labels, tables)
     sections += more
     written += files
-    comparisons, more, files = _main_sections(study, main_values, metrics, primary, healthy, plateau, labels, tables)
+    comparisons = _main_comparisons(study, main_values, metrics, primary, healthy, plateau)
+    ablations = {name: _ablation_comparisons(study, name, arm_of, metrics, primary, healthy, plateau)
+                 for name, arm_of in study.spec["ablations"].items()}  # fmt: skip
+    comparisons, ablations = _study_wide(comparisons, ablations)
+    more, files = _main_sections(study, main_values, comparisons, metrics, primary, healthy, labels, tables)
     sections += more
     written += files
     for convention in study.spec.get("conventions", []):
         columns = [column(convention, m) for m in metric_names(convention) if column(convention, m) in study.values.columns]
         family = [column(convention, m) for m in primary if column(convention, m) in columns]
         if columns:
-            _, more, files = _main_sections(study, main_values, columns, family, healthy, plateau, labels, tables, convention)
+            further = _main_comparisons(study, main_values, columns, family, healthy, plateau)
+            more, files = _main_sections(study, main_values, further, columns, family, healthy, labels, tables, convention)
             sections += more
             written += files
     for name, arm_of in study.spec["ablations"].items():
-        more, files = _ablation_sections(study, name, arm_of, metrics, primary, healthy, plateau, labels, tables)
+        more, files = _ablation_sections(study, name, arm_of, ablations[name], metrics, primary, healthy, labels, tables)
         sections += more
         written += files
     more, files = _published_sections(study, rows, healthy, comparisons, labels, tables)

@@ -129,7 +129,9 @@ SEED_NOTE = ("Cells: mean over seeds of the paired difference arm - base in the 
              "network: arms with the same seed share initial weights and training patches. From 6 seeds on, a "
              "comparison is tested: p is the paired t test over seeds (the model of the interval), sign-flip the exact "
              "permutation p over all 2^n sign patterns, free of the t test's normality assumption but never below "
-             "2/2^n (0.031 for 6 seeds).")  # fmt: skip
+             "2/2^n (0.031 for 6 seeds). Intervals and tests are conditional on these test images: they generalise to "
+             "new seeds, not to new images; the crossed_* table gives the interval that treats the images as a "
+             "sample too.")  # fmt: skip
 
 
 def _family_note(rows: pd.DataFrame) -> str:
@@ -140,7 +142,9 @@ def _family_note(rows: pd.DataFrame) -> str:
             "those not run yet or with fewer than 6 seeds counted as untested with p = 1, so an adjusted p can only "
             "stay or fall as they are tested, and one below 0.05 stands once the family is complete): Holm is the "
             "adjusted t test p, bold an improvement and italic a worsening whose Holm p is below 0.05; Holm "
-            "sign-flip is the exact test's adjusted p.")  # fmt: skip
+            "sign-flip is the exact test's adjusted p. Study Holm: the same t test p adjusted once over every primary "
+            "test of the study (each arm against the base and each ablation setting against its default, all "
+            "models, test sets and primary metrics), what survives every family at once.")  # fmt: skip
     tested = rows[rows["tested"]]
     if not tested.empty:
         n, m = int(tested["seeds"].min()), max(sizes)
@@ -177,6 +181,8 @@ def seed_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, family: 
                     text += f"; {format_p(r['p_t'])}"
                     if family == "primary":
                         text += f", Holm {p_text(r['p_holm'])}"
+                        if "p_holm_study" in r and not math.isnan(r["p_holm_study"]):
+                            text += f", study Holm {p_text(r['p_holm_study'])}"
                     text += f"; sign-flip {p_text(r['p_signflip'])}"
                     if family == "primary":
                         text += f", Holm sign-flip {p_text(r['p_holm_signflip'])}"
@@ -229,6 +235,35 @@ def power_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, labels:
              "1000 or for no difference). Holm (primary metrics): the same at 0.05 divided by the family's size, the "
              "strictest level Holm's adjustment applies (to the family's smallest p)."]  # fmt: skip
     return Table(title, header, out, marks, blocks, notes)
+
+
+def crossed_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, labels: dict[str, str]) -> Table:
+    """Per comparison and metric: the interval that treats seeds and test images as crossed samples, its width
+    against the seed-level t interval's, and the three standard deviations it rests on."""
+    header = ["model", "arm", "seeds", *[f"{m}" for m in metrics]]
+    out, blocks = [], []
+    for model, g in rows.groupby("model", sort=False):
+        blocks.append(len(out))
+        for arm, h in g.groupby("arm", sort=False):
+            by_metric = {r["metric"]: r for r in h.to_dict("records")}
+            cells = [labels.get(model, model), labels.get(arm, arm), str(int(h["seeds"].max()))]
+            for m in metrics:
+                r, dec = by_metric[m], decimals(m) + 1
+                if math.isnan(r["crossed_lo"]):
+                    cells.append("n/a")
+                    continue
+                width = (r["crossed_hi"] - r["crossed_lo"]) / (r["t_hi"] - r["t_lo"]) if r["t_hi"] > r["t_lo"] else math.nan
+                sds = "/".join(_num(math.sqrt(r[f"crossed_var_{k}"]), dec) for k in ("seed", "image", "resid"))
+                cells.append(f"{_signed(r['diff'], dec)} [{_signed(r['crossed_lo'], dec)}, {_signed(r['crossed_hi'], dec)}]"
+                             f" ({_num(width, 2)}x the seeds' width); sd seed/image/residual {sds}")  # fmt: skip
+            out.append(cells)
+    notes = ["Images as a second source of variation: the paired differences per seed and image are modelled as a "
+             "seed effect, an image effect and a residual (crossed: every seed's network fuses the same images), and "
+             "the 95% interval (Student t, Satterthwaite's degrees of freedom) generalises to new seeds and new images "
+             "of the same kind; its coverage is checked by simulation in the test suite. The primary tables' intervals "
+             "and tests are conditional on these test images. Width: this interval's width over the seed-level t "
+             "interval's."]  # fmt: skip
+    return Table(title, header, out, [[None] * len(header) for _ in out], blocks, notes)
 
 
 def health_markup(health: pd.DataFrame, title: str, labels: dict[str, str]) -> Table:
