@@ -19,6 +19,9 @@ trains. Writes, under the results folder:
 - ``tables/ablation_<name>_<test>.*``, ``paired_ablation_<name>_<test>.*`` and ``power_...``: the same per
   ablation, each setting against ``magnitude``; ``paired_ablation_<name>_vs_<default>_<test>.*`` and
   ``power_...``: each setting against the ablation's default (the main arm it varies, e.g. ``damgl``);
+- ``tables/findings.md``: each primary comparison's sentence, worded from its numbers by fixed rules
+  (:mod:`benchmark.reports.wording`);
+- ``tables/crossed_<test>.*``: the interval that treats the test images as a sample too;
 - ``summary.md``: all of it on one page with provenance;
 - ``figures/``: see :mod:`benchmark.reports.figures`.
 
@@ -45,6 +48,7 @@ from benchmark.metrics import DEFAULT_CONVENTION, column, column_info, get_conve
 from benchmark.published import Published, PublishedError, compare_gains, compare_means, load_published
 from benchmark.reports.figures import make_figures
 from benchmark.reports.inference import family_holm, health_table, seed_comparisons
+from benchmark.reports.wording import findings
 from benchmark.reports.stats import (
     convergence,
     loss_scale,
@@ -371,7 +375,8 @@ def _study_wide(main: pd.DataFrame, ablations: dict[str, list[tuple[str, str, pd
     test printed by several tables counted once; planned members not tested yet count with p = 1."""
     frames = [main, *(c for listed in ablations.values() for _, _, c in listed)]
     key = ["model", "test", "arm_id", "base_id", "metric", "runs"]
-    tests = pd.concat([f[f.family == "primary"] for f in frames if not f.empty], ignore_index=True)
+    primary = [f[f.family == "primary"] for f in frames if not f.empty]
+    tests = pd.concat(primary, ignore_index=True) if primary else pd.DataFrame()
     if tests.empty:
         return main, ablations
     tests = tests.drop_duplicates(key)
@@ -474,6 +479,11 @@ def build_report(root: str | Path, figures: bool = True, published: str | Path |
     ablations = {name: _ablation_comparisons(study, name, arm_of, metrics, primary, healthy, plateau)
                  for name, arm_of in study.spec["ablations"].items()}  # fmt: skip
     comparisons, ablations = _study_wide(comparisons, ablations)
+    defaults = {name: next((a for a in dict.fromkeys(arm_of.values()) if a in main_arms and a != base), None)
+                for name, arm_of in study.spec["ablations"].items()}  # fmt: skip
+    worded = findings(comparisons, ablations, defaults, labels)
+    atomic_write_text(tables / "findings.md", "\n".join(worded))
+    written.append(tables / "findings.md")
     more, files = _main_sections(study, main_values, comparisons, metrics, primary, healthy, labels, tables)
     sections += more
     written += files
@@ -492,6 +502,7 @@ def build_report(root: str | Path, figures: bool = True, published: str | Path |
     more, files = _published_sections(study, rows, healthy, comparisons, labels, tables)
     sections += more
     written += files
+    sections += worded
     if study.failed or study.missing:
         sections += ["## Incomplete runs", ""] + [f"- failed: {k}: {v}" for k, v in study.failed.items()]
         sections += [f"- missing: {k}" for k in study.missing] + [""]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -210,53 +210,54 @@ def seed_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, family: 
     return Table(title, header, out, marks, blocks, notes)
 
 
-def power_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, labels: dict[str, str]) -> Table:
-    """Per comparison and metric: seed-to-seed SD of the paired difference, the difference detectable at
-    alpha 0.05 with 80% power with these seeds, the observed difference, and the seeds it would need."""
-    header = ["model", "arm", "seeds", *[f"{m}" for m in metrics]]
-    out, marks, blocks = [], [], []
-    for model, g in rows.groupby("model", sort=False):
-        blocks.append(len(out))
-        for arm, h in g.groupby("arm", sort=False):
-            by_metric = {r["metric"]: r for r in h.to_dict("records")}
-            cells = [labels.get(model, model), labels.get(arm, arm), str(int(h["seeds"].max()))]
-            for m in metrics:
-                r, dec = by_metric[m], decimals(m) + 1
-                text = (f"sd {_num(r['diff_sd'], dec)}; MDD {_num(r['mdd'], dec)}; size {_num(abs(r['diff']), dec)}; "
-                        f"needs {_count(r['seeds_needed'])}")  # fmt: skip
-                if r["family"] == "primary":
-                    text += f"; Holm: MDD {_num(r['mdd_holm'], dec)}, needs {_count(r['seeds_needed_holm'])}"
-                cells.append(text)
-            out.append(cells)
-            marks.append([None] * len(cells))
-    notes = ["sd: seed-to-seed standard deviation of the paired difference; MDD: the smallest true difference a paired "
-             "t test over these seeds detects at alpha 0.05 with 80% power; size: the absolute observed mean difference; needs: "
-             "the seeds at which the MDD falls to that size (at least 6, the fewest a comparison is tested with; n/a beyond "
-             "1000 or for no difference). Holm (primary metrics): the same at 0.05 divided by the family's size, the "
-             "strictest level Holm's adjustment applies (to the family's smallest p)."]  # fmt: skip
-    return Table(title, header, out, marks, blocks, notes)
-
-
-def crossed_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, labels: dict[str, str]) -> Table:
-    """Per comparison and metric: the interval that treats seeds and test images as crossed samples, its width
-    against the seed-level t interval's, and the three standard deviations it rests on."""
-    header = ["model", "arm", "seeds", *[f"{m}" for m in metrics]]
+def _per_arm(rows: pd.DataFrame, metrics: Sequence[str], labels: dict[str, str],
+             cell: Callable[[dict, int], str]) -> tuple[list[list[str]], list[int]]:  # fmt: skip
+    """Rows of a model x arm table with one ``cell(row, decimals)`` per metric, and the model blocks."""
     out, blocks = [], []
     for model, g in rows.groupby("model", sort=False):
         blocks.append(len(out))
         for arm, h in g.groupby("arm", sort=False):
             by_metric = {r["metric"]: r for r in h.to_dict("records")}
-            cells = [labels.get(model, model), labels.get(arm, arm), str(int(h["seeds"].max()))]
-            for m in metrics:
-                r, dec = by_metric[m], decimals(m) + 1
-                if math.isnan(r["crossed_lo"]):
-                    cells.append("n/a")
-                    continue
-                width = (r["crossed_hi"] - r["crossed_lo"]) / (r["t_hi"] - r["t_lo"]) if r["t_hi"] > r["t_lo"] else math.nan
-                sds = "/".join(_num(math.sqrt(r[f"crossed_var_{k}"]), dec) for k in ("seed", "image", "resid"))
-                cells.append(f"{_signed(r['diff'], dec)} [{_signed(r['crossed_lo'], dec)}, {_signed(r['crossed_hi'], dec)}]"
-                             f" ({_num(width, 2)}x the seeds' width); sd seed/image/residual {sds}")  # fmt: skip
-            out.append(cells)
+            out.append([labels.get(model, model), labels.get(arm, arm), str(int(h["seeds"].max())),
+                        *(cell(by_metric[m], decimals(m) + 1) for m in metrics)])  # fmt: skip
+    return out, blocks
+
+
+def power_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, labels: dict[str, str]) -> Table:
+    """Per comparison and metric: seed-to-seed SD of the paired difference, the difference detectable at
+    alpha 0.05 with 80% power with these seeds, the observed difference, and the seeds it would need."""
+
+    def cell(r: dict, dec: int) -> str:
+        text = (f"sd {_num(r['diff_sd'], dec)}; MDD {_num(r['mdd'], dec)}; size {_num(abs(r['diff']), dec)}; "
+                f"needs {_count(r['seeds_needed'])}")  # fmt: skip
+        if r["family"] == "primary":
+            text += f"; Holm: MDD {_num(r['mdd_holm'], dec)}, needs {_count(r['seeds_needed_holm'])}"
+        return text
+
+    header = ["model", "arm", "seeds", *metrics]
+    out, blocks = _per_arm(rows, metrics, labels, cell)
+    notes = ["sd: seed-to-seed standard deviation of the paired difference; MDD: the smallest true difference a paired "
+             "t test over these seeds detects at alpha 0.05 with 80% power, exact (noncentral t); size: the absolute "
+             "observed mean difference; needs: the fewest seeds with 80% power for that size (at least 6, the fewest a "
+             "comparison is tested with; n/a beyond 1000 or for no difference). Holm (primary metrics): the same at 0.05 "
+             "divided by the family's size, the strictest level Holm's adjustment applies (to the family's smallest p)."]  # fmt: skip
+    return Table(title, header, out, [[None] * len(header) for _ in out], blocks, notes)
+
+
+def crossed_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, labels: dict[str, str]) -> Table:
+    """Per comparison and metric: the interval that treats seeds and test images as crossed samples, its width
+    against the seed-level t interval's, and the three standard deviations it rests on."""
+
+    def cell(r: dict, dec: int) -> str:
+        if math.isnan(r["crossed_lo"]):
+            return "n/a"
+        width = (r["crossed_hi"] - r["crossed_lo"]) / (r["t_hi"] - r["t_lo"]) if r["t_hi"] > r["t_lo"] else math.nan
+        sds = "/".join(_num(math.sqrt(r[f"crossed_var_{k}"]), dec) for k in ("seed", "image", "resid"))
+        return (f"{_signed(r['diff'], dec)} [{_signed(r['crossed_lo'], dec)}, {_signed(r['crossed_hi'], dec)}] "
+                f"({_num(width, 2)}x the seeds' width); sd seed/image/residual {sds}")  # fmt: skip
+
+    header = ["model", "arm", "seeds", *metrics]
+    out, blocks = _per_arm(rows, metrics, labels, cell)
     notes = ["Images as a second source of variation: the paired differences per seed and image are modelled as a "
              "seed effect, an image effect and a residual (crossed: every seed's network fuses the same images), and "
              "the 95% interval (Student t, Satterthwaite's degrees of freedom) generalises to new seeds and new images "
