@@ -334,8 +334,9 @@ def _parse_profile(name: str, b: Any, cfg: dict[str, Any], arms: dict, ablations
     if norm not in NORMALISATIONS:
         raise ConfigError(f"{path}.normalisation: '{norm}' is not one of {list(NORMALISATIONS)}")
     base_arm = b.get("base_arm", DEFAULT_BASE_ARM)
-    if "base_arm" in b and base_arm not in profile_arms:
-        raise ConfigError(f"{path}.base_arm: '{base_arm}' is not an arm of this profile{suggest(base_arm, list(profile_arms))}; "
+    if base_arm not in profile_arms and ("base_arm" in b or len(profile_arms) > 1):  # else no comparison is ever made
+        given = "" if "base_arm" in b else " (the default; name the arm every other is compared with in base_arm)"
+        raise ConfigError(f"{path}.base_arm: '{base_arm}'{given} is not an arm of this profile{suggest(base_arm, list(profile_arms))}; "
                           f"arms: {', '.join(profile_arms)}")  # fmt: skip
     balanced = [a for a, blk in profile_arms.items() if blk.get("balance") == "initial"]
     if balanced and (base_arm not in profile_arms or profile_arms[base_arm].get("balance")):

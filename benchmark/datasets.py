@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmark.data import IMAGE_EXTENSIONS, DataError, check_partners, list_images, read_pair, read_split
+from benchmark.data import IMAGE_EXTENSIONS, DataError, list_images, read_pair, read_split
 from benchmark.store import atomic_write_text, csv_text, sha256
 
 SPLITS = Path(__file__).resolve().parent / "splits"
@@ -108,12 +108,12 @@ class Split:
     pairs: list[tuple[str, Path, Path]]
 
 
-def _images_only(folder: Path) -> dict[str, Path]:
-    """Stem -> image file of ``folder``, which must hold image files and nothing else."""
+def _images_only(folder: Path, problems: list[str]) -> dict[str, Path]:
+    """Stem -> image file of ``folder``; anything else in it is a problem (a folder, a file that is not an image)."""
     for path in sorted(folder.iterdir()):
         if not path.is_file() or path.suffix.lower() not in IMAGE_EXTENSIONS:
             kind = "a folder" if path.is_dir() else "not an image file"
-            raise DataError(f"{path}: {kind} in an image folder (expected only {', '.join(IMAGE_EXTENSIONS)} files)")
+            problems.append(f"{path}: {kind} in an image folder (expected only {', '.join(IMAGE_EXTENSIONS)} files)")
     return list_images(folder)
 
 
@@ -129,23 +129,40 @@ def locate(release: Release, root: Path, split: str) -> tuple[Path, Path]:
     raise DataError(f"{root}: no {release.name} {split} split here; expected {expected}")
 
 
-def scan(release: Release, root: Path, splits: Sequence[str] | None = None) -> list[Split]:
-    """Every pair of the chosen splits, checked for partners and for the released pair count."""
+def _report(problems: list[str], what: str) -> None:
+    """Raise one error listing every problem found (nothing to raise when there is none)."""
+    if problems:
+        raise DataError("\n".join([f"{what}: {len(problems)} problem(s):", *(f"  {p}" for p in problems)]))
+
+
+def scan(release: Release, root: Path, splits: Sequence[str] | None = None,
+         problems: list[str] | None = None) -> list[Split]:  # fmt: skip
+    """Every pair of the chosen splits, checked for partners and for the released pair count.
+
+    Every problem of every split is collected before one error lists them all (or, given ``problems``, they
+    are appended there for the caller to report with its own)."""
     if not root.is_dir():
         raise DataError(f"dataset folder not found: {root}")
     chosen = list(splits) if splits else list(release.folders)
     unknown = [s for s in chosen if s not in release.folders]
     if unknown:
         raise DataError(f"{release.name} has no split {unknown[0]!r}; its splits: {', '.join(release.folders)}")
-    found = []
+    found, mine = [], [] if problems is None else problems
     for split in chosen:
-        ir_dir, vi_dir = locate(release, root, split)
-        ir, vi = _images_only(ir_dir), _images_only(vi_dir)
-        check_partners(ir, vi, ir_dir, vi_dir, f"{release.name} {split}")
+        try:
+            ir_dir, vi_dir = locate(release, root, split)
+        except DataError as exc:
+            mine.append(str(exc))
+            continue
+        ir, vi = _images_only(ir_dir, mine), _images_only(vi_dir, mine)
         if len(ir) != release.pairs[split]:
-            raise DataError(f"{ir_dir}: {len(ir)} pairs, but {release.name} {split} was released with "
-                            f"{release.pairs[split]} ({release.source})")  # fmt: skip
-        found.append(Split(split, [(s, ir[s], vi[s]) for s in sorted(ir)]))
+            mine.append(f"{ir_dir}: {len(ir)} pairs, but {release.name} {split} was released with "
+                        f"{release.pairs[split]} ({release.source})")  # fmt: skip
+        mine += [f"{ir[s]} has no partner in {vi_dir}" for s in sorted(set(ir) - set(vi))]
+        mine += [f"{vi[s]} has no partner in {ir_dir}" for s in sorted(set(vi) - set(ir))]
+        found.append(Split(split, [(s, ir[s], vi[s]) for s in sorted(set(ir) & set(vi))]))
+    if problems is None:
+        _report(mine, f"{root} ({release.name})")
     return found
 
 
@@ -153,20 +170,32 @@ def check(release: Release, root: Path, splits: Sequence[str] | None = None, pro
     """Verify a folder (prepared or as released) and return its manifest rows.
 
     Every image is decoded; infrared and visible partners must have the same size, and where the release
-    has one size, every image must have it. Rows: split, modality, file (relative to ``root``), width,
-    height, channels, bytes, SHA-256.
+    has one size, every image must have it. Every problem (a missing partner, a pair count other than the
+    release's, a stray file, an unreadable or wrongly sized image) is found in one pass and listed in one
+    error. Rows: split, modality, file (relative to ``root``), width, height, channels, bytes, SHA-256.
     """
-    return _verify(release, root, scan(release, root, splits), progress)
+    problems: list[str] = []
+    found = scan(release, root, splits, problems)
+    rows = _verify(release, root, found, progress, problems)
+    _report(problems, f"{root} ({release.name})")
+    return rows
 
 
-def _verify(release: Release, root: Path, found: list[Split], progress: bool) -> list[list[str]]:
+def _verify(release: Release, root: Path, found: list[Split], progress: bool,
+            problems: list[str] | None = None) -> list[list[str]]:  # fmt: skip
+    """Manifest rows of every pair; with ``problems``, a pair that fails is recorded there and skipped."""
     from tqdm import tqdm
 
     rows = []
     with tqdm(total=sum(len(s.pairs) for s in found), desc=f"check {release.name}", unit="pair", disable=not progress) as bar:
         for split in found:
             for _, ir_path, vi_path in split.pairs:
-                rows += pair_rows(split.name, ir_path, vi_path, root, release.size, release.name)
+                try:
+                    rows += pair_rows(split.name, ir_path, vi_path, root, release.size, release.name)
+                except DataError as exc:
+                    if problems is None:
+                        raise
+                    problems.append(str(exc))
                 bar.update()
     return rows
 

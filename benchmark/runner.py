@@ -19,7 +19,8 @@ from benchmark.console import say
 from benchmark.data import DataError
 from benchmark.launch import ROOT, launch, resolve_device
 from benchmark.plan import RunSpec, missing_inputs, plan, select, verify_data
-from benchmark.reports import build_report, format_summary
+from benchmark.published import PublishedError
+from benchmark.reports import build_report, closing_lines, format_summary
 from benchmark.store import ResultsFolder, StoreError, load_study
 
 
@@ -40,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(their forward passes mapped over stacked weights; for GPUs a small CNN leaves idle)")  # fmt: skip
     parser.add_argument("--results", default=str(ROOT / "results"), help="results root (default: results/)")
     parser.add_argument("--no-figures", action="store_true", help="report tables and summaries only")
+    parser.add_argument("--published", help="published-results file the report sets beside the reproduction "
+                        "(default: the package's published.yaml)")  # fmt: skip
     return parser
 
 
@@ -143,14 +146,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             except StoreError:  # no run of the profile has finished yet
                 study = None
             if study is not None:
-                build_report(folder.root, figures=not args.no_figures)
+                written = build_report(folder.root, figures=not args.no_figures, published=args.published)
         if study is not None:
             print(format_summary(study))
             print(f"tables and figures: {folder.summary_md} (rebuild with python -m benchmark report --results {folder.root})")
+            print("\n".join(closing_lines(study, written)))
         failed = [o for o in outcomes if o.status == "failed"]
         for o in failed:
             say(f"failed: {o.run_id}: {o.message.splitlines()[0] if o.message else ''}")
         return 1 if failed else 0
-    except (ConfigError, DataError, StoreError) as exc:
+    except (ConfigError, DataError, StoreError, PublishedError) as exc:
         say(f"error: {exc}")
         return 2

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from benchmark.data import DataError, PairedDataset, data_root
+from benchmark.datasets import release_for
 from benchmark.launch import set_threads
 
 if TYPE_CHECKING:
@@ -304,8 +305,55 @@ def speed_gpu(args: argparse.Namespace) -> int:
     return 0 if agree else 1
 
 
+H100_BF16_DENSE = 989e12  # FLOP/s: the H100 SXM's dense bf16 tensor-core peak (NVIDIA's data sheet)
+ASSUMED_UTILISATION = 0.35  # of that peak, sustained by a mixed-precision ViT training step: an assumption
+
+
+def speed_flops(args: argparse.Namespace) -> None:
+    """FLOPs of a training step and of fusing one test image, counted with PyTorch's FLOP counter on the CPU,
+    per model of the ``paper`` and ``paper-cnn`` profiles, and the GPU time they come to at an assumed share of
+    an H100's bf16 peak: an estimate until a GPU measures it (``speed gpu``)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from benchmark.config import load_config
+    from benchmark.plan import plan
+    from benchmark.train import Trainer, random_batch
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "experiments.yaml")
+    rate = H100_BF16_DENSE * ASSUMED_UTILISATION
+    print(f"estimate at {ASSUMED_UTILISATION:.0%} of an H100's dense bf16 peak ({rate / 1e12:.0f} TFLOP/s sustained); "
+          "FLOPs counted on the CPU in float32")  # fmt: skip
+    for name in (args.models or "paper,paper-cnn").split(","):
+        profile = cfg.profile(name)
+        runs = plan(cfg, profile, allow_missing=True)
+        for model in dict.fromkeys(r.model for r in runs):
+            mine = [r for r in runs if r.model == model]
+            c, spec = mine[0].config, cfg.model(model, without_checkpoint=True)
+            torch.manual_seed(0)
+            trainer = Trainer(spec.build(), spec.recipe, {"type": "damgl"}, 10**9)
+            ir, vis = random_batch(c["batch_size"], c["patch_size"])
+            with FlopCounterMode(display=False) as counter:
+                trainer.train_step(ir, vis)
+            step = counter.get_total_flops()
+            fuse = {}
+            for test in c["test"]:
+                release = release_for(cfg.datasets[test].path or "")
+                w, h = release[0].size if release and release[0].size else (640, 480)
+                pair = (torch.rand(1, 1, h, w), torch.rand(1, 1, h, w))
+                with FlopCounterMode(display=False) as counter, torch.no_grad():
+                    trainer.model.eval()(*pair)
+                images = c["test"][test].get("images") or 0
+                fuse[test] = (counter.get_total_flops(), images)
+            per_run = c["steps"] * step + sum(f * n for f, n in fuse.values())
+            print(f"{name} / {model}: {step / 1e9:.1f} GFLOP a training step (batch {c['batch_size']} of {c['patch_size']} px), "
+                  + ", ".join(f"{f / 1e9:.1f} GFLOP to fuse one {test} image ({n} images)" for test, (f, n) in fuse.items())
+                  + f"; {c['steps']} steps a run: {per_run / 1e15:.2f} PFLOP, about {per_run / rate / 3600:.2f} GPU-h a run, "
+                  f"{len(mine) * per_run / rate / 3600:.1f} GPU-h for its {len(mine)} runs")  # fmt: skip
+
+
 _TARGETS = {"metrics": speed_metrics, "losses": speed_losses, "models": speed_models, "train": speed_train,
-            "gpu": speed_gpu}  # fmt: skip
+            "gpu": speed_gpu, "flops": speed_flops}  # fmt: skip
 
 
 def run_speed(target: str, args: argparse.Namespace) -> int:

@@ -154,3 +154,27 @@ def test_data_commands(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["data", "prepare", "tno", str(src), str(tmp_path / "TNO")]) == 0
     assert main(["data", "prepare", "tno", str(src), str(tmp_path / "TNO")]) == 2
     assert "exists; prepare writes a new folder" in capsys.readouterr().err
+
+
+def test_check_lists_every_problem_in_one_pass(tmp_path: Path, capsys) -> None:
+    """An MSRS-layout folder with 3 training pairs, a test image without its partner, a stray file and an
+    image of the wrong size: one error names each of them."""
+    release = D.get_release("MSRS")
+    root = tmp_path / "MSRS"
+    for split, count in (("train", 3), ("test", 2)):
+        for i in range(count):
+            write_image(root / split / "ir" / f"{i:05d}.png", RNG.integers(0, 256, (480, 640)))
+            write_image(root / split / "vi" / f"{i:05d}.png", RNG.integers(0, 256, (480, 640, 3)))
+    (root / "test" / "vi" / "00001.png").unlink()
+    (root / "train" / "ir" / "notes.txt").write_text("stray")
+    write_image(root / "train" / "vi" / "00002.png", RNG.integers(0, 256, (48, 64, 3)))
+    with pytest.raises(DataError) as caught:
+        D.check(release, root)
+    text = str(caught.value)
+    assert "5 problem(s)" in text
+    assert "3 pairs, but MSRS train was released with 1083" in text and "2 pairs, but MSRS test was released with 361" in text
+    assert f"{root / 'test' / 'ir' / '00001.png'} has no partner in {root / 'test' / 'vi'}" in text
+    assert f"{root / 'train' / 'ir' / 'notes.txt'}: not an image file" in text
+    assert "00002.png is 64x48 (width x height)" in text
+    assert main(["data", "check", "MSRS", str(root)]) == 2
+    assert "has no partner" in capsys.readouterr().err

@@ -514,6 +514,31 @@ def build_report(root: str | Path, figures: bool = True, published: str | Path |
     return [study.folder.summary_md, *written]
 
 
+def closing_lines(study: Study, written: Sequence[Path]) -> list[str]:
+    """What a study's command prints at its end: where the paper-style tables are, the reproduced gains beside
+    the published ones, and what the seeds can and cannot show."""
+    tables = {p.name: p for p in written if p.suffix == ".md" and p.parent == study.folder.tables}
+    mains = [tables[f"main_{t}.md"] for t in _plan_order(study)["test"] if f"main_{t}.md" in tables]
+    lines = [f"paper-style tables (mean ± std over seeds of each arm, {', '.join(study.spec['primary_metrics'])} "
+             "marked as the primary family): " + ", ".join(str(p) for p in mains)] if mains else []  # fmt: skip
+    for name in sorted(n for n in tables if n.startswith("published_")):
+        lines += ["", *tables[name].read_text().splitlines()[:-1]]
+    paired = [p for p in written if p.suffix == ".csv" and p.name.startswith("paired_") and "ablation" not in p.name]
+    if paired:
+        frame = pd.concat([pd.read_csv(p) for p in paired], ignore_index=True)
+        frame = frame[(frame.runs == "all") & (frame.family == "primary")]
+        seeds, size = int(frame.seeds.min()), int(frame.family_size.max())
+        if seeds < 6:
+            lines.append(f"seeds: {seeds} per compared arm, fewer than the 6 a test needs, so no comparison is tested: "
+                         "the intervals show the size and the uncertainty of each difference, and no difference can be "
+                         "called an improvement (rerun with 6 seeds or more)")  # fmt: skip
+        else:
+            lines.append(f"seeds: {seeds} per compared arm; every comparison is tested (paired t over seeds, Holm over its "
+                         f"family of {size}); {study.folder.tables / 'findings.md'} words each result, and differences "
+                         "below the MDD of tables/power_<test>.md are not detectable with these seeds")  # fmt: skip
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m benchmark report``."""
     parser = argparse.ArgumentParser(prog="python -m benchmark report", description="Tables and figures from stored runs.")
@@ -528,8 +553,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             load_study(folder.root)  # raises, naming the missing file
         with folder.report_lock():
             files = build_report(folder.root, figures=not args.no_figures, published=args.published)
+            lines = closing_lines(load_study(folder.root), files)
     except (StoreError, PublishedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"report: {len(files)} files written under {Path(args.results)} (summary.csv, summary.md, tables/, figures/, examples/)")
+    print("\n".join(lines))
     return 0
