@@ -168,8 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dataset", help="dataset folder (metrics: default $FUSION_DATA/TNO)")
     sp.add_argument("--repeat", type=int, default=3, help="timed passes over the images (default: 3)")
     sp.add_argument("--convention", default="cddfuse", help="metrics: the convention to time (default: cddfuse)")
-    sp.add_argument("--models", help="models, gpu: comma-separated names (default: all); flops: profiles "
-                    "(default: paper,paper-cnn)")  # fmt: skip
+    sp.add_argument("--models", help="models, gpu and train: comma-separated names (default: all for models and gpu, "
+                    "pmgi for train); flops: profiles (default: paper,paper-cnn)")  # fmt: skip
     sp.add_argument("--steps", type=int, help="gpu: timed training steps per model (default 200 on CUDA, 3 on the CPU)")
     sp.add_argument("--images", type=int, help="gpu: test pairs to fuse and score (default all on CUDA, 2 on the CPU)")
     sp.add_argument("--max-seconds", type=float, default=10.0, help="models: skip fwd+bwd where one forward takes longer")

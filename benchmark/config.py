@@ -159,6 +159,7 @@ class Profile:
     keep_weights: str = "all"  # the weights of every validation, or only those a rule still selects
     conventions: list[str] = field(default_factory=list)  # metric conventions scored beside the default one
     threads: int | None = None  # CPU threads of each run (torch and Numba); hashed when set: CPU sums depend on it
+    tune: dict[str, Any] | None = None  # {gradient_scale, seeds, arms, models}: each arm at its own tuned weight
 
     def grid(self, arm: str) -> tuple[list[str], list[int], list[str]]:
         """Models, seeds and test sets an arm runs on (ablation-only arms may use a smaller grid)."""
@@ -172,13 +173,13 @@ class Profile:
         return {"profile": self.name, "train": self.train, "steps": self.steps, "arms": self.arms,
                 "loss_arms": self.loss_arms, "ablations": self.ablation_arms, "base_arm": self.base_arm,
                 "primary_metrics": self.primary_metrics, "labels": self.labels, "conventions": self.conventions,
-                "select": self.select, "grids": {arm: dict(zip(("models", "seeds", "test"), self.grid(arm))) for arm in self.arms}}  # fmt: skip
+                "select": self.select, "tune": self.tune, "grids": {arm: dict(zip(("models", "seeds", "test"), self.grid(arm))) for arm in self.arms}}  # fmt: skip
 
 
 PROFILE_KEYS = ["models", "losses", "ablations", "ablation_on", "seeds", "train", "test", "steps", "epochs", "schedule",
                 "batch_size", "patch_size", "lr", "device", "checkpoint_every", "log_every", "normalisation", "slurm",
                 "base_arm", "primary_metrics", "val", "plateau", "stop", "select", "keep_weights", "conventions",
-                "threads"]  # fmt: skip
+                "threads", "tune"]  # fmt: skip
 TOP_KEYS = ["datasets", "models", "losses", "ablations", "profiles", "default_profile", "labels"]
 
 
@@ -350,12 +351,13 @@ def _parse_profile(name: str, b: Any, cfg: dict[str, Any], arms: dict, ablations
     conventions = _name_list(b["conventions"], list(CONVENTIONS), f"{path}.conventions", "metric convention") if "conventions" in b else []
     if DEFAULT_CONVENTION in conventions:
         raise ConfigError(f"{path}.conventions: '{DEFAULT_CONVENTION}' is always scored; list the other conventions only")
+    tune = _parse_tune(b.get("tune"), path, models, seeds, loss_arms, list(profile_arms), val)
     return Profile(
         name, models, profile_arms, seeds, train, test, b.get("steps"), b.get("batch_size"), b.get("patch_size"),
         b.get("lr"), device, b.get("checkpoint_every", 100), b.get("log_every", 10), norm,
         dict(b.get("slurm") or {}), list(loss_arms), ablation_arms, ablation_on, base_arm, list(primary), labels,
         None if epochs is None else float(epochs), schedule, val, plateau, stop, select, keep, conventions,
-        b.get("threads"),
+        b.get("threads"), tune,
     )  # fmt: skip
 
 
@@ -425,6 +427,31 @@ def _check_criterion_form(criterion: str, where: str) -> None:
     metrics = [t for t in terms if t in metric_names()]
     if metrics and len(metrics) != len(terms):
         raise ConfigError(f"{where}: '{criterion}' mixes metrics and objective parts")
+
+
+def _parse_tune(block: Any, path: str, models: list[str], seeds: list[int], loss_arms: list[str], all_arms: list[str],
+                val: dict | None) -> dict[str, Any] | None:  # fmt: skip
+    """``tune: {gradient_scale: [...], seeds: [...], arms: [...], models: [...]}``: every (model, arm, scale) is
+    trained on every tuning seed and validated, never tested; each arm then trains the profile's seeds at the
+    scale whose mean validation criterion is best. Every arm gets the same trials, so the grid is even."""
+    if block is None:
+        return None
+    where = f"{path}.tune"
+    _check_keys(block, ["gradient_scale", "seeds", "arms", "models"], where, required=("gradient_scale", "seeds"))
+    if val is None:
+        raise ConfigError(f"{where}: needs 'val' (tuning selects on the validation criterion, never on test images)")
+    scales = block["gradient_scale"]
+    if (not isinstance(scales, list) or not scales or len(set(scales)) != len(scales)
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in scales)):  # fmt: skip
+        raise ConfigError(f"{where}.gradient_scale: expected a list of distinct positive numbers, got {scales!r}")
+    tuning = _seeds(block["seeds"], f"{where}.seeds")
+    if len(set(tuning)) != len(tuning) or set(tuning) & set(seeds):
+        raise ConfigError(f"{where}.seeds: expected distinct seeds disjoint from the profile's seeds {seeds}, got {tuning}")
+    if not block.get("arms", loss_arms):
+        raise ConfigError(f"{where}.arms: the profile has no loss arm to tune; name its arms")
+    arms = _name_list(block.get("arms", loss_arms), all_arms, f"{where}.arms", "arm of the profile")
+    chosen = _name_list(block.get("models", models), models, f"{where}.models", "profile model")
+    return {"gradient_scale": [float(x) for x in scales], "seeds": list(tuning), "arms": list(arms), "models": list(chosen)}
 
 
 def _parse_ablation_on(block: Any, models: list[str], test: list[str], path: str) -> dict[str, list]:

@@ -165,8 +165,9 @@ def _claim(run: RunSpec, results: Path, device: str,
         say(f"{run.run_id}: {broken}; repairing the run")
         run_dir.done.unlink()
     run_dir.failed.unlink(missing_ok=True)
-    if stored is None:
-        run_dir.write_config(run.run_id, run.config_hash, run.config, run.data_paths)
+    if stored is None:  # the gradient scale is recorded even at 1, where it is left out of the hash
+        run_dir.write_config(run.run_id, run.config_hash, {**run.config, "gradient_scale": run.config.get("gradient_scale", 1.0)},
+                             run.data_paths)  # fmt: skip
     run_dir.write_env(environment(device, run.seed, packed_with))
     return run_dir, lock
 

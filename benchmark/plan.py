@@ -43,6 +43,7 @@ class RunSpec:
     log_every: int = 10  # not hashed: logging does not change results
     keep_weights: str = "all"  # not hashed: which validated weights stay on disk does not change results
     provisional: bool = False  # planned without a dataset folder: the hash changes once the images are read
+    stage: str = "study"  # "tune": a tuning run (validated, never tested); "pending": waits for tuning to pick its scale
 
     @property
     def config_hash(self) -> str:
@@ -87,12 +88,18 @@ def _expected_identity(ds: DatasetDef) -> tuple[dict[str, Any], int | None]:
     return {"images": pairs, "stems_sha256": None}, pairs * release.size[0] * release.size[1] if release.size else None
 
 
-def plan(cfg: Config, profile: Profile, allow_missing: bool = False) -> list[RunSpec]:
+def plan(cfg: Config, profile: Profile, allow_missing: bool = False,
+         scales: dict[str, dict[str, float]] | None = None) -> list[RunSpec]:  # fmt: skip
     """Expand models x arms x seeds into runs; data folders are read and each model is built and checked once.
 
     With ``allow_missing`` (a dry run), a missing dataset folder is planned from its release's pair count and
     image size (its runs' hashes are provisional, :attr:`RunSpec.provisional`), and a model whose checkpoint
     is missing is built without it; otherwise anything :func:`missing_inputs` lists is an error naming it.
+
+    With ``tune``, the tuning runs come first (``stage = "tune"``: every tuned model, arm, gradient scale and
+    tuning seed, validated and never tested); the study's runs of a tuned arm train at the scale tuning
+    selected (``scales``: arm -> model -> scale, :func:`benchmark.tuning.select_scales`), and before it is
+    known they are planned at the recipe's weight as ``pending``.
     """
     missing = missing_inputs(cfg, profile)
     if missing and not allow_missing:
@@ -108,55 +115,74 @@ def plan(cfg: Config, profile: Profile, allow_missing: bool = False) -> list[Run
         identity[name] = ds.identity()
     train_pixels = pixels[profile.train] if profile.train in pixels else datasets[profile.train].pixels()
     sources = {name: ds.source() for name, ds in datasets.items()}
+    tune = profile.tune or {}
+    tuned = {(m, a) for m in tune.get("models", []) for a in tune.get("arms", [])}
     runs = []
     for model in profile.models:
         spec = cfg.model(model, without_checkpoint=f"models.{model}.backbone_checkpoint" in missing)
-        for arm, block in profile.arms.items():
+        recipe = spec.recipe
+        batch, patch = profile.batch_size or recipe.batch_size, profile.patch_size or recipe.patch_size
+        if patch is None:
+            raise ConfigError(f"profiles.{profile.name}.patch_size: model '{model}' trains on whole images; set a patch size")
+        if train_pixels is None and not profile.steps:
+            raise ConfigError(f"profiles.{profile.name}.epochs: the size of '{profile.train}' is unknown until "
+                              f"its folder is here; give a budget in steps to plan without it")  # fmt: skip
+        per_epoch = train_pixels / (batch * patch * patch) if train_pixels is not None else float("nan")
+        steps = profile.steps or max(1, math.ceil(profile.epochs * per_epoch))
+
+        def make(arm: str, seed: int, tests: list[str], scale: float, stage: str) -> RunSpec:
+            block = profile.arms[arm]
+            config = {
+                "model": {"name": model, **copy.deepcopy(cfg.raw["models"][model])},
+                "arm": {"name": arm, **block},
+                "seed": seed,
+                "train": {"name": profile.train, **identity[profile.train]},
+                "test": {t: identity[t] for t in tests},
+                "steps": steps,
+                "epochs": steps / per_epoch,
+                "steps_per_epoch": per_epoch,
+                "schedule": profile.schedule,
+                "batch_size": batch,
+                "patch_size": patch,
+                "lr": profile.lr,
+                "normalisation": recipe.output_normalisation if profile.normalisation == "recipe" else profile.normalisation,
+                "checkpoint_every": profile.checkpoint_every,
+            }
+            if scale != 1:  # the recipe's weight times this (absent at 1: runs at the recipe's weight keep their hash)
+                config["gradient_scale"] = scale
+            if profile.val:  # validation, stopping and selection change what is scored, so they are hashed
+                every = profile.val.get("every", max(1, round(per_epoch)))  # default: once an epoch
+                config["val"] = {**profile.val, "every": every, "identity": identity[profile.val["dataset"]]}
+                if profile.plateau:
+                    config["plateau"] = dict(profile.plateau)
+                if profile.stop:
+                    config["stop"] = "plateau"
+                config["select"] = list(profile.select)
+                _check_criterion(profile, model, recipe)
+            if profile.conventions:  # scored beside the default convention (absent: the hash of older runs holds)
+                config["conventions"] = list(profile.conventions)
+            if profile.threads:  # CPU sums depend on the thread count (absent: the hash of older runs holds)
+                config["threads"] = profile.threads
+            if block.get("balance") == "initial":  # the factor is measured against the base arm's term
+                config["base_arm"] = dict(profile.arms[profile.base_arm])
+            paths = {t: sources[t] for t in dict.fromkeys([profile.train, *tests, *val])}
+            return RunSpec(run_id(model, arm, profile.train, seed, scale), model, arm, seed, config, paths,
+                           profile.log_every, profile.keep_weights, any(t in pixels for t in paths), stage)  # fmt: skip
+
+        for arm in tune.get("arms", []) if model in tune.get("models", []) else []:
+            if model not in profile.grid(arm)[0]:
+                raise ConfigError(f"profiles.{profile.name}.tune: arm '{arm}' is not planned for model '{model}', so the "
+                                  "arms would not get the same tuning trials; tune models every tuned arm runs on")  # fmt: skip
+            runs += [make(arm, seed, [], scale, "tune") for scale in tune["gradient_scale"] for seed in tune["seeds"]]
+        for arm in profile.arms:
             models, seeds, tests = profile.grid(arm)
             for seed in seeds if model in models else []:
-                recipe = spec.recipe
-                batch, patch = profile.batch_size or recipe.batch_size, profile.patch_size or recipe.patch_size
-                if patch is None:
-                    raise ConfigError(f"profiles.{profile.name}.patch_size: model '{model}' trains on whole images; set a patch size")
-                if train_pixels is None and not profile.steps:
-                    raise ConfigError(f"profiles.{profile.name}.epochs: the size of '{profile.train}' is unknown until "
-                                      f"its folder is here; give a budget in steps to plan without it")  # fmt: skip
-                per_epoch = train_pixels / (batch * patch * patch) if train_pixels is not None else float("nan")
-                steps = profile.steps or max(1, math.ceil(profile.epochs * per_epoch))
-                config = {
-                    "model": {"name": model, **copy.deepcopy(cfg.raw["models"][model])},
-                    "arm": {"name": arm, **block},
-                    "seed": seed,
-                    "train": {"name": profile.train, **identity[profile.train]},
-                    "test": {t: identity[t] for t in tests},
-                    "steps": steps,
-                    "epochs": steps / per_epoch,
-                    "steps_per_epoch": per_epoch,
-                    "schedule": profile.schedule,
-                    "batch_size": batch,
-                    "patch_size": patch,
-                    "lr": profile.lr,
-                    "normalisation": recipe.output_normalisation if profile.normalisation == "recipe" else profile.normalisation,
-                    "checkpoint_every": profile.checkpoint_every,
-                }
-                if profile.val:  # validation, stopping and selection change what is scored, so they are hashed
-                    every = profile.val.get("every", max(1, round(per_epoch)))  # default: once an epoch
-                    config["val"] = {**profile.val, "every": every, "identity": identity[profile.val["dataset"]]}
-                    if profile.plateau:
-                        config["plateau"] = dict(profile.plateau)
-                    if profile.stop:
-                        config["stop"] = "plateau"
-                    config["select"] = list(profile.select)
-                    _check_criterion(profile, model, recipe)
-                if profile.conventions:  # scored beside the default convention (absent: the hash of older runs holds)
-                    config["conventions"] = list(profile.conventions)
-                if profile.threads:  # CPU sums depend on the thread count (absent: the hash of older runs holds)
-                    config["threads"] = profile.threads
-                if block.get("balance") == "initial":  # the factor is measured against the base arm's term
-                    config["base_arm"] = dict(profile.arms[profile.base_arm])
-                paths = {t: sources[t] for t in dict.fromkeys([profile.train, *tests, *val])}
-                runs.append(RunSpec(run_id(model, arm, profile.train, seed), model, arm, seed, config, paths, profile.log_every,
-                                    profile.keep_weights, provisional=any(t in pixels for t in paths)))  # fmt: skip
+                if (model, arm) not in tuned:
+                    runs.append(make(arm, seed, tests, 1.0, "study"))
+                elif scales is None:
+                    runs.append(make(arm, seed, tests, 1.0, "pending"))
+                else:
+                    runs.append(make(arm, seed, tests, scales[arm][model], "study"))
     return runs
 
 

@@ -17,11 +17,12 @@ from benchmark import interrupts
 from benchmark.config import Config, ConfigError, Profile, load_config
 from benchmark.console import say
 from benchmark.data import DataError
-from benchmark.launch import ROOT, launch, resolve_device
+from benchmark.launch import ROOT, launch, resolve_device, set_threads
 from benchmark.plan import RunSpec, missing_inputs, plan, select, verify_data
 from benchmark.published import PublishedError
 from benchmark.reports import build_report, closing_lines, format_summary
 from benchmark.store import ResultsFolder, StoreError, load_study
+from benchmark.tuning import at_edge, select_scales, trials, tuning_table
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,8 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a config field")
     parser.add_argument("--dry-run", action="store_true", help="list the runs, which are done, how long they take "
                         "and what is missing")  # fmt: skip
-    parser.add_argument("--timing-steps", type=int, default=2, help="dry run: training steps timed per model for "
-                        "the duration estimate (default 2; 0 skips the timing)")  # fmt: skip
+    parser.add_argument("--timing-steps", type=int, default=10, help="dry run: training steps timed per model for "
+                        "the duration estimate, after 3 warm-up steps (default 10; 0 skips the timing)")  # fmt: skip
     parser.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="overrides the profile's device")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes")
     parser.add_argument("--launcher", default="local", choices=["local", "slurm"])
@@ -63,19 +64,29 @@ def estimate(cfg: Config, profile: Profile, runs: list[RunSpec], timing_steps: i
     if device == "cuda" and not torch.cuda.is_available():
         return ["time: not estimated: the profile trains on cuda, which is not here; on the GPU machine the dry run "
                 "times it (or run python -m benchmark speed gpu there)"]  # fmt: skip
-    lines = [f"time (one training step timed on {device} after a warm-up, median of {timing_steps}, on this machine as "
-             "loaded now; validation, fusing and scoring not included):"]  # fmt: skip
-    for model in dict.fromkeys(r.model for r in runs):
-        mine = [r for r in runs if r.model == model]
-        c = mine[0].config
-        spec = cfg.model(model, without_checkpoint=f"models.{model}.backbone_checkpoint" in missing)
-        torch.manual_seed(0)
-        step = time_step(spec.build(), spec.recipe, arm_gradient(c["arm"]), c["batch_size"], c["patch_size"], device,
-                         timing_steps)  # fmt: skip
-        total = sum(r.config["steps"] for r in mine) * step
-        cap = " at most (runs may stop on their plateau)" if profile.stop else ""
-        lines.append(f"  {model}: {step:.3g} s a step -> {_duration(c['steps'] * step)} a run, {_duration(total)} for its "
-                     f"{len(mine)} runs on one worker{cap}")  # fmt: skip
+    threads = profile.threads or torch.get_num_threads()
+    lines = [f"time (one training step timed on {device} with {threads} thread(s), the runs' count, median of "
+             f"{timing_steps} after 3 warm-up steps, on this machine as loaded now; validation, fusing and scoring "
+             "not included):"]  # fmt: skip
+    before = torch.get_num_threads()
+    set_threads(threads)
+    try:
+        for model in dict.fromkeys(r.model for r in runs):
+            mine = [r for r in runs if r.model == model]
+            c = mine[0].config
+            spec = cfg.model(model, without_checkpoint=f"models.{model}.backbone_checkpoint" in missing)
+            torch.manual_seed(0)
+            step = time_step(spec.build(), spec.recipe, arm_gradient(c["arm"]), c["batch_size"], c["patch_size"], device,
+                             timing_steps)  # fmt: skip
+            cap = " at most (runs may stop on their plateau)" if profile.stop else ""
+            for stage, what in (("tune", "tuning runs (validation only)"), ("study", "study runs")):
+                chosen = [r for r in mine if (r.stage == "tune") == (stage == "tune")]
+                if chosen:
+                    total = sum(r.config["steps"] for r in chosen) * step
+                    lines.append(f"  {model}: {step:.3g} s a step -> {_duration(c['steps'] * step)} a run, "
+                                 f"{_duration(total)} for its {len(chosen)} {what} on one worker{cap}")  # fmt: skip
+    finally:
+        set_threads(before)
     return lines
 
 
@@ -84,10 +95,17 @@ def describe(cfg: Config, profile: Profile, runs: list[RunSpec], folder: Results
     """The dry run: each run and its state, the budget per model, the data, its duration estimated from
     ``timing_steps`` timed training steps per model (0: not timed), and what is missing."""
     lines = []
-    for run in runs:
-        state = "todo" if run.provisional else folder.run(run.run_id).state(run.config_hash)
-        note = "config hash once its data is here" if run.provisional else f"config {run.config_hash}"
-        lines.append(f"{state:8s} {run.run_id}  ({note})")
+    for stage, title in (("tune", "tuning runs: every tuned arm at every gradient scale and tuning seed, validated, never "
+                                  "tested"), ("study", "study runs")):  # fmt: skip
+        chosen = [r for r in runs if (r.stage == "tune") == (stage == "tune")]
+        if chosen and profile.tune:
+            lines.append(f"{title} ({len(chosen)}):")
+        for run in chosen:
+            state = "todo" if run.provisional else folder.run(run.run_id).state(run.config_hash)
+            note = "config hash once its data is here" if run.provisional else f"config {run.config_hash}"
+            if run.stage == "pending":
+                state, note = "pending", "its gradient scale is selected by the tuning runs"
+            lines.append(f"{state:8s} {run.run_id}  ({note})")
     lines.append(f"{len(runs)} runs in profile '{profile.name}' -> {folder.root}, on {profile.device}")
     for model in dict.fromkeys(r.model for r in runs):
         c = next(r.config for r in runs if r.model == model)
@@ -103,6 +121,32 @@ def describe(cfg: Config, profile: Profile, runs: list[RunSpec], folder: Results
         lines.append("missing before it can run:")
         lines += [f"  {key}: {why}" for key, why in missing.items()]
     return "\n".join(lines)
+
+
+def _tuned(cfg: Config, profile: Profile, folder: ResultsFolder, tuning: list[RunSpec], only: str | None) -> list[RunSpec]:
+    """After the tuning runs: select each tuned arm's scale (:mod:`benchmark.tuning`), record it in
+    ``study.json``, warn of a selection at the edge of the grid, and plan the study's runs at those scales."""
+    tune = {**profile.tune, "models": list(dict.fromkeys(r.model for r in tuning)),
+            "arms": list(dict.fromkeys(r.arm for r in tuning))}  # what --only left of the tuning grid  # fmt: skip
+    table = tuning_table(trials(folder, tune, profile.train))
+    scales = select_scales(table)
+    folder.write_study({**profile.study(), "scales": scales})
+    for warning in at_edge(table):
+        say(f"warning: {warning}")
+    chosen = ", ".join(f"{m} / {a}: x{x:g}" for a, by_model in scales.items() for m, x in by_model.items())
+    print(f"tuning: {len(tuning)} runs; selected gradient scales {chosen}")
+    return select(plan(cfg, profile, scales=scales), only)
+
+
+def _after_tuning_failed(outcomes: list) -> int:
+    """A tuning run that failed or stopped leaves the selection undecided: say so, train nothing further."""
+    for o in outcomes:
+        if o.status not in ("done", "trained"):
+            say(f"{o.status}: {o.run_id}: {o.message.splitlines()[0] if o.message else ''}")
+    say("tuning is incomplete, so no arm's gradient scale is selected and the study's runs wait; "
+        "run the same command again once the problem is fixed")  # fmt: skip
+    stopped = any(o.status == "interrupted" for o in outcomes)
+    return 128 + (interrupts.requested() or signal.SIGINT) if stopped else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -130,8 +174,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         with interrupts.handling_stops():
             try:
                 folder.write_study(profile.study())
-                outcomes = launch(runs, cfg, profile, args.config, folder.root, device, args.workers, args.launcher, args.set,
-                                  args.pack)  # fmt: skip
+                tuning = [r for r in runs if r.stage == "tune"]
+                outcomes = launch(tuning, cfg, profile, args.config, folder.root, device, args.workers, args.launcher,
+                                  args.set, args.pack) if tuning else []  # fmt: skip
+                if any(o.status != "done" and o.status != "trained" for o in outcomes):
+                    return _after_tuning_failed(outcomes)
+                if tuning:
+                    runs = _tuned(cfg, profile, folder, tuning, args.only)
+                outcomes += launch([r for r in runs if r.stage == "study"], cfg, profile, args.config, folder.root,
+                                   device, args.workers, args.launcher, args.set, args.pack)  # fmt: skip
             except interrupts.Interrupted as exc:
                 say(str(exc))
                 return exc.exit_code

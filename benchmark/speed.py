@@ -171,7 +171,14 @@ def speed_models(args: argparse.Namespace) -> None:
 
 
 def speed_train(args: argparse.Namespace) -> None:
-    """Steps per second of one model through the runner's training path and through a bare loop."""
+    """Steps per second of each model ``--models`` names (default PMGI) through the runner's training path and
+    through a bare loop."""
+    for model_name in (args.models or "pmgi").split(","):
+        _speed_train_one(model_name, args)
+
+
+def _speed_train_one(model_name: str, args: argparse.Namespace) -> None:
+    """:func:`speed_train` for one model."""
     import tempfile
 
     import torch
@@ -182,7 +189,7 @@ def speed_train(args: argparse.Namespace) -> None:
     from benchmark.store import RunDir
     from benchmark.train import random_batch, train_run
 
-    steps, model_name = max(args.repeat, 40), "pmgi"
+    steps = max(args.repeat, 40)
     overrides = [f"profiles.smoke.models=[{model_name}]", "profiles.smoke.losses=[damgl]", f"profiles.smoke.steps={steps}",
                  "profiles.smoke.batch_size=8", "profiles.smoke.patch_size=64", "profiles.smoke.checkpoint_every=1000000",
                  "profiles.smoke.log_every=10", "datasets.synthetic_small.synthetic.height=96",

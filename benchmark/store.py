@@ -128,9 +128,11 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=,-]+", "-", text).strip("-")
 
 
-def run_id(model: str, arm: str, train: str, seed: int) -> str:
-    """The readable name of a run's directory: ``<model>__<arm>__<train>__s<seed>``."""
-    return "__".join([_slug(model), _slug(arm), _slug(train), f"s{seed}"])
+def run_id(model: str, arm: str, train: str, seed: int, scale: float = 1.0) -> str:
+    """The readable name of a run's directory: ``<model>__<arm>__<train>__s<seed>``, the arm followed by
+    ``-x<scale>`` where its gradient weight is scaled (``pmgi__damgl-x0.5__roadscene_fit__s100``)."""
+    arm = _slug(arm) + (f"-x{scale:g}" if scale != 1 else "")
+    return "__".join([_slug(model), arm, _slug(train), f"s{seed}"])
 
 
 def image_file(stem: str) -> str:
@@ -498,6 +500,10 @@ class Study:
     def root(self) -> Path:
         return self.folder.root
 
+    def run_id_of(self, model: str, arm: str, seed: int) -> str:
+        """The run directory of a planned run: its arm at the gradient scale tuning selected for it (1 else)."""
+        return run_id(model, arm, self.spec["train"], seed, self.spec.get("scales", {}).get(arm, {}).get(model, 1.0))
+
     def tests(self, arms: Sequence[str]) -> list[str]:
         """Test sets in planned order that hold values of any of ``arms``."""
         present = set(self.values.loc[self.values.arm.isin(arms), "test"])
@@ -519,10 +525,11 @@ def load_study(root: str | Path) -> Study:
     spec = {"base_arm": DEFAULT_BASE_ARM, "primary_metrics": list(DEFAULT_PRIMARY_METRICS), "labels": {},
             **json.loads(folder.study.read_text())}  # older study.json files lack the three  # fmt: skip
     frames, runs, missing, failed, by_rule = [], {}, [], {}, {}
+    planner = Study(folder, spec, None, {})  # only for the run ids of its plan
     for arm, grid in spec["grids"].items():
         for model in grid["models"]:
             for seed in grid["seeds"]:
-                rid = run_id(model, arm, spec["train"], seed)
+                rid = planner.run_id_of(model, arm, seed)
                 run = folder.run(rid)
                 if run.failed.is_file():
                     failed[rid] = run.read_json("failed").get("error", "").splitlines()[0]

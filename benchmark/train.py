@@ -421,19 +421,20 @@ def arm_gradient(arm: dict[str, Any]) -> dict[str, Any]:
 
 
 def time_step(model: nn.Module, recipe: Recipe, gradient: dict[str, Any], batch: int, patch: int, device: str,
-              steps: int = 2) -> float:  # fmt: skip
-    """Median seconds of one training step on random ``batch`` x ``patch`` patches, after one warm-up step:
-    what a dry run multiplies by the budget (the step's cost does not depend on the pixels)."""
-    trainer = Trainer(model, recipe, gradient, steps + 1, device=device)
+              steps: int = 10, warmup: int = 3) -> float:  # fmt: skip
+    """Median seconds of one training step on random ``batch`` x ``patch`` patches, after ``warmup`` steps
+    (allocator and oneDNN caches settle over the first few): what a dry run multiplies by the budget (the
+    step's cost does not depend on the pixels)."""
+    trainer = Trainer(model, recipe, gradient, steps + warmup, device=device)
     ir, vis = random_batch(batch, patch)
     times = []
-    for _ in range(steps + 1):
+    for _ in range(steps + warmup):
         t0 = time.perf_counter()
         trainer.train_step(ir, vis)
         if trainer.cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    return float(np.median(times[1:]))
+    return float(np.median(times[warmup:]))
 
 
 class RunLoop:
@@ -453,9 +454,9 @@ class RunLoop:
         gradient = arm_gradient(c["arm"])
         self.sampler = PatchSampler(load_training_images(cfg.datasets[c["train"]["name"]].open()), c["patch_size"],
                                     c["batch_size"], seed=run.seed)  # fmt: skip
-        scale = 1.0
+        scale = float(c.get("gradient_scale", 1.0))  # a tuned arm's multiple of the recipe's weight
         if c["arm"].get("balance", "none") == "initial":
-            scale = balance_scale(model, spec.recipe, gradient, c["base_arm"], self.sampler)
+            scale *= balance_scale(model, spec.recipe, gradient, c["base_arm"], self.sampler)
         per_epoch = c["steps_per_epoch"] if c.get("schedule") == "paper" else None
         self.trainer = Trainer(model, spec.recipe, gradient, c["steps"], device=device, lr=c["lr"], gradient_scale=scale,
                                steps_per_epoch=per_epoch)  # fmt: skip

@@ -44,11 +44,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.metrics import DEFAULT_CONVENTION, column, column_info, get_convention, metric_names
-from benchmark.published import Published, PublishedError, compare_gains, compare_means, load_published
+from benchmark.metrics import (
+    DEFAULT_CONVENTION,
+    column,
+    column_info,
+    get_convention,
+    metric_names,
+)
+from benchmark.published import (
+    Published,
+    PublishedError,
+    compare_gains,
+    compare_means,
+    load_published,
+)
 from benchmark.reports.figures import make_figures
 from benchmark.reports.inference import family_holm, health_table, seed_comparisons
-from benchmark.reports.wording import findings
 from benchmark.reports.stats import (
     convergence,
     loss_scale,
@@ -62,6 +73,7 @@ from benchmark.reports.stats import (
     summarise_arms,
 )
 from benchmark.reports.tables import (
+    Table,
     convergence_markup,
     crossed_markup,
     gains_markup,
@@ -74,9 +86,18 @@ from benchmark.reports.tables import (
     sensitivity_markup,
     step_ratio_markup,
     to_csv,
+    tuning_markup,
     write_table,
 )
-from benchmark.store import ResultsFolder, StoreError, Study, atomic_write_text, load_study, run_id
+from benchmark.reports.wording import findings
+from benchmark.store import (
+    ResultsFolder,
+    StoreError,
+    Study,
+    atomic_write_text,
+    load_study,
+)
+from benchmark.tuning import at_edge, budget_table, trials, tuning_table
 
 
 def _plan_order(study: Study) -> dict[str, list]:
@@ -164,7 +185,7 @@ def _planned_family(study: Study, arms: Mapping[str, str], base: str, primary: S
 
 
 def _planned(study: Study) -> list[tuple[str, str, int, str]]:
-    return [(model, arm, seed, run_id(model, arm, study.spec["train"], seed))
+    return [(model, arm, seed, study.run_id_of(model, arm, seed))
             for arm, grid in study.spec["grids"].items() for model in grid["models"] for seed in grid["seeds"]]  # fmt: skip
 
 
@@ -224,6 +245,14 @@ def _main_comparisons(study: Study, values: pd.DataFrame, metrics: list[str], pr
     return comparisons.assign(arm_id=comparisons.get("arm"), base_id=base) if not comparisons.empty else comparisons
 
 
+def _tuned_caption(study: Study) -> str:
+    """``", tuned, equal budget of K trials per arm"`` for a study whose arms train at tuned weights."""
+    tune = study.spec.get("tune")
+    if not tune or not study.spec.get("scales"):
+        return ""
+    return f", tuned, equal budget of {len(tune['gradient_scale']) * len(tune['seeds'])} trials per arm"
+
+
 def _main_sections(study: Study, values: pd.DataFrame, comparisons: pd.DataFrame, metrics: list[str], primary: list[str],
                    healthy: set[str], labels: dict[str, str], tables: Path,
                    convention: str | None = None) -> tuple[list[str], list[Path]]:  # fmt: skip
@@ -240,11 +269,30 @@ def _main_sections(study: Study, values: pd.DataFrame, comparisons: pd.DataFrame
         written += write_table(tables, f"main_{test}{suffix}", summary, table)
         sections += [f"## {name}", "", table.markdown()]
         if not comparisons.empty and test in set(comparisons.test):
-            more, files = _comparison_sections(comparisons, test, f"{test}{suffix}", f"{name}: each arm against {base}",
-                                               primary, metrics, labels, tables)  # fmt: skip
+            more, files = _comparison_sections(comparisons, test, f"{test}{suffix}", f"{name}: each arm against {base}"
+                                               + _tuned_caption(study), primary, metrics, labels, tables)  # fmt: skip
             sections += more
             written += files
     return sections, written
+
+
+def _tuning_sections(study: Study, labels: dict[str, str], tables: Path) -> tuple[list[str], list[Path]]:
+    """The tuning table, its budget curve and warnings, for a study with ``tune``; a note while it is incomplete."""
+    tune = study.spec.get("tune")
+    if not tune:
+        return [], []
+    try:
+        done = trials(study.folder, tune, study.spec["train"])
+    except StoreError as exc:
+        return ["## Tuning", "", f"Tuning is incomplete ({exc}); no arm's gradient scale is selected yet.", ""], []
+    table, budget = tuning_table(done), budget_table(done)
+    markup = tuning_markup(table, budget, "Tuning: each arm's gradient weight, chosen on validation with an equal budget",
+                           at_edge(table), labels)  # fmt: skip
+    written = write_table(tables, "tuning", table, markup)
+    written += write_table(tables, "tuning_budget", budget, Table("Expected best validation criterion against trials",
+                           list(budget.columns), [[str(v) for v in r] for r in budget.itertuples(index=False)],
+                           [[None] * len(budget.columns) for _ in range(len(budget))], [0], []))  # fmt: skip
+    return ["## Tuning", "", markup.markdown()], written
 
 
 def _selection_sections(study: Study, metrics: list[str], primary: list[str], plateau: dict[str, bool | None],
@@ -472,9 +520,10 @@ def build_report(root: str | Path, figures: bool = True, published: str | Path |
         sections += ["## Loss scale", "", table.markdown()]
     main_values = study.values[study.values.arm.isin(main_arms)]
     plateau = reached_plateau(study)
-    more, files = _selection_sections(study, metrics, primary, plateau, labels, tables)
-    sections += more
-    written += files
+    for more, files in (_tuning_sections(study, labels, tables),
+                        _selection_sections(study, metrics, primary, plateau, labels, tables)):
+        sections += more
+        written += files
     comparisons = _main_comparisons(study, main_values, metrics, primary, healthy, plateau)
     ablations = {name: _ablation_comparisons(study, name, arm_of, metrics, primary, healthy, plateau)
                  for name, arm_of in study.spec["ablations"].items()}  # fmt: skip

@@ -32,7 +32,8 @@ from benchmark.metrics import column_info  # noqa: E402
 from benchmark.reports.inference import t_interval  # noqa: E402
 from benchmark.reports.stats import seed_means, study_metrics  # noqa: E402
 from benchmark.selection import criterion_of  # noqa: E402
-from benchmark.store import Study, atomic_write_bytes, dataset_source, read_image_array, run_id  # noqa: E402
+from benchmark.store import StoreError, Study, atomic_write_bytes, dataset_source, read_image_array  # noqa: E402
+from benchmark.tuning import budget_table, trials  # noqa: E402
 from losses import Sobel  # noqa: E402
 
 
@@ -253,7 +254,7 @@ def collect_examples(study: Study, model: str, test: str, arms: list[str], seed:
                 atomic_write_bytes(folder.example(test, f"{image}_{kind}"), png_bytes(np.round(grey).astype(np.uint8)))
         for arm in arms:
             target = folder.example(test, fused_example(image, model, arm, seed))
-            source = folder.run(run_id(model, arm, study.spec["train"], seed)).fused(test, image)
+            source = folder.run(study.run_id_of(model, arm, seed)).fused(test, image)
             if not target.is_file() and source.is_file():
                 atomic_write_bytes(target, source.read_bytes())
     return [i for i in images if folder.example(test, f"{i}_ir").is_file()]
@@ -387,6 +388,32 @@ def direction_figure(study: Study, model: str, test: str, arms: list[str], image
     return fig
 
 
+def tuning_figure(done: pd.DataFrame, budget: pd.DataFrame, labels: dict[str, str]) -> plt.Figure:
+    """Per tuned model: the validation criterion against the gradient scale (a line through each arm's means,
+    a dot per tuning seed), and the expected best criterion against the number of trials."""
+    models = list(dict.fromkeys(done.model))
+    fig, axes = plt.subplots(2, len(models), figsize=(3.0 * len(models) + 0.4, 5.2), squeeze=False)
+    for col, model in enumerate(models):
+        for j, (arm, g) in enumerate(done[done.model == model].groupby("arm", sort=False)):
+            color = PALETTE[j % len(PALETTE)]
+            means = g.groupby("gradient_scale")["value"].mean()
+            axes[0][col].plot(means.index, means.to_numpy(), color=color, lw=0.9, label=labels.get(arm, arm))
+            axes[0][col].plot(g["gradient_scale"], g["value"], "o", ms=3, color=color, alpha=0.7)
+            b = budget[(budget.model == model) & (budget.arm == arm)]
+            axes[1][col].plot(b["trials"], b["expected_best"], color=color, lw=0.9, label=labels.get(arm, arm))
+        axes[0][col].set_xscale("log", base=2)
+        axes[0][col].set_title(labels.get(model, model))
+        axes[0][col].set_xlabel("gradient scale (x the recipe's weight)")
+        axes[1][col].set_xlabel("trials")
+    axes[0][0].set_ylabel("validation criterion")
+    axes[1][0].set_ylabel("expected best criterion")
+    axes[0][0].legend(frameon=False, fontsize=7)
+    fig.suptitle("Tuning: the validation criterion per scale (line: mean over tuning seeds, dots: seeds), and the "
+                 "expected best\ncriterion against the number of trials (Dodge et al. 2019)", y=1.03, fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
 def make_figures(study: Study, healthy: set[str]) -> list[Path]:
     """Draw every figure the stored values allow; returns the files written."""
     folder = study.folder.figures
@@ -404,6 +431,13 @@ def make_figures(study: Study, healthy: set[str]) -> list[Path]:
     fig = validation_figure(study, arms, labels)
     if fig is not None:
         written += save(fig, folder, "validation_curves")
+    if study.spec.get("tune"):
+        try:
+            done = trials(study.folder, study.spec["tune"], study.spec["train"])
+        except StoreError:  # tuning incomplete: the report says so
+            done = None
+        if done is not None:
+            written += save(tuning_figure(done, budget_table(done), labels), folder, "tuning")
     for model in dict.fromkeys(study.values.model) if tests else []:
         test, seed = tests[0], median_seed(study, model, arms, healthy)
         images = collect_examples(study, model, test, arms, seed)

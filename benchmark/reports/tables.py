@@ -267,6 +267,29 @@ def crossed_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, label
     return Table(title, header, out, [[None] * len(header) for _ in out], blocks, notes)
 
 
+def tuning_markup(frame: pd.DataFrame, budget: pd.DataFrame, title: str, warnings: Sequence[str],
+                  labels: dict[str, str]) -> Table:  # fmt: skip
+    """Per tuned model, arm and gradient scale: the validation criterion over the tuning seeds, the selected
+    scale marked, and each arm's expected best criterion with all of its trials."""
+    header = ["model", "arm", "gradient scale", "seeds", "validation criterion, mean ± sd", "selected"]
+    out, marks, blocks = [], [], []
+    for r in frame.to_dict("records"):
+        if not out or r["model"] != out[-1][0]:
+            blocks.append(len(out))
+        out.append([labels.get(r["model"], r["model"]), labels.get(r["arm"], r["arm"]), f"x{r['gradient_scale']:g}",
+                    str(r["seeds"]), f"{r['criterion_mean']:.4f} ± {_num(r['criterion_sd'], 4)}",
+                    "selected" if r["selected"] else ""])  # fmt: skip
+        marks.append([None] * 4 + ([0, 0] if r["selected"] else [None, None]))
+    trials = int(budget["trials"].max()) if not budget.empty else 0
+    best = "; ".join(f"{labels.get(m, m)} / {labels.get(a, a)} {g['expected_best'].iloc[-1]:.4f}"
+                     for (m, a), g in budget.groupby(["model", "arm"], sort=False))  # fmt: skip
+    notes = [f"Each arm had the same {trials} trials (every scale on every tuning seed); the criterion is the validation "
+             "criterion at the network the primary selection rule picked, never a test image. Selected: the best mean "
+             f"over the tuning seeds. Expected best criterion with all {trials} trials (tuning_budget.csv has it for "
+             f"1 to {trials}): {best}.", *[f"Warning: {w}." for w in warnings]]  # fmt: skip
+    return Table(title, header, out, marks, blocks, notes)
+
+
 def health_markup(health: pd.DataFrame, title: str, labels: dict[str, str]) -> Table:
     """Per model and arm: failed runs out of seeds, and which seeds failed how."""
     header = ["model", "arm", "failed / seeds", "failed runs"]

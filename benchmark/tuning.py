@@ -1,0 +1,111 @@
+"""Equal-budget tuning: each arm's gradient weight chosen on validation with the same trials as every other arm.
+
+A profile's ``tune`` block trains every tuned (model, arm) at each ``gradient_scale`` (a multiple of the
+recipe's gradient weight) on each tuning seed. A tuning run is validated and never tested; its value is
+its validation criterion at the network the profile's primary selection rule picks. The selected scale
+of a (model, arm) is the one with the best mean value over the tuning seeds (ties to the earlier listed
+scale). :func:`expected_best` gives the expected best value against the number of trials (Dodge et al.,
+"Show your work", EMNLP 2019), so a reader sees whether the budget was enough.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmark.metrics import metric_names
+from benchmark.selection import criterion_of
+from benchmark.store import ResultsFolder, StoreError, run_id
+
+COLUMNS = ["model", "arm", "gradient_scale", "seeds", "criterion_mean", "criterion_sd", "selected"]
+
+
+def trial_value(folder: ResultsFolder, rid: str) -> tuple[float, bool]:
+    """A finished tuning run's validation criterion at its primary rule's network, and whether higher is
+    better.
+
+    Raises:
+        StoreError: the run has not finished.
+    """
+    run = folder.run(rid)
+    if not run.done.is_file():
+        raise StoreError(f"{run.root}: tuning run not finished; run the profile again to finish its tuning")
+    done, config, val = run.read_json("done"), run.read_config(), run.read_val_frame()
+    criterion = criterion_of(config)[0]
+    higher = any(t in metric_names() for t in criterion.split("+"))
+    value = val.loc[val.step == done["scored_step"], "criterion"]
+    return float(value.iloc[0]), higher
+
+
+def trials(folder: ResultsFolder, tune: Mapping[str, Any], train: str) -> pd.DataFrame:
+    """Every tuning trial: model, arm, gradient scale, seed, its value (:func:`trial_value`) and whether
+    higher is better."""
+    rows = []
+    for model in tune["models"]:
+        for arm in tune["arms"]:
+            for scale in tune["gradient_scale"]:
+                for seed in tune["seeds"]:
+                    value, higher = trial_value(folder, run_id(model, arm, train, seed, scale))
+                    rows.append({"model": model, "arm": arm, "gradient_scale": scale, "seed": seed, "value": value,
+                                 "higher": higher})  # fmt: skip
+    return pd.DataFrame(rows, columns=["model", "arm", "gradient_scale", "seed", "value", "higher"])
+
+
+def tuning_table(done: pd.DataFrame) -> pd.DataFrame:
+    """One row per tuned model, arm and scale from :func:`trials`: the mean and SD of the values over the
+    tuning seeds, and whether this scale is the selected one."""
+    rows = []
+    for (model, arm), g in done.groupby(["model", "arm"], sort=False):
+        block = []
+        for scale, h in g.groupby("gradient_scale", sort=False):
+            v = h["value"].to_numpy(float)
+            block.append({"model": model, "arm": arm, "gradient_scale": float(scale), "seeds": len(v),
+                          "criterion_mean": float(v.mean()), "criterion_sd": float(v.std(ddof=1)) if len(v) > 1 else math.nan,
+                          "selected": False})  # fmt: skip
+        sign = 1 if bool(g["higher"].iloc[0]) else -1
+        block[int(np.argmax([sign * r["criterion_mean"] for r in block]))]["selected"] = True
+        rows += block
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def select_scales(table: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Arm -> model -> the selected gradient scale."""
+    out: dict[str, dict[str, float]] = {}
+    for r in table[table.selected].itertuples():
+        out.setdefault(r.arm, {})[r.model] = float(r.gradient_scale)
+    return out
+
+
+def at_edge(table: pd.DataFrame) -> list[str]:
+    """Warnings for selected scales at the edge of the grid, where a wider grid might select beyond it."""
+    out = []
+    for (model, arm), g in table.groupby(["model", "arm"], sort=False):
+        chosen = float(g.loc[g.selected, "gradient_scale"].iloc[0])
+        if len(g) > 1 and chosen in (g.gradient_scale.min(), g.gradient_scale.max()):
+            out.append(f"{model} / {arm}: the selected gradient scale {chosen:g} is at the edge of the grid "
+                       f"({g.gradient_scale.min():g}-{g.gradient_scale.max():g}); widen the grid past it")  # fmt: skip
+    return out
+
+
+def expected_best(values: Sequence[float], higher: bool = True) -> list[float]:
+    """Expected best of ``k`` trials drawn with replacement from ``values``, for ``k = 1 .. len(values)``:
+    ``sum_i v_(i) ((i/n)^k - ((i-1)/n)^k)`` over the values sorted from worst to best."""
+    v = np.sort(np.asarray(values, dtype=float) * (1 if higher else -1))
+    n = len(v)
+    i = np.arange(1, n + 1)
+    sign = 1 if higher else -1
+    return [sign * float(np.sum(v * ((i / n) ** k - ((i - 1) / n) ** k))) for k in range(1, n + 1)]
+
+
+def budget_table(done: pd.DataFrame) -> pd.DataFrame:
+    """Per tuned model and arm, from :func:`trials`: the expected best validation criterion against the
+    number of trials."""
+    rows = []
+    for (model, arm), g in done.groupby(["model", "arm"], sort=False):
+        for k, best in enumerate(expected_best(g["value"].tolist(), bool(g["higher"].iloc[0])), start=1):
+            rows.append({"model": model, "arm": arm, "trials": k, "expected_best": best})
+    return pd.DataFrame(rows, columns=["model", "arm", "trials", "expected_best"])

@@ -1,0 +1,85 @@
+"""Equal-budget tuning: every arm trained at every gradient scale on the tuning seeds, validated and never
+tested, the best mean validation criterion selecting each arm's scale for the study's seeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from benchmark.config import ConfigError, load_config
+from benchmark.plan import plan
+from benchmark.runner import main
+from benchmark.tuning import expected_best
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = ROOT / "experiments.yaml"
+TUNED = ["--set", "datasets.held_out={synthetic: {count: 2, height: 64, width: 80, seed: 21}}",
+         "--set", "profiles.smoke.val={dataset: held_out, every: 2}", "--set", "profiles.smoke.select=best",
+         "--set", "profiles.smoke.tune={gradient_scale: [0.5, 1, 2], seeds: [100, 101]}",
+         "--set", "profiles.smoke.seeds=[0, 1]"]  # fmt: skip
+
+
+def test_tuning_selects_each_arms_scale_on_validation_and_trains_the_seeds_there(tmp_path: Path) -> None:
+    assert main(["--config", str(EXPERIMENTS), "--profile", "smoke", "--results", str(tmp_path), "--no-figures", *TUNED]) == 0
+    root = tmp_path / "smoke"
+    tuning = [r for r in (root / "runs").iterdir() if r.name.endswith(("s100", "s101"))]
+    assert len(tuning) == 12  # 2 arms x 3 scales x 2 tuning seeds
+    for run in tuning:
+        assert len(pd.read_csv(run / "val_log.csv")) == 3  # validated at steps 2, 4 and 6
+        assert pd.read_csv(run / "metrics.csv").empty  # never scored on a test image
+    table = pd.read_csv(root / "tables" / "tuning.csv")
+    assert list(table.columns) == ["model", "arm", "gradient_scale", "seeds", "criterion_mean", "criterion_sd", "selected"]
+    chosen = {}
+    for arm, g in table.groupby("arm"):
+        assert g.selected.sum() == 1 and g.loc[g.selected, "criterion_mean"].iloc[0] == g.criterion_mean.max()
+        chosen[arm] = float(g.loc[g.selected, "gradient_scale"].iloc[0])
+        by_hand = []  # each trial's criterion at its best validation, averaged over the tuning seeds
+        for scale in (0.5, 1.0, 2.0):
+            suffix = "" if scale == 1 else f"-x{scale:g}"
+            best = [pd.read_csv(root / "runs" / f"tiny__{arm}{suffix}__synthetic_small__s{s}" / "val_log.csv").criterion.max()
+                    for s in (100, 101)]  # fmt: skip
+            by_hand.append(sum(best) / 2)
+        assert g.criterion_mean.tolist() == pytest.approx(by_hand, rel=1e-12)
+    for arm, scale in chosen.items():
+        for seed in (0, 1):
+            suffix = "" if scale == 1 else f"-x{scale:g}"
+            config = yaml.safe_load((root / "runs" / f"tiny__{arm}{suffix}__synthetic_small__s{seed}" / "config.yaml").read_text())
+            assert config["gradient_scale"] == scale and (root / "runs" / f"tiny__{arm}{suffix}__synthetic_small__s{seed}" / "done.json").is_file()
+    assert "tuned, equal budget of 6 trials per arm" in (root / "tables" / "paired_synthetic_small_test.md").read_text()
+
+
+def test_scale_one_keeps_the_recipe_weights_hash() -> None:
+    plain = load_config(EXPERIMENTS, [v for k, v in zip(TUNED[::2], TUNED[1::2]) if "tune=" not in v])
+    tuned = load_config(EXPERIMENTS, TUNED[1::2])
+    before = {r.run_id: r.config_hash for r in plan(plain, plain.profile("smoke"))}
+    after = plan(tuned, tuned.profile("smoke"), scales={"magnitude": {"tiny": 1.0}, "damgl": {"tiny": 2.0}})
+    study = {r.run_id: r.config_hash for r in after if r.stage == "study"}
+    assert study["tiny__magnitude__synthetic_small__s0"] == before["tiny__magnitude__synthetic_small__s0"]
+    assert "tiny__damgl-x2__synthetic_small__s0" in study and study["tiny__damgl-x2__synthetic_small__s0"] not in before.values()
+    assert sum(r.stage == "tune" for r in after) == 12
+
+
+def test_expected_best_by_hand() -> None:
+    # 1, 2, 3 drawn twice with replacement: the best is 3 with 5/9, 2 with 3/9, 1 with 1/9
+    assert expected_best([3.0, 1.0, 2.0]) == pytest.approx([2.0, 22 / 9, 1 * 1 / 27 + 2 * 7 / 27 + 3 * 19 / 27])
+    assert expected_best([3.0, 1.0, 2.0], higher=False)[1] == pytest.approx(14 / 9)
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (["profiles.smoke.tune={gradient_scale: [1, 2], seeds: [100]}"], "tune: needs 'val'"),
+        (["profiles.smoke.tune={gradient_scale: [1, 2], seeds: [0]}", "profiles.smoke.val={dataset: synthetic_test}"],
+         "disjoint from the profile's seeds"),
+        (["profiles.smoke.tune={gradient_scale: [1, -2], seeds: [100]}", "profiles.smoke.val={dataset: synthetic_test}"],
+         "distinct positive numbers"),
+        (["profiles.smoke.tune={gradient_scale: [1, 2], seeds: [100], arms: [damgll]}",
+          "profiles.smoke.val={dataset: synthetic_test}"], "did you mean 'damgl'"),
+    ],
+)  # fmt: skip
+def test_tune_settings_are_checked(change: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(EXPERIMENTS, change)
