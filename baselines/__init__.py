@@ -125,8 +125,9 @@ def check_block(name: str, block: dict[str, Any]) -> None:
         raise ValueError(f"{where}: expected 'type' (one of {', '.join(MODELS)}) or 'class' (package.module:Class)")
 
 
-def from_spec(name: str, block: dict[str, Any]) -> ModelSpec:
-    """Resolve a YAML model block, build the model once and check its interface (see :func:`check_model`)."""
+def from_spec(name: str, block: dict[str, Any], check: bool = True) -> ModelSpec:
+    """Resolve a YAML model block and (``check``) build the model once and check its interface (see
+    :func:`check_model`)."""
     check_block(name, block)
     block = dict(block)
     where = f"models.{name}"
@@ -139,7 +140,8 @@ def from_spec(name: str, block: dict[str, Any]) -> ModelSpec:
         cls = MODELS.get(block.pop("type"))
         kwargs = block
     spec = ModelSpec(name, cls, kwargs, _recipe_from(cls, recipe_block, where))
-    check_model(spec.build(), where)
+    if check:
+        check_model(spec.build(), where)
     return spec
 
 

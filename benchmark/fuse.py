@@ -24,7 +24,6 @@ from benchmark.store import RunDir, atomic_write_bytes, atomic_write_text
 if TYPE_CHECKING:
     import torch
 
-    from benchmark.config import Config
     from benchmark.plan import RunSpec
 
 
@@ -61,7 +60,7 @@ def grey8(fused: torch.Tensor, mode: str) -> np.ndarray:
     return np.round(normalise(fused, mode)[0, 0].cpu().numpy() * 255).astype(np.uint8)
 
 
-def fuse_run(model: torch.nn.Module, run: RunSpec, cfg: Config, run_dir: RunDir, device: str,
+def fuse_run(model: torch.nn.Module, run: RunSpec, run_dir: RunDir, device: str,
              progress: bool = True) -> list[dict[str, Any]]:  # fmt: skip
     """Fuse every test image at full resolution, save 8-bit Y and colour PNGs, score, write ``metrics.csv``.
 
@@ -72,12 +71,12 @@ def fuse_run(model: torch.nn.Module, run: RunSpec, cfg: Config, run_dir: RunDir,
     """
     model.eval()
     if hasattr(model, "set_phase"):
-        model.set_phase(cfg.model(run.model).recipe.phases[-1].name)
+        model.set_phase(run.model_spec(check=False).recipe.phases[-1].name)
     conventions = [DEFAULT_CONVENTION, *run.config.get("conventions", [])]
     names = [column(c, m) for c in conventions for m in metric_names(c)]
     rows: list[dict[str, Any]] = []
     for test in run.config["test"]:
-        dataset = cfg.datasets[test].open()
+        dataset = run.dataset(test)
         for i in tqdm(range(len(dataset)), desc=f"{run.run_id} fuse {test}", unit="img", disable=not progress, leave=False):
             interrupts.check(run.run_id, f"while fusing {test} (training is complete and saved)")
             s = dataset[i]

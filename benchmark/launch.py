@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from benchmark import interrupts
-from benchmark.config import Config, ConfigError, Profile, load_config
+from benchmark.config import ConfigError, Profile
 from benchmark.console import say
 from benchmark.data import DataError
 from benchmark.fuse import fuse_run
@@ -97,7 +97,7 @@ def environment(device: str, seed: int, packed_with: list[str] | None = None) ->
     return info
 
 
-def _finish(run: RunSpec, cfg: Config, run_dir: RunDir, device: str,
+def _finish(run: RunSpec, run_dir: RunDir, device: str,
             trained: tuple[Any, str | None, float, dict[str, Any]], progress: bool = True) -> RunOutcome:  # fmt: skip
     """After training: ``failed.json`` for a NaN loss, else fuse and score the test sets with the network of
     each selection rule and write ``done.json`` last (with the wall-clock seconds of the whole run, training
@@ -122,7 +122,7 @@ def _finish(run: RunSpec, cfg: Config, run_dir: RunDir, device: str,
         if step is not None:
             weights = run_dir.val_weights(step)
             trainer.model.load_state_dict(torch.load(io.BytesIO(weights), map_location=trainer.device, weights_only=True))
-        fuse_run(trainer.model, run, cfg, target, device, progress)
+        fuse_run(trainer.model, run, target, device, progress)
         scored[step] = target
     seconds = seconds_trained + time.perf_counter() - start
     run_dir.write_done(run.run_id, run.config_hash, trainer.step, seconds, time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -130,9 +130,9 @@ def _finish(run: RunSpec, cfg: Config, run_dir: RunDir, device: str,
     return RunOutcome(run.run_id, "trained", "", seconds)
 
 
-def train_and_fuse(run: RunSpec, cfg: Config, run_dir: RunDir, device: str, progress: bool = True) -> RunOutcome:
+def train_and_fuse(run: RunSpec, run_dir: RunDir, device: str, progress: bool = True) -> RunOutcome:
     """Train (or resume) one run, then fuse and score its test sets; writes ``done.json`` last."""
-    return _finish(run, cfg, run_dir, device, train_run(run, cfg, run_dir, device, progress), progress)
+    return _finish(run, run_dir, device, train_run(run, run_dir, device, progress), progress)
 
 
 def _claim(run: RunSpec, results: Path, device: str,
@@ -172,19 +172,19 @@ def _claim(run: RunSpec, results: Path, device: str,
     return run_dir, lock
 
 
-def execute(run: RunSpec, cfg: Config, results: Path, device: str, progress: bool = True) -> RunOutcome:
+def execute(run: RunSpec, results: Path, device: str, progress: bool = True) -> RunOutcome:
     """Run one run in this process, honouring completion, config hash and lock (see :func:`_claim`)."""
     claimed = _claim(run, results, device)
     if isinstance(claimed, RunOutcome):
         return claimed
     run_dir, lock = claimed
     try:
-        return train_and_fuse(run, cfg, run_dir, device, progress)
+        return train_and_fuse(run, run_dir, device, progress)
     finally:
         lock.release()
 
 
-def execute_pack(runs: list[RunSpec], cfg: Config, results: Path, device: str, progress: bool = True) -> list[RunOutcome]:
+def execute_pack(runs: list[RunSpec], results: Path, device: str, progress: bool = True) -> list[RunOutcome]:
     """Train several runs of one model together in this process (:mod:`benchmark.pack`), then fuse and score
     each; every run is claimed, logged, checkpointed and finished as :func:`execute` does it alone."""
     from benchmark.pack import NotPackable, train_packed
@@ -199,12 +199,12 @@ def execute_pack(runs: list[RunSpec], cfg: Config, results: Path, device: str, p
             else:
                 ready.append((run, *claimed))
         try:
-            trained = train_packed([r for r, _, _ in ready], cfg, [d for _, d, _ in ready], device, progress) if ready else []
+            trained = train_packed([r for r, _, _ in ready], [d for _, d, _ in ready], device, progress) if ready else []
         except NotPackable as exc:
             say(f"{exc}; its {len(ready)} runs train one by one")
-            trained = [train_run(run, cfg, run_dir, device, progress) for run, run_dir, _ in ready]
+            trained = [train_run(run, run_dir, device, progress) for run, run_dir, _ in ready]
         for (run, run_dir, _), result in zip(ready, trained):
-            outcomes[run.run_id] = _finish(run, cfg, run_dir, device, result, progress)
+            outcomes[run.run_id] = _finish(run, run_dir, device, result, progress)
     finally:
         for _, _, lock in ready:
             lock.release()
@@ -232,15 +232,16 @@ def run_threads(runs: list[RunSpec], default: int) -> int:
     return int(runs[0].config.get("threads", default))
 
 
-def _worker(args: tuple[RunSpec, str, str, str, int, list[str]]) -> RunOutcome:
-    """Run one run in a fresh process (parallel workers, Slurm jobs): reload the config, then execute.
-
-    A stop request ends the run at a safe point with the outcome ``interrupted``.
+def _worker(args: tuple[RunSpec, str, str, int]) -> RunOutcome:
+    """Run one run in a fresh process (parallel workers, Slurm jobs). The run carries everything it was planned
+    with (model block, data sources, budget, hash): the experiments file is never read again, so an edit made
+    while a study runs changes no run. A stop request ends the run at a safe point with the outcome
+    ``interrupted``.
     """
-    run, config_path, results, device, threads, overrides = args
+    run, results, device, threads = args
     set_threads(threads)
     try:
-        return execute(run, load_config(config_path, overrides), Path(results), device, progress=False)
+        return execute(run, Path(results), device, progress=False)
     except interrupts.Interrupted as exc:
         return RunOutcome(run.run_id, "interrupted", str(exc))
     except Exception as exc:  # noqa: BLE001 - one broken run must not stop the grid
@@ -251,10 +252,10 @@ class SlurmJob:
     """A run as a submitit job; on preemption or timeout submitit requeues it and it resumes from its
     last checkpoint, giving the numbers an uninterrupted run would have given."""
 
-    def __call__(self, args: tuple[RunSpec, str, str, str, int, list[str]]) -> RunOutcome:
+    def __call__(self, args: tuple[RunSpec, str, str, int]) -> RunOutcome:
         return _worker(args)
 
-    def checkpoint(self, args: tuple[RunSpec, str, str, str, int, list[str]]) -> Any:
+    def checkpoint(self, args: tuple[RunSpec, str, str, int]) -> Any:
         """What submitit resubmits after a preemption signal: the same job with the same arguments."""
         import submitit
 
@@ -276,26 +277,26 @@ def pack_groups(runs: list[RunSpec], size: int) -> list[list[RunSpec]]:
     return groups
 
 
-def _pack_worker(args: tuple[list[RunSpec], str, str, str, int, list[str]]) -> list[RunOutcome]:
+def _pack_worker(args: tuple[list[RunSpec], str, str, int]) -> list[RunOutcome]:
     """:func:`_worker` for a pack of runs (:func:`execute_pack`)."""
-    runs, config_path, results, device, threads, overrides = args
+    runs, results, device, threads = args
     set_threads(threads)
     try:
-        return execute_pack(runs, load_config(config_path, overrides), Path(results), device, progress=False)
+        return execute_pack(runs, Path(results), device, progress=False)
     except interrupts.Interrupted as exc:
         return [RunOutcome(run.run_id, "interrupted", str(exc)) for run in runs]
     except Exception as exc:  # noqa: BLE001 - one broken pack must not stop the grid
         return [RunOutcome(run.run_id, "failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}") for run in runs]
 
 
-def launch(runs: list[RunSpec], cfg: Config, profile: Profile, config_path: str, results: Path, device: str,
-           workers: int, launcher: str, overrides: list[str], pack: int = 1) -> list[RunOutcome]:  # fmt: skip
+def launch(runs: list[RunSpec], profile: Profile, results: Path, device: str, workers: int, launcher: str,
+           pack: int = 1) -> list[RunOutcome]:  # fmt: skip
     """Run the grid: sequentially, in ``workers`` processes, or as Slurm jobs through submitit; with
     ``pack`` > 1, runs of one model train in packs of that many (:mod:`benchmark.pack`)."""
     if launcher == "slurm":
         if pack > 1:
             raise ConfigError("--pack: packs run with the local launcher; under Slurm each run is its own array task")
-        return launch_slurm(runs, profile, config_path, results, device, overrides)
+        return launch_slurm(runs, profile, results, device)
     groups = pack_groups(runs, pack)
     if workers <= 1:
         outcomes = []
@@ -303,7 +304,7 @@ def launch(runs: list[RunSpec], cfg: Config, profile: Profile, config_path: str,
             if "threads" in group[0].config:
                 set_threads(group[0].config["threads"])
             try:
-                done = [execute(group[0], cfg, results, device)] if len(group) == 1 else execute_pack(group, cfg, results, device)
+                done = [execute(group[0], results, device)] if len(group) == 1 else execute_pack(group, results, device)
             except (ConfigError, DataError, StoreError, interrupts.Interrupted):
                 raise
             except Exception as exc:  # noqa: BLE001
@@ -314,9 +315,9 @@ def launch(runs: list[RunSpec], cfg: Config, profile: Profile, config_path: str,
         return outcomes
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=interrupts.stop_on_signals) as pool:
-        futures = [pool.submit(_worker, (g[0], config_path, str(results), device, run_threads(g, threads), overrides))
+        futures = [pool.submit(_worker, (g[0], str(results), device, run_threads(g, threads)))
                    if len(g) == 1 else
-                   pool.submit(_pack_worker, (g, config_path, str(results), device, run_threads(g, threads), overrides))
+                   pool.submit(_pack_worker, (g, str(results), device, run_threads(g, threads)))
                    for g in groups]  # fmt: skip
         outcomes = []
         for future in futures:
@@ -331,8 +332,8 @@ def launch(runs: list[RunSpec], cfg: Config, profile: Profile, config_path: str,
     return outcomes
 
 
-def launch_slurm(runs: list[RunSpec], profile: Profile, config_path: str, results: Path, device: str,
-                 overrides: list[str], executor: Any = None) -> list[RunOutcome]:  # fmt: skip
+def launch_slurm(runs: list[RunSpec], profile: Profile, results: Path, device: str,
+                 executor: Any = None) -> list[RunOutcome]:  # fmt: skip
     """Submit the runs as one Slurm job array through submitit and wait for them.
 
     Resources come from the profile's ``slurm`` block (submitit's parameter names, e.g.
@@ -349,7 +350,7 @@ def launch_slurm(runs: list[RunSpec], profile: Profile, config_path: str, result
     executor.update_parameters(**resources)
     threads = int(resources.get("cpus_per_task", 1))
     with executor.batch():  # one job array: each task resumes its own run, and is requeued on preemption
-        jobs = [executor.submit(SlurmJob(), (run, config_path, str(results), device, run_threads([run], threads), overrides))
+        jobs = [executor.submit(SlurmJob(), (run, str(results), device, run_threads([run], threads)))
                 for run in runs]  # fmt: skip
     outcomes = [job.result() for job in jobs]
     for o in outcomes:

@@ -23,7 +23,6 @@ from torch.func import functional_call, vmap
 from benchmark.train import NonFiniteLoss, RunLoop, StepLog, Trainer
 
 if TYPE_CHECKING:
-    from benchmark.config import Config
     from benchmark.plan import RunSpec
     from benchmark.store import RunDir
 
@@ -112,11 +111,11 @@ class Pack:
         return out
 
 
-def train_packed(runs: Sequence[RunSpec], cfg: Config, run_dirs: Sequence[RunDir], device: str,
+def train_packed(runs: Sequence[RunSpec], run_dirs: Sequence[RunDir], device: str,
                  progress: bool = True) -> list[tuple[Trainer, str | None, float, dict[str, Any]]]:  # fmt: skip
     """Train (or resume) several runs of one model together; returns what :func:`~benchmark.train.train_run`
     returns, per run. Runs that reach their plateau or their budget leave the pack; the others go on."""
-    loops = [RunLoop(run, cfg, run_dir, device, progress) for run, run_dir in zip(runs, run_dirs)]
+    loops = [RunLoop(run, run_dir, device, progress) for run, run_dir in zip(runs, run_dirs)]
     pack = Pack([loop.trainer for loop in loops])
     results: dict[int, tuple[Trainer, str | None, float, dict[str, Any]]] = {}
     try:

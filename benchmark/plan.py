@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.config import Config, ConfigError, DatasetDef, Profile
-from benchmark.data import PairedDataset, data_root
+import baselines
+from benchmark.data import PairedDataset, data_root, open_dataset
 from benchmark.datasets import fetch_hint, manifest_text, pair_rows, release_for
 from benchmark.metrics import metric_names
 from benchmark.registry import suggest
@@ -44,6 +45,20 @@ class RunSpec:
     keep_weights: str = "all"  # not hashed: which validated weights stay on disk does not change results
     provisional: bool = False  # planned without a dataset folder: the hash changes once the images are read
     stage: str = "study"  # "tune": a tuning run (validated, never tested); "pending": waits for tuning to pick its scale
+
+    def model_spec(self, check: bool = True) -> baselines.ModelSpec:
+        """The model as this run was planned with it (its resolved block), built and checked unless ``check`` is
+        off (no build, no random draw): workers, packs and Slurm tasks use it and never read the experiments file
+        again."""
+        block = {k: v for k, v in self.config["model"].items() if k != "name"}
+        try:
+            return baselines.from_spec(self.model, block, check)
+        except ValueError as exc:
+            raise ConfigError(f"models.{self.model} (as run {self.run_id} was planned): {exc}") from None
+
+    def dataset(self, name: str) -> Any:
+        """A dataset this run reads, from where it was planned to read it (:attr:`data_paths`)."""
+        return open_dataset(self.data_paths[name], name)
 
     @property
     def config_hash(self) -> str:

@@ -175,14 +175,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 folder.write_study(profile.study())
                 tuning = [r for r in runs if r.stage == "tune"]
-                outcomes = launch(tuning, cfg, profile, args.config, folder.root, device, args.workers, args.launcher,
-                                  args.set, args.pack) if tuning else []  # fmt: skip
+                outcomes = launch(tuning, profile, folder.root, device, args.workers, args.launcher, args.pack) if tuning else []
                 if any(o.status != "done" and o.status != "trained" for o in outcomes):
                     return _after_tuning_failed(outcomes)
                 if tuning:
                     runs = _tuned(cfg, profile, folder, tuning, args.only)
-                outcomes += launch([r for r in runs if r.stage == "study"], cfg, profile, args.config, folder.root,
-                                   device, args.workers, args.launcher, args.set, args.pack)  # fmt: skip
+                outcomes += launch([r for r in runs if r.stage == "study"], profile, folder.root, device, args.workers,
+                                   args.launcher, args.pack)  # fmt: skip
             except interrupts.Interrupted as exc:
                 say(str(exc))
                 return exc.exit_code

@@ -216,7 +216,7 @@ def _speed_train_one(model_name: str, args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             run_dir = RunDir(Path(tmp))
             t0 = time.perf_counter()
-            train_run(run, cfg, run_dir, "cpu", progress=False)
+            train_run(run, run_dir, "cpu", progress=False)
             return steps / (time.perf_counter() - t0)
 
     rates: dict[str, list[float]] = {"bare": [], "runner": []}

@@ -33,7 +33,6 @@ from benchmark.store import RunDir
 from losses.fusion import GRADIENT_SLOT
 
 if TYPE_CHECKING:
-    from benchmark.config import Config
     from benchmark.plan import RunSpec
 
 
@@ -269,7 +268,7 @@ class Validation:
     training ends when the plateau rule is reached.
     """
 
-    def __init__(self, run: RunSpec, cfg: Config, run_dir: RunDir):
+    def __init__(self, run: RunSpec, run_dir: RunDir):
         c = run.config
         self.every, self.rules = c["val"]["every"], list(c.get("select", ["last"]))
         self.terms = c["val"]["criterion"].split("+")
@@ -277,7 +276,7 @@ class Validation:
         self.higher = bool(self.metrics)  # metrics: higher is better; objective parts: lower
         self.plateau = selection.Plateau(**c["plateau"]) if c.get("plateau") else None
         self.stops, self.keep_all = c.get("stop") == "plateau", run.keep_weights == "all"
-        self.dataset = cfg.datasets[c["val"]["dataset"]].open()
+        self.dataset = run.dataset(c["val"]["dataset"])
         self.run_dir, self.normalisation = run_dir, c["normalisation"]
         self.rows: list[list[str]] = []
         self.seconds = 0.0  # wall time spent validating, counted across resumes (kept in the checkpoint)
@@ -443,16 +442,16 @@ class RunLoop:
     :attr:`finished`; :meth:`result` says how it ended. :func:`train_run` drives one; a pack drives several.
     """
 
-    def __init__(self, run: RunSpec, cfg: Config, run_dir: RunDir, device: str, progress: bool = True):
+    def __init__(self, run: RunSpec, run_dir: RunDir, device: str, progress: bool = True):
         c = self.config = run.config
         self.run, self.run_dir = run, run_dir
-        spec = cfg.model(run.model)
+        spec = run.model_spec()
         torch.manual_seed(run.seed)
         np.random.seed(run.seed)
         random.seed(run.seed)
         model = spec.build()
         gradient = arm_gradient(c["arm"])
-        self.sampler = PatchSampler(load_training_images(cfg.datasets[c["train"]["name"]].open()), c["patch_size"],
+        self.sampler = PatchSampler(load_training_images(run.dataset(c["train"]["name"])), c["patch_size"],
                                     c["batch_size"], seed=run.seed)  # fmt: skip
         scale = float(c.get("gradient_scale", 1.0))  # a tuned arm's multiple of the recipe's weight
         if c["arm"].get("balance", "none") == "initial":
@@ -463,7 +462,7 @@ class RunLoop:
         self.parts = list(dict.fromkeys(p for objective in self.trainer.objectives for p in objective.terms))
         self.before, validated = restore(self.trainer, self.sampler, run_dir, run.run_id)
         self.rows = run_dir.read_log(self.trainer.step)
-        self.validation = Validation(run, cfg, run_dir) if c.get("val") else None
+        self.validation = Validation(run, run_dir) if c.get("val") else None
         if self.validation is not None:
             self.validation.resume(self.trainer.step)
             self.validation.seconds = validated
@@ -521,7 +520,7 @@ class RunLoop:
         return self.trainer, None, self.seconds(), ending
 
 
-def train_run(run: RunSpec, cfg: Config, run_dir: RunDir, device: str,
+def train_run(run: RunSpec, run_dir: RunDir, device: str,
               progress: bool = True) -> tuple[Trainer, str | None, float, dict[str, Any]]:  # fmt: skip
     """Train (or resume) one run with logging and checkpoints.
 
@@ -531,7 +530,7 @@ def train_run(run: RunSpec, cfg: Config, run_dir: RunDir, device: str,
     :class:`~benchmark.interrupts.Interrupted`. With validation (``val``), the run is scored every
     ``every`` steps, keeps the weights it validated, and may stop on its plateau (``stop``).
     """
-    loop = RunLoop(run, cfg, run_dir, device, progress)
+    loop = RunLoop(run, run_dir, device, progress)
     try:
         while not loop.finished:
             try:

@@ -290,11 +290,11 @@ def test_a_preempted_slurm_job_requeues_and_resumes_exactly(tmp_path: Path) -> N
     overrides = ["profiles.smoke.steps=1500", "profiles.smoke.checkpoint_every=50"]
     cfg = load_config(EXPERIMENTS, overrides)
     run = plan(cfg, cfg.profile("smoke"))[1]
-    assert execute(run, cfg, tmp_path / "uninterrupted", "cpu", progress=False).status == "trained"
+    assert execute(run, tmp_path / "uninterrupted", "cpu", progress=False).status == "trained"
     executor = submitit.LocalExecutor(folder=str(tmp_path / "jobs"), max_num_timeout=3)
     executor.update_parameters(timeout_min=10)
     threads = torch.get_num_threads()  # the same thread count: CPU sums depend on it
-    job = executor.submit(SlurmJob(), (run, str(EXPERIMENTS), str(tmp_path / "slurm"), "cpu", threads, overrides))
+    job = executor.submit(SlurmJob(), (run, str(tmp_path / "slurm"), "cpu", threads))
     checkpoint = tmp_path / "slurm" / "runs" / run.run_id / "checkpoints" / "last.pt"
     deadline = time.monotonic() + 120
     while not checkpoint.exists():

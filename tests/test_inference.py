@@ -267,7 +267,7 @@ def test_arms_with_the_same_seed_share_initial_weights_and_patches(tmp_path, mon
     monkeypatch.setattr(Trainer, "train_step", record)
     cfg = load_config(Path(__file__).resolve().parents[1] / "experiments.yaml")
     for run in plan(cfg, cfg.profile("smoke")):
-        train_run(run, cfg, RunDir(tmp_path / run.run_id), "cpu", progress=False)
+        train_run(run, RunDir(tmp_path / run.run_id), "cpu", progress=False)
     (w_mag, batch_mag), (w_dam, batch_dam) = seen["magnitude"], seen["damgl"]
     assert w_mag.keys() == w_dam.keys() and all(torch.equal(w_mag[k], w_dam[k]) for k in w_mag)
     assert all(torch.equal(a, b) for a, b in zip(batch_mag, batch_dam))

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 import yaml
 
@@ -58,7 +57,7 @@ def test_the_paper_command_makes_the_papers_comparison(tmp_path: Path, monkeypat
         assert (tables / f"{stem}.md").is_file(), stem
     paired = (tables / "paired_msrs_test.md").read_text()
     assert "each arm against signed_sum" in paired and "| TC-MoA (ViT-L) | DAMGL | 2 |" in paired
-    assert f"paper-style tables (mean ± std over seeds of each arm, EN, MI, SD, SCD, VIF, Qabf" in out
+    assert "paper-style tables (mean ± std over seeds of each arm, EN, MI, SD, SCD, VIF, Qabf" in out
     assert str(tables / "main_msrs_test.md") in out and str(tables / "main_fmb_test.md") in out
     assert "| published |  | +0.4 to +2.3% |" in out  # the paper's range beside the reproduced change
     assert "seeds: 2 per compared arm, fewer than the 6 a test needs, so no comparison is tested" in out

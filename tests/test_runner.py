@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -126,14 +127,14 @@ def test_lock_keeps_a_second_process_off(tmp_path: Path) -> None:
     holder = RunLock(run_dir.lock)
     assert holder.acquire()
     try:
-        outcome = execute(run, cfg, tmp_path, "cpu", progress=False)
+        outcome = execute(run, tmp_path, "cpu", progress=False)
         assert outcome.status == "locked"
     finally:
         holder.release()
     run_dir.lock.write_text("somewhere-else-entirely:1")  # another host's lock is respected
-    assert execute(run, cfg, tmp_path, "cpu", progress=False).status == "locked"
+    assert execute(run, tmp_path, "cpu", progress=False).status == "locked"
     run_dir.lock.write_text(f"{__import__('socket').gethostname()}:999999999")  # a dead process's lock is taken over
-    assert execute(run, cfg, tmp_path, "cpu", progress=False).status == "trained"
+    assert execute(run, tmp_path, "cpu", progress=False).status == "trained"
 
 
 def test_after_a_stop_request_finished_runs_stay_done_and_unstarted_ones_stop(smoke_results: Path, tmp_path: Path,
@@ -141,9 +142,9 @@ def test_after_a_stop_request_finished_runs_stay_done_and_unstarted_ones_stop(sm
     cfg = load_config(EXPERIMENTS)
     monkeypatch.setattr(interrupts, "_requested", [signal.SIGTERM])
     for run in plan(cfg, cfg.profile("smoke")):
-        assert execute(run, cfg, smoke_results / "smoke", "cpu", progress=False).status == "done"
+        assert execute(run, smoke_results / "smoke", "cpu", progress=False).status == "done"
         with pytest.raises(interrupts.Interrupted, match=f"{run.run_id} stopped before it started"):
-            execute(run, cfg, tmp_path, "cpu", progress=False)
+            execute(run, tmp_path, "cpu", progress=False)
     assert not list(tmp_path.iterdir())  # nothing written for the runs that never started
 
 
@@ -286,7 +287,7 @@ def test_parallel_workers_and_submitit_local_executor(smoke_results: Path, tmp_p
     runs = plan(cfg, profile)
     executor = submitit.LocalExecutor(folder=str(tmp_path / "jobs"))
     results = tmp_path / "s" / "smoke"
-    outcomes = launch.launch_slurm(runs, profile, str(EXPERIMENTS), results, "cpu", [], executor=executor)
+    outcomes = launch.launch_slurm(runs, profile, results, "cpu", executor=executor)
     assert [o.status for o in outcomes] == ["trained", "trained"]
     assert metrics_of(tmp_path / "s") == metrics_of(smoke_results)
 
@@ -409,3 +410,28 @@ def test_a_profile_thread_count_is_hashed_and_used() -> None:
     assert launch.run_threads([pinned_run], 2) == 1 and launch.run_threads([run], 2) == 2
     with pytest.raises(ConfigError, match=r"profiles\.smoke\.threads: expected a positive integer, got 0"):
         load_config(EXPERIMENTS, ["profiles.smoke.threads=0"]).profile("smoke")
+
+
+def test_an_edit_of_the_experiments_file_during_a_study_changes_no_run(tmp_path: Path) -> None:
+    """Three runs in a pool of two; once the first two have started, the file's tiny model is widened from 8
+    to 16 channels. Every run trains the model block it was planned with (width 8): workers never reload it."""
+    config = tmp_path / "experiments.yaml"
+    config.write_text(EXPERIMENTS.read_text().replace("seeds: [0]\n    train: synthetic_small\n",
+                                                      "seeds: [0, 1, 2]\n    train: synthetic_small\n", 1))  # fmt: skip
+    argv = [sys.executable, str(ROOT / "run_all.py"), "--config", str(config), "--profile", "smoke", "--only", "loss=damgl",
+            "--results", str(tmp_path / "r"), "--workers", "2", "--no-figures", "--set", "profiles.smoke.steps=400",
+            "--set", "profiles.smoke.checkpoint_every=400"]  # fmt: skip
+    runs = tmp_path / "r" / "smoke" / "runs"
+    with subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as proc:
+        deadline = time.monotonic() + 300
+        while len(list(runs.glob("*/config.yaml"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert len(list(runs.glob("*/config.yaml"))) == 2 and not (runs / "tiny__damgl__synthetic_small__s2").exists()
+        config.write_text(config.read_text().replace("kwargs: {width: 8}", "kwargs: {width: 16}"))
+        _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    for seed in (0, 1, 2):
+        run = runs / f"tiny__damgl__synthetic_small__s{seed}"
+        assert yaml.safe_load((run / "config.yaml").read_text())["model"]["kwargs"] == {"width": 8}
+        state = torch.load(run / "checkpoints" / "last.pt", weights_only=False)["model"]
+        assert {tuple(v.shape)[0] for k, v in state.items() if k.endswith("weight") and v.ndim == 4} <= {8, 1}, seed
