@@ -525,15 +525,66 @@ def parse_config(raw: dict[str, Any], home: Path | None = None) -> Config:
     return Config(raw, datasets, dict(raw["models"]), arms, ablations, profiles, default)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last one silently)."""
+
+
+def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, path: tuple[str, ...] = ()) -> None:
+    seen: dict[Any, int] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        where = ".".join((*path, str(key)))
+        if key in seen:
+            raise ConfigError(f"{where}: duplicate key (lines {seen[key]} and {key_node.start_mark.line + 1}); "
+                              "YAML would keep only the last one")  # fmt: skip
+        seen[key] = key_node.start_mark.line + 1
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    _no_duplicates(loader, node, _mapping_path(loader, node))
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+def _mapping_path(loader: _StrictLoader, node: yaml.MappingNode) -> tuple[str, ...]:
+    """The key path of a mapping node inside the document (for the message)."""
+    def find(current: yaml.Node, trail: tuple[str, ...]) -> tuple[str, ...] | None:
+        if current is node:
+            return trail
+        if isinstance(current, yaml.MappingNode):
+            for k, v in current.value:
+                found = find(v, (*trail, str(k.value)))
+                if found is not None:
+                    return found
+        elif isinstance(current, yaml.SequenceNode):
+            for i, v in enumerate(current.value):
+                found = find(v, (*trail[:-1], f"{trail[-1]}[{i}]") if trail else (f"[{i}]",))
+                if found is not None:
+                    return found
+        return None
+
+    return find(loader._root, ()) or ()  # noqa: SLF001
+
+
+def _compose_root(loader: _StrictLoader) -> yaml.Node | None:
+    loader._root = yaml.SafeLoader.get_single_node(loader)  # noqa: SLF001
+    return loader._root  # noqa: SLF001
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_StrictLoader.get_single_node = _compose_root  # type: ignore[method-assign]
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read, override and validate an experiments file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"experiments file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_StrictLoader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     try:
         return parse_config(apply_overrides(raw, overrides or []), path.resolve().parent)
     except DataError as exc:

@@ -38,9 +38,12 @@ def stems_identity(names: list[str]) -> dict[str, Any]:
     return {"images": len(names), "stems_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]}
 
 
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / "data"  # inside the project; ignored by git
+
+
 def data_root() -> Path:
-    """Folder of the real datasets: ``$FUSION_DATA`` or ``../shared/datasets``."""
-    return Path(os.environ.get("FUSION_DATA", "../shared/datasets"))
+    """Folder of the real datasets: ``$FUSION_DATA``, else ``data/`` inside the project."""
+    return Path(os.environ.get("FUSION_DATA", str(DEFAULT_DATA)))
 
 
 def list_images(folder: Path) -> dict[str, Path]:

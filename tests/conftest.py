@@ -12,7 +12,7 @@ from benchmark.data import data_root
 
 
 def real_data() -> Path:
-    """``$FUSION_DATA`` (default ``../shared/datasets``)."""
+    """``$FUSION_DATA`` (default ``data/`` inside the project)."""
     return data_root()
 
 

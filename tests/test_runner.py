@@ -251,8 +251,8 @@ def test_dry_run_estimates_the_duration_from_timed_steps(smoke_results: Path, ca
     monkeypatch.setattr(training, "time_step", lambda *a, **k: 0.5)  # the arithmetic, with a known step time
     assert main(smoke_args(smoke_results, "--dry-run", "--timing-steps", "1", "--set", "profiles.smoke.steps=12000")) == 0
     out = capsys.readouterr().out
-    assert "time (one training step timed on cpu after a warm-up, median of 1" in out
-    assert "  tiny: 0.5 s a step -> 1.7 h a run, 3.3 h for its 2 runs on one worker\n" in out  # 6000 s and 12000 s
+    assert "time (one training step timed on cpu with " in out and "median of 1 after 3 warm-up steps" in out
+    assert "  tiny: 0.5 s a step -> 1.7 h a run, 3.3 h for its 2 study runs on one worker\n" in out  # 6000 s and 12000 s
     assert main(smoke_args(smoke_results, "--dry-run", "--timing-steps", "0")) == 0
     assert "time (" not in capsys.readouterr().out
 
