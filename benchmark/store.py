@@ -42,6 +42,7 @@ import io
 import json
 import os
 import re
+import shutil
 import socket
 import uuid
 from collections.abc import Iterator, Sequence
@@ -61,7 +62,7 @@ CONFIG, ENV, TRAIN_LOG, VAL_LOG, METRICS, DONE, FAILED, LOCK = (
     "config.yaml", "env.json", "train_log.csv", "val_log.csv", "metrics.csv", "done.json", "failed.json", "lock")  # fmt: skip
 CHECKPOINT, PREVIOUS = (Path("checkpoints") / name for name in ("last.pt", "previous.pt"))
 VAL_WEIGHTS, SELECT = Path("checkpoints") / "val", "select"
-DIGEST_SUFFIX, REPORT_LOCK = ".sha256", "report.lock"
+DIGEST_SUFFIX, REPORT_LOCK, REPORT_STAGING = ".sha256", "report.lock", ".report-staging"
 FUSED, FUSED_RGB = "fused", "fused_rgb"
 # what a study compares with, and its primary metric family (the DAMGL paper's six), unless it says otherwise
 DEFAULT_BASE_ARM, DEFAULT_PRIMARY_METRICS = "magnitude", ("EN", "MI", "SD", "SCD", "VIF", "Qabf")
@@ -434,6 +435,38 @@ class ResultsFolder:
 
     def run(self, run_id: str) -> RunDir:
         return RunDir(self.root / RUNS / run_id)
+
+    def staged(self) -> ResultsFolder:
+        """This folder with its report files (``summary.csv``, ``summary.md``, ``tables/``, ``figures/``) in an
+        empty staging folder, where a report is built before :meth:`publish` puts it in place; runs and
+        examples stay where they are."""
+        staging = self.root / REPORT_STAGING
+        shutil.rmtree(staging, ignore_errors=True)  # a report killed before it published
+        staging.mkdir(parents=True)
+        out = ResultsFolder(self.root)
+        out.summary_csv, out.summary_md = staging / SUMMARY_CSV, staging / SUMMARY_MD
+        out.tables, out.figures = staging / TABLES, staging / FIGURES
+        return out
+
+    def publish(self, staged: ResultsFolder) -> None:
+        """Replace every report file with the staged report's: no table or figure of an earlier report survives
+        beside a newer one (a comparison that can no longer be made loses its tables). Only renames, the
+        summary last, so a reader or a kill sees the old report or the new one, file by file."""
+        trash = self.root / f"{REPORT_STAGING}-old"
+        shutil.rmtree(trash, ignore_errors=True)
+        trash.mkdir()
+        for old, new in ((self.tables, staged.tables), (self.figures, staged.figures)):
+            if old.exists():
+                os.replace(old, trash / old.name)
+            if new.exists():
+                os.replace(new, old)
+        for old, new in ((self.summary_csv, staged.summary_csv), (self.summary_md, staged.summary_md)):
+            if new.exists():
+                os.replace(new, old)
+            elif old.exists():
+                os.replace(old, trash / old.name)
+        shutil.rmtree(trash, ignore_errors=True)
+        shutil.rmtree(staged.summary_md.parent, ignore_errors=True)
 
     def write_manifest(self, dataset: str, text: str) -> Path:
         """Record which files a dataset held when the study first ran: ``data/<dataset>.csv``.

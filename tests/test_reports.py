@@ -392,3 +392,21 @@ def test_a_study_scored_under_several_conventions_reports_each(tmp_path: Path) -
     with_more = load_config(EXPERIMENTS, ["profiles.smoke.seeds=[1, 2]", "profiles.smoke.conventions=[vifb]"])
     assert "conventions" not in plan(plain, plain.profile("smoke"))[0].config  # older runs keep their hash
     assert plan(with_more, with_more.profile("smoke"))[0].config["conventions"] == ["vifb"]
+
+
+@pytest.mark.parametrize("figures", [True, False])
+def test_a_report_leaves_no_table_or_figure_of_an_earlier_one(smoke_study: Path, tmp_path: Path, figures: bool) -> None:
+    """One run's metrics.csv deleted: the DAMGL comparisons can no longer be made, and no table or figure that
+    showed them survives, with or without figures; the summary says which run is missing."""
+    copy = tmp_path / "smoke"
+    shutil.copytree(smoke_study, copy)
+    reports.build_report(copy, figures=True)
+    assert (copy / "tables" / "paired_synthetic_small_test.md").is_file() and (copy / "figures" / "forest_synthetic_small_test.png").is_file()
+    (copy / "runs" / "tiny__damgl__synthetic_small__s1" / "metrics.csv").unlink()
+    (copy / "runs" / "tiny__damgl__synthetic_small__s0" / "metrics.csv").unlink()
+    files = reports.build_report(copy, figures=figures)
+    left = {p.name for p in (copy / "tables").iterdir()} | {p.name for p in (copy / "figures").glob("*")}
+    assert not [n for n in left if n.startswith(("paired_synthetic", "power_synthetic", "forest_", "crossed_synthetic"))]
+    assert figures or not (copy / "figures").exists()  # no figure of the old report beside the new tables
+    assert "- missing: tiny__damgl__synthetic_small__s0" in (copy / "summary.md").read_text()
+    assert all(p.is_file() for p in files) and not list(copy.glob(".report-staging*"))

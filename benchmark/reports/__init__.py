@@ -35,6 +35,7 @@ count in the CSV and a footnote), the formatting from
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 from collections.abc import Mapping, Sequence
@@ -496,6 +497,7 @@ def build_report(root: str | Path, figures: bool = True, published: str | Path |
     """
     study = load_study(root)
     rows = load_published(published)
+    final, study = study.folder, dataclasses.replace(study, folder=study.folder.staged())
     tables = study.folder.tables
     tables.mkdir(exist_ok=True)
     base, primary, labels = _study_settings(study)
@@ -560,7 +562,9 @@ def build_report(root: str | Path, figures: bool = True, published: str | Path |
         written += made
         sections += ["## Figures", ""] + [f"- [{p.name}](figures/{p.name})" for p in made if p.suffix == ".png"] + [""]
     atomic_write_text(study.folder.summary_md, "\n".join(sections))
-    return [study.folder.summary_md, *written]
+    final.publish(study.folder)
+    staging = study.folder.summary_md.parent
+    return [final.root / p.relative_to(staging) if p.is_relative_to(staging) else p for p in [study.folder.summary_md, *written]]
 
 
 def closing_lines(study: Study, written: Sequence[Path]) -> list[str]:
