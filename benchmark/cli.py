@@ -177,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def console() -> None:
+    """The ``damgl-bench`` console script: ``damgl-bench run|report|evaluate|data|... ``, as ``python -m benchmark``."""
+    raise SystemExit(main())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command; bad input ends with a one-line error and exit status 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
