@@ -213,6 +213,9 @@ class Config:
             except ValueError as exc:
                 message = str(exc)
                 raise ConfigError(message if message.startswith("models.") else f"models.{name}: {message}") from None
+            except Exception as exc:  # noqa: BLE001 - a user's network may raise anything while it is built
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                raise ConfigError(f"models.{name}: the network failed to build ({type(exc).__name__}: {first})") from None
         return self._models[key]
 
 

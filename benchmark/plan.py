@@ -53,8 +53,8 @@ class RunSpec:
         block = {k: v for k, v in self.config["model"].items() if k != "name"}
         try:
             return baselines.from_spec(self.model, block, check)
-        except ValueError as exc:
-            raise ConfigError(f"models.{self.model} (as run {self.run_id} was planned): {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - a user's network may raise anything while it is built
+            raise ConfigError(f"models.{self.model} (as run {self.run_id} was planned): {type(exc).__name__}: {exc}") from None
 
     def dataset(self, name: str) -> Any:
         """A dataset this run reads, from where it was planned to read it (:attr:`data_paths`)."""
@@ -104,7 +104,7 @@ def _expected_identity(ds: DatasetDef) -> tuple[dict[str, Any], int | None]:
 
 
 def plan(cfg: Config, profile: Profile, allow_missing: bool = False,
-         scales: dict[str, dict[str, float]] | None = None) -> list[RunSpec]:  # fmt: skip
+         scales: dict[str, dict[str, float]] | None = None, only: str | None = None) -> list[RunSpec]:  # fmt: skip
     """Expand models x arms x seeds into runs; data folders are read and each model is built and checked once.
 
     With ``allow_missing`` (a dry run), a missing dataset folder is planned from its release's pair count and
@@ -133,7 +133,7 @@ def plan(cfg: Config, profile: Profile, allow_missing: bool = False,
     tune = profile.tune or {}
     tuned = {(m, a) for m in tune.get("models", []) for a in tune.get("arms", [])}
     runs = []
-    for model in profile.models:
+    for model in only_models(profile.models, only):
         spec = cfg.model(model, without_checkpoint=f"models.{model}.backbone_checkpoint" in missing)
         recipe = spec.recipe
         batch, patch = profile.batch_size or recipe.batch_size, profile.patch_size or recipe.patch_size
@@ -211,6 +211,14 @@ def _check_criterion(profile: Profile, model: str, recipe) -> None:
 
 
 SELECT_KEYS = {"model": "model", "loss": "arm", "arm": "arm", "seed": "seed"}
+
+
+def only_models(models: list[str], only: str | None) -> list[str]:
+    """The profile's models that ``--only`` can select (all when it names no model), so a model that is not
+    selected is never built: one that fails to build blocks only its own runs. An unknown name is left for
+    :func:`select` to report with the planned values."""
+    named = {v for k, _, v in (item.partition("=") for item in (only or "").split(",")) if k == "model"}
+    return [m for m in models if not named or m in named or not named & set(models)]
 
 
 def select(runs: list[RunSpec], only: str | None) -> list[RunSpec]:

@@ -135,7 +135,7 @@ def _tuned(cfg: Config, profile: Profile, folder: ResultsFolder, tuning: list[Ru
         say(f"warning: {warning}")
     chosen = ", ".join(f"{m} / {a}: x{x:g}" for a, by_model in scales.items() for m, x in by_model.items())
     print(f"tuning: {len(tuning)} runs; selected gradient scales {chosen}")
-    return select(plan(cfg, profile, scales=scales), only)
+    return select(plan(cfg, profile, scales=scales, only=only), only)
 
 
 def _after_tuning_failed(outcomes: list) -> int:
@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(f"--pack: expected a positive number of runs, got {args.pack}")
         cfg = load_config(args.config, args.set)
         profile = cfg.profile(args.profile)
-        runs = select(plan(cfg, profile, allow_missing=args.dry_run), args.only)
+        runs = select(plan(cfg, profile, allow_missing=args.dry_run, only=args.only), args.only)
         folder = ResultsFolder(Path(args.results) / profile.name)
         if args.dry_run:
             print(describe(cfg, profile, runs, folder, args.timing_steps, args.device))

@@ -435,3 +435,12 @@ def test_an_edit_of_the_experiments_file_during_a_study_changes_no_run(tmp_path:
         assert yaml.safe_load((run / "config.yaml").read_text())["model"]["kwargs"] == {"width": 8}
         state = torch.load(run / "checkpoints" / "last.pt", weights_only=False)["model"]
         assert {tuple(v.shape)[0] for k, v in state.items() if k.endswith("weight") and v.ndim == 4} <= {8, 1}, seed
+
+
+def test_a_model_that_fails_to_build_blocks_only_its_own_runs(tmp_path: Path, capsys) -> None:
+    broken = ["--set", "models.broken={class: 'examples.tiny_fusion:TinyFusion', kwargs: {width: -3}}",
+              "--set", "profiles.smoke.models=[tiny, broken]"]  # fmt: skip
+    assert main(smoke_args(tmp_path, *broken, "--only", "model=tiny", "--dry-run", "--timing-steps", "0")) == 0
+    assert main(smoke_args(tmp_path, *broken, "--dry-run", "--timing-steps", "0")) == 2
+    err = capsys.readouterr().err
+    assert "error: models.broken" in err and "Traceback" not in err
