@@ -474,6 +474,9 @@ def _parse_ablation_on(block: Any, models: list[str], test: list[str], path: str
 def _seeds(value: Any, path: str) -> list[int]:
     if not isinstance(value, list) or not value or not all(isinstance(s, int) and not isinstance(s, bool) for s in value):
         raise ConfigError(f"{path}: expected a non-empty list of integers, got {value!r}")
+    twice = sorted({s for s in value if value.count(s) > 1})
+    if twice:
+        raise ConfigError(f"{path}: seed {twice[0]} is listed twice ({value!r}); each seed is one run of each arm")
     return value
 
 

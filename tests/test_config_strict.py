@@ -28,3 +28,8 @@ def test_a_second_profile_block_of_the_same_name_is_an_error(tmp_path: Path) -> 
     edited.write_text(text)
     with pytest.raises(ConfigError, match=r"profiles\.smoke: duplicate key \(lines \d+ and \d+\)"):
         load_config(edited)
+
+
+def test_a_seed_listed_twice_is_an_error() -> None:
+    with pytest.raises(ConfigError, match=r"profiles\.smoke\.seeds: seed 0 is listed twice"):
+        load_config(EXPERIMENTS, ["profiles.smoke.seeds=[0, 1, 0]"])
