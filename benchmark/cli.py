@@ -7,33 +7,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmark.data import DataError, PairedDataset, data_root
-
-
-def _split_names(values: Sequence[str] | None) -> list[str] | None:
-    """Accept ``--metrics EN SD`` and ``--metrics EN,SD`` alike."""
-    if not values:
-        return None
-    return [name for value in values for name in value.split(",") if name]
-
-
-def _dataset_folder(value: str) -> Path:
-    """``--dataset``: a folder as given, else a name under ``$FUSION_DATA`` (``VIFB``), as the runner resolves it."""
-    given = Path(value)
-    if given.is_dir() or given.is_absolute():
-        return given
-    under = data_root() / given
-    if under.is_dir():
-        return under
-    raise DataError(f"--dataset {value}: no such folder here or under FUSION_DATA={data_root()}")
+from benchmark.console import split_names
+from benchmark.data import DataError, PairedDataset, data_root, dataset_folder
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from benchmark.fuse import evaluate_folders, format_means, write_csv
 
-    dataset = PairedDataset(_dataset_folder(args.dataset), args.split)
-    conventions = _split_names([args.convention])
-    result = evaluate_folders(dataset, args.fused, _split_names(args.metrics), allow_missing=args.allow_missing,
+    dataset = PairedDataset(dataset_folder(args.dataset), args.split)
+    conventions = split_names([args.convention])
+    result = evaluate_folders(dataset, args.fused, split_names(args.metrics), allow_missing=args.allow_missing,
                               convention=conventions)  # fmt: skip
     if args.out:
         write_csv(result, args.out)
@@ -97,7 +80,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
     release = D.get_release(args.name)
     if args.action == "check":
         root = Path(args.path)
-        rows = D.check(release, root, _split_names(args.split), progress=True)
+        rows = D.check(release, root, split_names(args.split), progress=True)
         manifest = Path(args.manifest) if args.manifest else Path(f"{release.name}-manifest.csv")
         atomic_write_text(manifest, D.manifest_text(rows))
         print(f"{root}: {release.name} {len(rows) // 2} pairs, as many as released, every image readable; manifest {manifest}")

@@ -23,10 +23,11 @@ import yaml
 
 import baselines
 import losses
-from benchmark.data import DataError, PairedDataset, data_root, open_dataset, stems_identity
+from benchmark.data import DataError, PairedDataset, data_root, stems_identity
 from benchmark.metrics import CONVENTIONS, DEFAULT_CONVENTION, metric_names
 from benchmark.registry import suggest
 from benchmark.selection import RULES
+from benchmark.sources import open_dataset
 from benchmark.store import DEFAULT_BASE_ARM, DEFAULT_PRIMARY_METRICS
 from benchmark.synthetic import SyntheticDataset
 

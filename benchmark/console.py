@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 from tqdm import tqdm
 
@@ -10,3 +11,10 @@ from tqdm import tqdm
 def say(text: str) -> None:
     """Print ``text`` on its own line on stderr, above any active progress bar."""
     tqdm.write(text, file=sys.stderr)
+
+
+def split_names(values: Sequence[str] | None) -> list[str] | None:
+    """Names given as ``--metrics EN SD`` or ``--metrics EN,SD`` alike (``None`` for none)."""
+    if not values:
+        return None
+    return [name for value in values for name in value.split(",") if name]

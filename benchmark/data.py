@@ -46,6 +46,18 @@ def data_root() -> Path:
     return Path(os.environ.get("FUSION_DATA", str(DEFAULT_DATA)))
 
 
+def dataset_folder(value: str) -> Path:
+    """A ``--dataset`` argument: a folder as given, else a name under ``$FUSION_DATA`` (``VIFB``), as the runner
+    resolves it."""
+    given = Path(value)
+    if given.is_dir() or given.is_absolute():
+        return given
+    under = data_root() / given
+    if under.is_dir():
+        return under
+    raise DataError(f"--dataset {value}: no such folder here or under FUSION_DATA={data_root()}")
+
+
 def list_images(folder: Path) -> dict[str, Path]:
     """Map stem -> path for the images directly inside ``folder``."""
     found: dict[str, Path] = {}
@@ -265,16 +277,6 @@ def read_pair(ir_path: Path, vi_path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"{vi_path} is {vi.shape[1]}x{vi.shape[0]} (width x height); nothing is resized"
         )
     return ir, vi
-
-
-def open_dataset(source: dict[str, Any], name: str) -> Any:
-    """A dataset from its description: ``{"synthetic": {...}}`` or ``{"path": folder, "split": file or None}``."""
-    if "synthetic" in source:
-        from benchmark.synthetic import SyntheticDataset
-
-        return SyntheticDataset(**source["synthetic"], name=name)
-    split = source.get("split")
-    return PairedDataset(Path(source["path"]), Path(split) if split else None, name=name)
 
 
 def png_bytes(array: np.ndarray) -> bytes:

@@ -150,8 +150,8 @@ def provenance(command: list[str]) -> dict[str, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m benchmark drift``."""
-    from benchmark.cli import _dataset_folder, _split_names
-    from benchmark.data import PairedDataset
+    from benchmark.console import split_names
+    from benchmark.data import PairedDataset, dataset_folder
     from benchmark.fuse import evaluate_folders, write_csv
 
     parser = argparse.ArgumentParser(prog="python -m benchmark drift", description=__doc__.splitlines()[0])
@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--convention", default="cddfuse,vifb,tang", help="conventions, comma separated")
     parser.add_argument("--out", required=True, help="folder for values.csv, means.csv, agreement.csv, drift.md, the figure")
     args = parser.parse_args(argv)
-    conventions = _split_names([args.convention])
+    conventions = split_names([args.convention])
     if len(conventions) < 2:
         parser.error("--convention: name two or more conventions to compare")
     out = Path(args.out)
@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = Path(args.dataset).name
     if args.fused:
         env = provenance(["python", "-m", "benchmark", "drift", *(sys.argv[1:] if argv is None else argv)])
-        dataset = PairedDataset(_dataset_folder(args.dataset))
+        dataset = PairedDataset(dataset_folder(args.dataset))
         write_csv(evaluate_folders(dataset, args.fused, convention=conventions), out / VALUES)
         write_json(out / ENV, env)  # what scored values.csv: command, commit, versions
     elif not (out / VALUES).is_file():

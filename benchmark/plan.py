@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmark.config import Config, ConfigError, DatasetDef, Profile
 import baselines
-from benchmark.data import PairedDataset, data_root, open_dataset
+from benchmark.config import Config, ConfigError, DatasetDef, Profile
+from benchmark.data import PairedDataset, data_root
 from benchmark.datasets import fetch_hint, manifest_text, pair_rows, release_for
 from benchmark.metrics import metric_names
 from benchmark.registry import suggest
+from benchmark.sources import open_dataset
 from benchmark.store import run_id
 
 
