@@ -354,9 +354,10 @@ def _warn(problems: list[str]) -> None:
         say(f"warning: {text}")
 
 
-def restore(trainer: Trainer, sampler: PatchSampler, run_dir: RunDir, run_id: str) -> tuple[float, float]:
-    """Load the newest readable checkpoint into ``trainer`` and ``sampler``; returns the seconds it recorded
-    (in all, and validating).
+def restore(trainer: Trainer, sampler: PatchSampler, run_dir: RunDir, run_id: str) -> tuple[float, float, list[int]]:
+    """Load the newest readable checkpoint into ``trainer`` and ``sampler``, saying from which step the run
+    resumes; returns the seconds it recorded (in all, and validating) and the steps the run has resumed from,
+    this one included (none for a new run).
 
     A checkpoint that does not match its digest or cannot be unpickled is skipped with a warning; the
     previous one is tried next, and with none left the run restarts from scratch, saying so.
@@ -375,14 +376,13 @@ def restore(trainer: Trainer, sampler: PatchSampler, run_dir: RunDir, run_id: st
             continue
         clocks = trainer.load_state_dict(state, sampler)
         _warn(problems)
-        if problems:
-            say(f"{run_id}: resuming from {path.name} at step {trainer.step}")
-        return clocks
+        say(f"{run_id}: resuming from {path.name} at step {trainer.step}")
+        return (*clocks, [*state.get("resumes", []), trainer.step])
     _warn(problems)
     if problems:
         say(f"{run_id}: no readable checkpoint left; restarting from scratch")
         run_dir.drop_checkpoints()
-    return 0.0, 0.0
+    return 0.0, 0.0, []
 
 
 def balance_scale(model: nn.Module, recipe: Recipe, gradient: dict[str, Any], base: dict[str, Any],
@@ -460,7 +460,7 @@ class RunLoop:
         self.trainer = Trainer(model, spec.recipe, gradient, c["steps"], device=device, lr=c["lr"], gradient_scale=scale,
                                steps_per_epoch=per_epoch)  # fmt: skip
         self.parts = list(dict.fromkeys(p for objective in self.trainer.objectives for p in objective.terms))
-        self.before, validated = restore(self.trainer, self.sampler, run_dir, run.run_id)
+        self.before, validated, self.resumes = restore(self.trainer, self.sampler, run_dir, run.run_id)
         self.rows = run_dir.read_log(self.trainer.step)
         self.validation = Validation(run, run_dir) if c.get("val") else None
         if self.validation is not None:
@@ -482,7 +482,8 @@ class RunLoop:
     def save(self) -> None:
         buffer = io.BytesIO()
         v = self.validation
-        torch.save(self.trainer.state_dict(self.sampler, self.seconds(), v.seconds if v else 0.0), buffer)
+        torch.save({**self.trainer.state_dict(self.sampler, self.seconds(), v.seconds if v else 0.0), "resumes": self.resumes},
+                   buffer)  # fmt: skip
         self.run_dir.save_checkpoint(buffer.getvalue())
         self.run_dir.write_log(self.parts, self.rows)
         if v is not None:
@@ -517,7 +518,7 @@ class RunLoop:
         self.bar.close()
         v = self.validation
         ending = {"stopped_at": self.trainer.step, **v.ending()} if v is not None else {}
-        return self.trainer, None, self.seconds(), ending
+        return self.trainer, None, self.seconds(), {**ending, **({"resumed_from": self.resumes} if self.resumes else {})}
 
 
 def train_run(run: RunSpec, run_dir: RunDir, device: str,

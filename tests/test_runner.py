@@ -90,7 +90,7 @@ def test_rerun_skips_completed_runs(smoke_results: Path, capsys: pytest.CaptureF
     assert capsys.readouterr().out.count("done     tiny__") == 2
 
 
-def test_interrupted_run_resumes_to_the_same_metrics(smoke_results: Path, tmp_path: Path, monkeypatch) -> None:
+def test_interrupted_run_resumes_to_the_same_metrics(smoke_results: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     real_step = Trainer.train_step
     calls = {"n": 0}
 
@@ -110,6 +110,8 @@ def test_interrupted_run_resumes_to_the_same_metrics(smoke_results: Path, tmp_pa
     assert main(smoke_args(tmp_path, "--only", "loss=damgl")) == 0
     assert metrics_of(tmp_path)["tiny__damgl__synthetic_small__s0"] == metrics_of(smoke_results)["tiny__damgl__synthetic_small__s0"]
     assert len(run.log.read_text().splitlines()) == 5  # no duplicated log rows after the resume
+    assert "tiny__damgl__synthetic_small__s0: resuming from last.pt at step 3" in capsys.readouterr().err
+    assert json.loads(run.done.read_text())["resumed_from"] == [3]  # done.json records the resume
 
 
 def test_changed_config_is_never_reused(smoke_results: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
