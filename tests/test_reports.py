@@ -15,12 +15,11 @@ import pytest
 import yaml
 
 from benchmark import reports
-from benchmark.reports import inference
-from benchmark.reports import ablated_loss
+from benchmark.reports import ablated_loss, inference, stats, tables
 from benchmark.reports import figures as plots
-from benchmark.reports import stats, tables
 from benchmark.runner import main as run_main
 from benchmark.store import StoreError, Study, load_study
+from tests.conftest import need, real_data
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments.yaml"
 
@@ -410,3 +409,20 @@ def test_a_report_leaves_no_table_or_figure_of_an_earlier_one(smoke_study: Path,
     assert figures or not (copy / "figures").exists()  # no figure of the old report beside the new tables
     assert "- missing: tiny__damgl__synthetic_small__s0" in (copy / "summary.md").read_text()
     assert all(p.is_file() for p in files) and not list(copy.glob(".report-staging*"))
+
+
+@pytest.mark.skipif(not (COMMITTED.parent / "capped" / "study.json").is_file(), reason="no committed capped study")
+def test_the_committed_capped_runs_hash_as_the_code_plans_them_now() -> None:
+    """A study running from an earlier commit is finished and reported by the current code: every committed
+    run of capped has the config hash that today's plan gives it (the hash covers the dataset identities,
+    so this needs the data)."""
+    from benchmark.config import load_config
+    from benchmark.plan import plan
+
+    need(real_data() / "RoadScene")
+    cfg = load_config(COMMITTED.parents[1] / "experiments.yaml")
+    planned = {r.run_id: r.config_hash for r in plan(cfg, cfg.profile("capped"))}
+    runs = sorted((COMMITTED.parent / "capped" / "runs").glob("*/config.yaml"))
+    assert runs
+    for path in runs:
+        assert yaml.safe_load(path.read_text())["config_hash"] == planned[path.parent.name], path.parent.name
