@@ -176,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 folder.write_study(profile.study())
                 tuning = [r for r in runs if r.stage == "tune"]
                 outcomes = launch(tuning, profile, folder.root, device, args.workers, args.launcher, args.pack) if tuning else []
-                if any(o.status != "done" and o.status != "trained" for o in outcomes):
+                if any(o.status not in ("done", "trained") for o in outcomes):
                     return _after_tuning_failed(outcomes)
                 if tuning:
                     runs = _tuned(cfg, profile, folder, tuning, args.only)

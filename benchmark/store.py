@@ -224,7 +224,8 @@ class RunDir:
             return False
         if done.get("config_hash") != config_hash or not self.metrics.is_file():
             return False
-        if done.get("metrics_sha256", sha256(self.metrics)) != sha256(self.metrics):
+        digest = sha256(self.metrics)
+        if done.get("metrics_sha256", digest) != digest:
             return False
         others = {rule: self.rule_dir(rule).metrics for rule in done.get("rule_metrics_sha256", {})}
         return all(path.is_file() and sha256(path) == done["rule_metrics_sha256"][rule] for rule, path in others.items())
@@ -302,9 +303,9 @@ class RunDir:
         path = self._val_weights(step)
         if not path.is_file():
             raise StoreError(f"{path}: the weights validated at step {step} are missing")
-        data, digest = path.read_bytes(), _digest_path(path)
-        if not digest.is_file() or digest.read_text().strip() != hashlib.sha256(data).hexdigest():
-            raise StoreError(f"{path} does not match its digest {digest.name} (truncated or corrupted)")
+        data = path.read_bytes()
+        if not _matches_digest(path, data):
+            raise StoreError(f"{path} does not match its digest {_digest_path(path).name} (truncated or corrupted)")
         return data
 
     def drop_val_weights(self, keep: set[int] | None = None) -> None:
@@ -332,9 +333,9 @@ class RunDir:
         for path in (self.ckpt, self.previous):
             if not path.is_file():
                 continue
-            data, digest = path.read_bytes(), _digest_path(path)
-            if digest.is_file() and digest.read_text().strip() != hashlib.sha256(data).hexdigest():
-                yield path, None, f"{path} does not match its digest {digest.name} (truncated or corrupted)"
+            data = path.read_bytes()
+            if _digest_path(path).is_file() and not _matches_digest(path, data):
+                yield path, None, f"{path} does not match its digest {_digest_path(path).name} (truncated or corrupted)"
             else:
                 yield path, data, ""
 
@@ -397,6 +398,12 @@ class RunDir:
 
 def _digest_path(path: Path) -> Path:
     return path.with_name(path.name + DIGEST_SUFFIX)
+
+
+def _matches_digest(path: Path, data: bytes) -> bool:
+    """Whether ``data`` (the bytes of ``path``) match the digest written beside it; ``False`` without one."""
+    digest = _digest_path(path)
+    return digest.is_file() and digest.read_text().strip() == hashlib.sha256(data).hexdigest()
 
 
 def _write_with_digest(path: Path, data: bytes) -> None:
@@ -534,8 +541,8 @@ class Study:
         return self.folder.root
 
     def run_id_of(self, model: str, arm: str, seed: int) -> str:
-        """The run directory of a planned run: its arm at the gradient scale tuning selected for it (1 else)."""
-        return run_id(model, arm, self.spec["train"], seed, self.spec.get("scales", {}).get(arm, {}).get(model, 1.0))
+        """The run directory of a planned run (see :func:`planned_run_id`)."""
+        return planned_run_id(self.spec, model, arm, seed)
 
     def tests(self, arms: Sequence[str]) -> list[str]:
         """Test sets in planned order that hold values of any of ``arms``."""
@@ -550,6 +557,12 @@ class Study:
         return self.spec["grids"][own[0]] if own else None
 
 
+def planned_run_id(spec: dict[str, Any], model: str, arm: str, seed: int) -> str:
+    """The run directory of a run a ``study.json`` plans: its arm at the gradient scale tuning selected for it
+    (1 where none was)."""
+    return run_id(model, arm, spec["train"], seed, spec.get("scales", {}).get(arm, {}).get(model, 1.0))
+
+
 def load_study(root: str | Path) -> Study:
     """Read ``study.json`` and the finished runs it plans; missing and failed runs are listed, not hidden."""
     folder = ResultsFolder(root)
@@ -558,11 +571,10 @@ def load_study(root: str | Path) -> Study:
     spec = {"base_arm": DEFAULT_BASE_ARM, "primary_metrics": list(DEFAULT_PRIMARY_METRICS), "labels": {},
             **json.loads(folder.study.read_text())}  # older study.json files lack the three  # fmt: skip
     frames, runs, missing, failed, by_rule = [], {}, [], {}, {}
-    planner = Study(folder, spec, None, {})  # only for the run ids of its plan
     for arm, grid in spec["grids"].items():
         for model in grid["models"]:
             for seed in grid["seeds"]:
-                rid = planner.run_id_of(model, arm, seed)
+                rid = planned_run_id(spec, model, arm, seed)
                 run = folder.run(rid)
                 if run.failed.is_file():
                     failed[rid] = run.read_json("failed").get("error", "").splitlines()[0]
@@ -580,7 +592,7 @@ def load_study(root: str | Path) -> Study:
                 frames.append(_with_run(run.read_metrics(), rid, model, arm, seed))
                 for rule in done.get("rule_metrics_sha256", {}):
                     by_rule.setdefault(rule, []).append(_with_run(run.rule_dir(rule).read_metrics(), rid, model, arm, seed))
-                runs[rid] = {"config": config, "env": run.read_json("env"), "done": run.read_json("done"),
+                runs[rid] = {"config": config, "env": run.read_json("env"), "done": done,
                              "log": run.read_log_frame(), "val": run.read_val_frame()}  # fmt: skip
     if not frames:
         raise StoreError(f"{folder.root}: no completed runs yet ({len(missing)} planned, {len(failed)} failed)")

@@ -210,17 +210,17 @@ def seed_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, family: 
     return Table(title, header, out, marks, blocks, notes)
 
 
-def _per_arm(rows: pd.DataFrame, metrics: Sequence[str], labels: dict[str, str],
-             cell: Callable[[dict, int], str]) -> tuple[list[list[str]], list[int]]:  # fmt: skip
-    """Rows of a model x arm table with one ``cell(row, decimals)`` per metric, and the model blocks."""
-    out, blocks = [], []
+def _per_arm(rows: pd.DataFrame, metrics: Sequence[str], title: str, labels: dict[str, str],
+             cell: Callable[[dict, int], str], notes: list[str]) -> Table:  # fmt: skip
+    """A model x arm table with the seeds and one ``cell(row, decimals)`` per metric, unmarked."""
+    header, out, blocks = ["model", "arm", "seeds", *metrics], [], []
     for model, g in rows.groupby("model", sort=False):
         blocks.append(len(out))
         for arm, h in g.groupby("arm", sort=False):
             by_metric = {r["metric"]: r for r in h.to_dict("records")}
             out.append([labels.get(model, model), labels.get(arm, arm), str(int(h["seeds"].max())),
                         *(cell(by_metric[m], decimals(m) + 1) for m in metrics)])  # fmt: skip
-    return out, blocks
+    return Table(title, header, out, [[None] * len(header) for _ in out], blocks, notes)
 
 
 def power_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, labels: dict[str, str]) -> Table:
@@ -234,14 +234,12 @@ def power_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, labels:
             text += f"; Holm: MDD {_num(r['mdd_holm'], dec)}, needs {_count(r['seeds_needed_holm'])}"
         return text
 
-    header = ["model", "arm", "seeds", *metrics]
-    out, blocks = _per_arm(rows, metrics, labels, cell)
-    notes = ["sd: seed-to-seed standard deviation of the paired difference; MDD: the smallest true difference a paired "
-             "t test over these seeds detects at alpha 0.05 with 80% power, exact (noncentral t); size: the absolute "
-             "observed mean difference; needs: the fewest seeds with 80% power for that size (at least 6, the fewest a "
-             "comparison is tested with; n/a beyond 1000 or for no difference). Holm (primary metrics): the same at 0.05 "
-             "divided by the family's size, the strictest level Holm's adjustment applies (to the family's smallest p)."]  # fmt: skip
-    return Table(title, header, out, [[None] * len(header) for _ in out], blocks, notes)
+    note = ("sd: seed-to-seed standard deviation of the paired difference; MDD: the smallest true difference a paired "
+            "t test over these seeds detects at alpha 0.05 with 80% power, exact (noncentral t); size: the absolute "
+            "observed mean difference; needs: the fewest seeds with 80% power for that size (at least 6, the fewest a "
+            "comparison is tested with; n/a beyond 1000 or for no difference). Holm (primary metrics): the same at 0.05 "
+            "divided by the family's size, the strictest level Holm's adjustment applies (to the family's smallest p).")  # fmt: skip
+    return _per_arm(rows, metrics, title, labels, cell, [note])
 
 
 def crossed_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, labels: dict[str, str]) -> Table:
@@ -256,15 +254,13 @@ def crossed_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, label
         return (f"{_signed(r['diff'], dec)} [{_signed(r['crossed_lo'], dec)}, {_signed(r['crossed_hi'], dec)}] "
                 f"({_num(width, 2)}x the seeds' width); sd seed/image/residual {sds}")  # fmt: skip
 
-    header = ["model", "arm", "seeds", *metrics]
-    out, blocks = _per_arm(rows, metrics, labels, cell)
-    notes = ["Images as a second source of variation: the paired differences per seed and image are modelled as a "
-             "seed effect, an image effect and a residual (crossed: every seed's network fuses the same images), and "
-             "the 95% interval (Student t, Satterthwaite's degrees of freedom) generalises to new seeds and new images "
-             "of the same kind; its coverage is checked by simulation in the test suite. The primary tables' intervals "
-             "and tests are conditional on these test images. Width: this interval's width over the seed-level t "
-             "interval's."]  # fmt: skip
-    return Table(title, header, out, [[None] * len(header) for _ in out], blocks, notes)
+    note = ("Images as a second source of variation: the paired differences per seed and image are modelled as a "
+            "seed effect, an image effect and a residual (crossed: every seed's network fuses the same images), and "
+            "the 95% interval (Student t, Satterthwaite's degrees of freedom) generalises to new seeds and new images "
+            "of the same kind; its coverage is checked by simulation in the test suite. The primary tables' intervals "
+            "and tests are conditional on these test images. Width: this interval's width over the seed-level t "
+            "interval's.")  # fmt: skip
+    return _per_arm(rows, metrics, title, labels, cell, [note])
 
 
 def tuning_markup(frame: pd.DataFrame, budget: pd.DataFrame, title: str, warnings: Sequence[str],
