@@ -1,9 +1,9 @@
 """Run a study: ``python run_all.py [--profile P] [--only model=..,loss=..] [--set k=v] [--dry-run] ...``.
 
-Thin wrapper: the logic is in :mod:`benchmark.runner` (also ``python -m benchmark run``).
+The same as ``damgl-bench run`` (``python -m benchmark run``); the arguments are in :mod:`benchmark.cli`.
 """
 
-from benchmark.runner import main
+from benchmark.cli import run
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run())

@@ -9,6 +9,18 @@ it, builds the model once and checks its interface (what planning a run does).
 Every model takes ``(ir, vis_y)`` as ``(N, 1, H, W)`` in [0, 1] and returns the
 fused luminance of the same shape in [0, 1]; its class carries a
 :class:`~baselines.recipe.Recipe`.
+
+Two optional hooks, found by name (``hasattr``), let a network take part in
+more than one forward pass of training:
+
+- ``set_phase(name: str) -> None``: called with the recipe phase's name before
+  each training step of that phase, before validating (the phase of the step
+  validated) and before fusing the test sets (the last phase). A network with
+  several phases (CDDFuse: ``reconstruction``, then ``fusion``) changes its
+  forward pass here; one without the method has a single forward pass.
+- ``aux: dict``: an attribute the forward pass fills with extra outputs
+  (features, a gating loss). The objective passes it to each recipe term whose
+  ``needs_aux`` is true (``term(fused, ir, vis, aux)``); other terms never see it.
 """
 
 from __future__ import annotations
@@ -42,7 +54,7 @@ MODELS: Registry[type[nn.Module]] = Registry("model", {
 })  # fmt: skip
 
 
-def list() -> list[str]:  # noqa: A001 - the registry's public name, as timm's
+def names() -> list[str]:
     """Registered model names."""
     return MODELS.list()
 
@@ -165,4 +177,4 @@ def check_model(model: nn.Module, where: str = "model") -> None:
         raise ValueError(f"{where}: forward must return (N, 1, H, W) = (2, 1, 33, 37) for inputs of that shape, got {shape}")
 
 
-__all__ = ["MODELS", "ModelSpec", "Phase", "Recipe", "build", "check_block", "check_model", "from_spec", "import_class", "list"]
+__all__ = ["MODELS", "ModelSpec", "Phase", "Recipe", "build", "check_block", "check_model", "from_spec", "import_class", "names"]

@@ -1,4 +1,5 @@
-"""Command-line interface: ``python -m benchmark <command> ...``."""
+"""Every command's arguments, in one parser: ``damgl-bench <command> ...`` (also ``python -m benchmark``;
+``run_all.py`` is ``damgl-bench run``). Each command's work lives in its stage's module."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmark.console import split_names
+from benchmark.console import say, split_names
 from benchmark.data import DataError, PairedDataset, data_root, dataset_folder
+from benchmark.provenance import ROOT
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from benchmark.fuse import evaluate_folders, format_means, write_csv
+    from benchmark.evaluate import evaluate_folders, format_means, write_csv
 
     dataset = PairedDataset(dataset_folder(args.dataset), args.split)
     conventions = split_names([args.convention])
@@ -68,7 +70,7 @@ def _cmd_split(args: argparse.Namespace) -> int:
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    from benchmark import datasets as D
+    from benchmark.data import releases as D
     from benchmark.store import atomic_write_text
 
     if args.action == "list":
@@ -81,9 +83,13 @@ def _cmd_data(args: argparse.Namespace) -> int:
     if args.action == "check":
         root = Path(args.path)
         rows = D.check(release, root, split_names(args.split), progress=True)
-        manifest = Path(args.manifest) if args.manifest else Path(f"{release.name}-manifest.csv")
-        atomic_write_text(manifest, D.manifest_text(rows))
-        print(f"{root}: {release.name} {len(rows) // 2} pairs, as many as released, every image readable; manifest {manifest}")
+        manifest = Path(args.manifest) if args.manifest else root / D.MANIFEST
+        text = D.manifest_text(rows)
+        before = manifest.read_text() if manifest.is_file() else None
+        atomic_write_text(manifest, text)
+        note = "" if before is None else " (as before)" if before == text else " (replaced one that listed other files)"
+        print(f"{root}: {release.name} {len(rows) // 2} pairs, as many as released, every image readable; "
+              f"manifest {manifest}{note}")  # fmt: skip
         return 0
     rows = D.prepare(release, Path(args.path), Path(args.dest), progress=True)
     print(f"{args.dest}: {len(rows) // 2} {release.name} pairs in the ir/ + vi/ layout, manifest {Path(args.dest) / D.MANIFEST}")
@@ -96,23 +102,78 @@ def _cmd_speed(args: argparse.Namespace) -> int:
     return run_speed(args.target, args)
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from benchmark.runner import run_study
+
+    return run_study(args)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from benchmark.reports import report_command
+
+    return report_command(args)
+
+
+def _cmd_drift(args: argparse.Namespace) -> int:
+    from benchmark.drift import drift_command
+
+    return drift_command(args)
+
+
+def _run_arguments(run: argparse.ArgumentParser) -> None:
+    run.add_argument("--config", default=str(ROOT / "experiments.yaml"), help="experiments file")
+    run.add_argument("--profile", help="profile name (default: the file's default_profile)")
+    run.add_argument("--only", help="filter runs, e.g. model=seafusion,loss=damgl")
+    run.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                     help="override a config field, e.g. profiles.smoke.steps=50 or models.tiny.width=16")  # fmt: skip
+    run.add_argument("--dry-run", action="store_true", help="list the runs, which are done, how long they take "
+                     "and what is missing")  # fmt: skip
+    run.add_argument("--timing-steps", type=int, default=10, help="dry run: training steps timed per model for "
+                     "the duration estimate, after 3 warm-up steps (default 10; 0 skips the timing)")  # fmt: skip
+    run.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="overrides the profile's device")
+    run.add_argument("--workers", type=int, default=1, help="parallel processes")
+    run.add_argument("--launcher", default="local", choices=["local", "slurm"])
+    run.add_argument("--pack", type=int, default=1, help="train up to N runs of one model together in one process "
+                     "(their forward passes mapped over stacked weights; for GPUs a small CNN leaves idle)")  # fmt: skip
+    run.add_argument("--results", default=str(ROOT / "results"), help="results root (default: results/)")
+    run.add_argument("--no-figures", action="store_true", help="report tables and summaries only")
+    run.add_argument("--published", help="published-results file the report sets beside the reproduction "
+                     "(default: the package's published.yaml)")  # fmt: skip
+    run.set_defaults(func=_cmd_run)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m benchmark`` (``run`` is handed to :mod:`benchmark.runner`)."""
-    parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
+    """The one argument parser of every command (``damgl-bench``, ``python -m benchmark``, ``run_all.py``)."""
+    parser = argparse.ArgumentParser(prog="damgl-bench", description="Gradient losses for infrared-visible fusion: train, fuse, score and report studies, and score fused images as published tables do (also python -m benchmark; run_all.py is damgl-bench run).")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="train, fuse and score a profile (same as run_all.py; see run --help)", add_help=False)
-    sub.add_parser("report", help="tables, summary.md and figures from a profile's stored runs (see report --help)",
-                   add_help=False)  # fmt: skip
-    sub.add_parser("drift", help="how far metric conventions drift apart on the same fused images (see drift --help)",
-                   add_help=False)  # fmt: skip
+    _run_arguments(sub.add_parser("run", help="train, fuse and score a profile's runs, then report (run_all.py)",
+                                  description="Train, fuse and score the runs of a profile, then build its report."))  # fmt: skip
+
+    rep = sub.add_parser("report", help="tables, summary.md and figures from a profile's stored runs",
+                         description="Tables and figures from stored runs.")  # fmt: skip
+    rep.add_argument("--results", required=True, help="a profile's results folder, e.g. results/real-cpu")
+    rep.add_argument("--no-figures", action="store_true", help="tables and summary.md only")
+    rep.add_argument("--published", help="published-results file to set beside the reproduction "
+                     "(default: the package's published.yaml)")  # fmt: skip
+    rep.set_defaults(func=_cmd_report)
+
+    dr = sub.add_parser("drift", help="how far metric conventions drift apart on the same fused images",
+                        description="How far metric conventions drift apart on the same fused images.")  # fmt: skip
+    dr.add_argument("--dataset", required=True, help="dataset folder, or its name under $FUSION_DATA")
+    dr.add_argument("--fused", action="extend", nargs="+", metavar="[NAME=]PATH",
+                    help="fused folders, one per method, at least two, named by NAME= or else by the folder's name; "
+                    "repeatable (omit to rebuild from --out's values)")  # fmt: skip
+    dr.add_argument("--convention", default="cddfuse,vifb,tang", help="conventions, comma separated")
+    dr.add_argument("--out", required=True, help="folder for values.csv, means.csv, agreement.csv, drift.md, the figure")
+    dr.set_defaults(func=_cmd_drift)
 
     ev = sub.add_parser("evaluate", help="score folders of fused images against a paired dataset")
     ev.add_argument("--dataset", required=True,
                     help="dataset folder holding ir/ and vi/, or its name under $FUSION_DATA (e.g. VIFB)")  # fmt: skip
     ev.add_argument("--split", help="split file: one image file name per line")
-    ev.add_argument(
-        "--fused", required=True, action="append", help="folder of fused images (its name is the method name); repeatable"
-    )
+    ev.add_argument("--fused", required=True, action="extend", nargs="+", metavar="[NAME=]PATH",
+                    help="folders of fused images, one per method, named by NAME= or else by the folder's name; "
+                    "repeatable")  # fmt: skip
     ev.add_argument("--metrics", nargs="+", help="metric names (default: all), space or comma separated")
     ev.add_argument("--out", help="CSV file for the per-image values")
     ev.add_argument("--allow-missing", action="store_true", help="skip (and list) missing or mis-sized fused images")
@@ -136,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("name", help="dataset name (data list shows them)")
     chk.add_argument("path", help="the folder, prepared or as released")
     chk.add_argument("--split", nargs="+", help="check only these splits (default: all of the release's)")
-    chk.add_argument("--manifest", help="manifest CSV to write (default: <NAME>-manifest.csv here)")
+    chk.add_argument("--manifest", help="manifest CSV to write (default: manifest.csv in the checked folder)")
     prep = acts.add_parser("prepare", help="copy a release into the ir/ + vi/ layout with split lists and a manifest")
     prep.add_argument("name", help="dataset name (data list shows them)")
     prep.add_argument("path", help="the folder as released")
@@ -165,28 +226,18 @@ def console() -> None:
     raise SystemExit(main())
 
 
+def run(argv: Sequence[str] | None = None) -> int:
+    """``run_all.py [ARGS]``: the same as ``damgl-bench run [ARGS]``."""
+    return main(["run", *(sys.argv[1:] if argv is None else argv)])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command; bad input ends with a one-line error and exit status 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["run"]:
-        from benchmark.runner import main as run_main
-
-        return run_main(argv[1:])
-    if argv[:1] == ["report"]:
-        from benchmark.reports import main as report_main
-
-        return report_main(argv[1:])
-    if argv[:1] == ["drift"]:
-        from benchmark.drift import main as drift_main
-
-        try:
-            return drift_main(argv[1:])
-        except (DataError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
     args = build_parser().parse_args(argv)
+    args.argv = argv[1:]  # the command's own arguments, for the files that record how they were made
     try:
         return args.func(args)
     except (DataError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        say(f"error: {exc}")
         return 2

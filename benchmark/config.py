@@ -24,12 +24,12 @@ import yaml
 import baselines
 import losses
 from benchmark.data import DataError, PairedDataset, data_root, stems_identity
+from benchmark.data.sources import open_dataset
+from benchmark.data.synthetic import SyntheticDataset
 from benchmark.metrics import CONVENTIONS, DEFAULT_CONVENTION, metric_names
 from benchmark.registry import suggest
 from benchmark.selection import RULES
-from benchmark.sources import open_dataset
 from benchmark.store import DEFAULT_BASE_ARM, DEFAULT_PRIMARY_METRICS
-from benchmark.synthetic import SyntheticDataset
 
 NORMALISATIONS = ("clamp", "image_minmax", "recipe")
 BALANCES = ("none", "initial")
@@ -493,6 +493,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         if not sep or not key:
             raise ConfigError(f"--set: expected key.path=value, got '{item}'")
         parts = key.split(".")
+        if parts[0] not in raw and parts[0] in PROFILE_KEYS:
+            profiles = ", ".join(raw.get("profiles") or {})
+            raise ConfigError(f"--set {item}: '{parts[0]}' is a key of a profile; write --set profiles.<name>.{key}={value} "
+                              f"(profiles: {profiles})")  # fmt: skip
         node = raw
         for i, part in enumerate(parts[:-1]):
             if not isinstance(node, dict) or part not in node:

@@ -13,6 +13,12 @@ def say(text: str) -> None:
     tqdm.write(text, file=sys.stderr)
 
 
+def os_error(exc: OSError) -> str:
+    """An operating-system error as one line naming the file: ``cannot use PATH: Read-only file system``."""
+    where = exc.filename if exc.filename is not None else "a file"
+    return f"cannot use {where}: {exc.strerror or exc}"
+
+
 def split_names(values: Sequence[str] | None) -> list[str] | None:
     """Names given as ``--metrics EN SD`` or ``--metrics EN,SD`` alike (``None`` for none)."""
     if not values:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -136,45 +135,33 @@ def build(values: pd.DataFrame, conventions: Sequence[str], dataset: str, out: P
 def provenance(command: list[str]) -> dict[str, str]:
     """What scored ``values.csv``: the command, the code's commit (``-dirty`` when it differs from it) and
     the versions of what computes the metrics."""
-    import platform
+    from benchmark.provenance import git_commit, versions
 
-    import numba
-    import scipy
-
-    from benchmark.launch import git_commit
-
-    return {"command": " ".join(command), "git_commit": git_commit(), "python": sys.version.split()[0],
-            "numpy": np.__version__, "scipy": scipy.__version__, "numba": numba.__version__,
-            "platform": platform.platform()}  # fmt: skip
+    return {"command": " ".join(command), "git_commit": git_commit(), **versions("numpy", "scipy", "numba")}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m benchmark drift``."""
+def drift_command(args: argparse.Namespace) -> int:
+    """``damgl-bench drift`` (arguments in :mod:`benchmark.cli`)."""
     from benchmark.console import split_names
-    from benchmark.data import PairedDataset, dataset_folder
-    from benchmark.fuse import evaluate_folders, write_csv
+    from benchmark.data import DataError, PairedDataset, dataset_folder
+    from benchmark.evaluate import evaluate_folders, write_csv
 
-    parser = argparse.ArgumentParser(prog="python -m benchmark drift", description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", required=True, help="dataset folder, or its name under $FUSION_DATA")
-    parser.add_argument("--fused", nargs="+", help="fused folders, one per method (omit to rebuild from --out's values)")
-    parser.add_argument("--convention", default="cddfuse,vifb,tang", help="conventions, comma separated")
-    parser.add_argument("--out", required=True, help="folder for values.csv, means.csv, agreement.csv, drift.md, the figure")
-    args = parser.parse_args(argv)
     conventions = split_names([args.convention])
     if len(conventions) < 2:
-        parser.error("--convention: name two or more conventions to compare")
+        raise DataError("--convention: name two or more conventions to compare")
+    if args.fused and len(args.fused) < 2:
+        raise DataError(f"drift compares methods: give at least two fused folders (got {len(args.fused)})")
     out = Path(args.out)
+    if not args.fused and not (out / VALUES).is_file():
+        raise DataError(f"--fused: needed, since {out / VALUES} does not exist yet")
     out.mkdir(parents=True, exist_ok=True)
-    name = Path(args.dataset).name
     if args.fused:
-        env = provenance(["python", "-m", "benchmark", "drift", *(sys.argv[1:] if argv is None else argv)])
+        env = provenance(["python", "-m", "benchmark", "drift", *args.argv])
         dataset = PairedDataset(dataset_folder(args.dataset))
         write_csv(evaluate_folders(dataset, args.fused, convention=conventions), out / VALUES)
         write_json(out / ENV, env)  # what scored values.csv: command, commit, versions
-    elif not (out / VALUES).is_file():
-        parser.error(f"--fused: needed, since {out / VALUES} does not exist yet")
     values = pd.read_csv(out / VALUES)
-    files = build(values, conventions, name, out)
+    files = build(values, conventions, Path(args.dataset).name, out)
     print(f"drift: {len(files) + 1} files under {out}")
     print((out / REPORT).read_text().split("\n## ")[0])
     return 0

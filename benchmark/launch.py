@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import io
 import os
-import platform
 import socket
-import subprocess
-import sys
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor
@@ -22,7 +19,6 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from benchmark import interrupts
@@ -31,10 +27,9 @@ from benchmark.console import say
 from benchmark.data import DataError
 from benchmark.fuse import fuse_run
 from benchmark.plan import RunSpec
+from benchmark.provenance import git_commit, versions
 from benchmark.store import ResultsFolder, RunDir, RunLock, StoreError
 from benchmark.train import train_run
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -60,31 +55,11 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def git_commit(root: Path = ROOT) -> str:
-    """The checkout's commit, with ``-dirty`` when tracked or untracked-not-ignored files differ, outside
-    ``results/``: a study's own outputs (committed ones included) are not the code that made them."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", ".", ":(exclude)results"], cwd=root,
-                               capture_output=True, text=True, timeout=10)  # fmt: skip
-        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def environment(device: str, seed: int, packed_with: list[str] | None = None) -> dict[str, Any]:
     """Versions, commit, device and seed of a run (and the runs it trained with, when packed)."""
-    import numba
-    import piq
-
-    info = {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
+    info: dict[str, Any] = {
+        **versions("torch", "numpy", "numba", "piq"),
         "host": socket.gethostname(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "numba": numba.__version__,
-        "piq": piq.__version__,
         "git_commit": git_commit(),
         "device": device,
         "torch_threads": torch.get_num_threads(),

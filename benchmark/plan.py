@@ -25,10 +25,10 @@ from typing import Any
 import baselines
 from benchmark.config import Config, ConfigError, DatasetDef, Profile
 from benchmark.data import PairedDataset, data_root
-from benchmark.datasets import fetch_hint, manifest_text, pair_rows, release_for
+from benchmark.data.releases import fetch_hint, manifest_text, pair_rows, release_for
+from benchmark.data.sources import open_dataset
 from benchmark.metrics import metric_names
 from benchmark.registry import suggest
-from benchmark.sources import open_dataset
 from benchmark.store import run_id
 
 
@@ -252,7 +252,7 @@ def verify_data(cfg: Config, profile: Profile, runs: list[RunSpec]) -> tuple[int
 
     Each image must be readable, have its partner and the partner's size; the first problem raises
     :class:`~benchmark.data.DataError` naming the file. Returns the number of pairs and, per dataset read
-    from files, its manifest (:mod:`benchmark.datasets`: every file with its size and SHA-256).
+    from files, its manifest (:mod:`benchmark.data.releases`: every file with its size and SHA-256).
     """
     names = dict.fromkeys([profile.train, *(t for r in runs for t in r.config["test"]),
                            *([profile.val["dataset"]] if profile.val else [])])  # fmt: skip

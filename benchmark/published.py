@@ -142,7 +142,7 @@ def compare_means(row: Published, seed_means: Mapping[str, Sequence[float]]) -> 
 def compare_gains(row: Published, comparisons: pd.DataFrame) -> pd.DataFrame:
     """Reproduced relative changes (percent of the base mean, with the 95% t interval over seeds) against the
     published range, for the row's metrics. ``comparisons`` holds one model's and test set's seed-level rows
-    (:func:`benchmark.reports.inference.seed_comparisons`, healthy runs). ``overlaps`` says whether the
+    (:func:`benchmark.reports.significance.seed_comparisons`, healthy runs). ``overlaps`` says whether the
     interval meets the published range (None with fewer than 2 seeds)."""
     low, high = row.percent
     here = comparisons[(comparisons.arm == row.arm) & (comparisons.base == row.base) & (comparisons.runs == "healthy")]

@@ -1,4 +1,4 @@
-"""``run_all.py`` / ``python -m benchmark run``: the study, stage by stage.
+"""``damgl-bench run`` (also ``run_all.py``, ``python -m benchmark run``): the study, stage by stage.
 
 config (:mod:`benchmark.config`) -> plan (:mod:`benchmark.plan`) -> launch,
 which trains (:mod:`benchmark.train`) and fuses and scores (:mod:`benchmark.fuse`)
@@ -10,41 +10,18 @@ from __future__ import annotations
 
 import argparse
 import signal
-from collections.abc import Sequence
 from pathlib import Path
 
 from benchmark import interrupts
 from benchmark.config import Config, ConfigError, Profile, load_config
-from benchmark.console import say
+from benchmark.console import os_error, say
 from benchmark.data import DataError
-from benchmark.launch import ROOT, launch, resolve_device, set_threads
+from benchmark.launch import launch, resolve_device, set_threads
 from benchmark.plan import RunSpec, missing_inputs, plan, select, verify_data
 from benchmark.published import PublishedError
 from benchmark.reports import build_report, closing_lines, format_summary
 from benchmark.store import ResultsFolder, StoreError, load_study
 from benchmark.tuning import at_edge, select_scales, trials, tuning_table
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="run_all.py", description="Train, fuse and score the runs of a profile.")
-    parser.add_argument("--config", default=str(ROOT / "experiments.yaml"), help="experiments file")
-    parser.add_argument("--profile", help="profile name (default: the file's default_profile)")
-    parser.add_argument("--only", help="filter runs, e.g. model=seafusion,loss=damgl")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a config field")
-    parser.add_argument("--dry-run", action="store_true", help="list the runs, which are done, how long they take "
-                        "and what is missing")  # fmt: skip
-    parser.add_argument("--timing-steps", type=int, default=10, help="dry run: training steps timed per model for "
-                        "the duration estimate, after 3 warm-up steps (default 10; 0 skips the timing)")  # fmt: skip
-    parser.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="overrides the profile's device")
-    parser.add_argument("--workers", type=int, default=1, help="parallel processes")
-    parser.add_argument("--launcher", default="local", choices=["local", "slurm"])
-    parser.add_argument("--pack", type=int, default=1, help="train up to N runs of one model together in one process "
-                        "(their forward passes mapped over stacked weights; for GPUs a small CNN leaves idle)")  # fmt: skip
-    parser.add_argument("--results", default=str(ROOT / "results"), help="results root (default: results/)")
-    parser.add_argument("--no-figures", action="store_true", help="report tables and summaries only")
-    parser.add_argument("--published", help="published-results file the report sets beside the reproduction "
-                        "(default: the package's published.yaml)")  # fmt: skip
-    return parser
 
 
 def _duration(seconds: float) -> str:
@@ -149,13 +126,12 @@ def _after_tuning_failed(outcomes: list) -> int:
     return 128 + (interrupts.requested() or signal.SIGINT) if stopped else 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Plan, check the data, run and report a profile.
+def run_study(args: argparse.Namespace) -> int:
+    """``damgl-bench run`` (arguments in :mod:`benchmark.cli`): plan, check the data, run and report a profile.
 
     Exit status: 0, 1 when a run failed, 2 for bad input (config, data, a results folder that cannot be
     written), 128 + the signal number when SIGINT or SIGTERM stopped it (130, 143).
     """
-    args = build_parser().parse_args(argv)
     try:
         if args.pack < 1:
             raise ConfigError(f"--pack: expected a positive number of runs, got {args.pack}")
@@ -207,4 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1 if failed else 0
     except (ConfigError, DataError, StoreError, PublishedError) as exc:
         say(f"error: {exc}")
+        return 2
+    except OSError as exc:  # a results folder on a read-only disk, without permission, or full
+        say(f"error: {os_error(exc)}")
         return 2

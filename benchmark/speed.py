@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from benchmark.data import DataError, PairedDataset, data_root
-from benchmark.datasets import release_for
+from benchmark.data.releases import release_for
 from benchmark.launch import set_threads
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ def speed_models(args: argparse.Namespace) -> None:
 
     import baselines
 
-    names = args.models.split(",") if args.models else baselines.list()
+    names = args.models.split(",") if args.models else baselines.names()
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
         print(f"models on {device}, {args.threads} threads (median ms)")
@@ -184,8 +184,8 @@ def _speed_train_one(model_name: str, args: argparse.Namespace) -> None:
     import torch
 
     from benchmark.config import load_config
-    from benchmark.launch import ROOT
     from benchmark.plan import plan
+    from benchmark.provenance import ROOT
     from benchmark.store import RunDir
     from benchmark.train import random_batch, train_run
 
@@ -261,8 +261,8 @@ def speed_gpu(args: argparse.Namespace) -> int:
     import torch
 
     from benchmark.config import load_config
-    from benchmark.fuse import fuse_sample, grey8, score
-    from benchmark.launch import ROOT
+    from benchmark.provenance import ROOT
+    from benchmark.scoring import fuse_sample, grey8, score
     from benchmark.train import random_batch
 
     cuda = torch.cuda.is_available()

@@ -29,6 +29,7 @@ from benchmark import interrupts, selection
 from benchmark.console import say
 from benchmark.data import DataError
 from benchmark.metrics import metric_names
+from benchmark.scoring import fuse_sample, grey8, score
 from benchmark.store import RunDir
 from losses.fusion import GRADIENT_SLOT
 
@@ -311,8 +312,6 @@ class Validation:
 
     def __call__(self, trainer: Trainer, step: int) -> None:
         """Validate after ``step``: log the criterion and keep the weights it scored."""
-        from benchmark.fuse import fuse_sample, grey8, score
-
         started = time.perf_counter()
         model, phase = trainer.model, trainer.phase_index(max(step - 1, 0))
         model.eval()

@@ -3,8 +3,9 @@
 ``build("damgl", scales=[1, 0.5], sign=False)`` makes a loss from a YAML block
 ``{type: damgl, scales: [1, 0.5], sign: false}``; :data:`LOSSES` lists the
 gradient losses and :data:`losses.fusion.TERMS` the other terms. The losses
-returned here run on a fast private engine; :mod:`losses.reference` holds the
-plain form of each (same names and switches), which defines what they compute.
+come from :mod:`losses.gradient`, written for speed; :mod:`losses.reference`
+holds the plain form of each (same names and switches), which defines what they
+compute.
 :class:`Sobel` is the project's one Sobel helper.
 """
 
@@ -15,18 +16,8 @@ from typing import Any
 
 from torch import nn
 
-from benchmark.registry import Registry
-from losses._engine import DAMGL, AxisMaxGradLoss, MagnitudeGradLoss, SignedSumGradLoss, Sobel
-from losses.fusion import TERMS, FusionObjective, build_from
-
-LOSSES: Registry[type[nn.Module]] = Registry("gradient loss", {
-    "magnitude": MagnitudeGradLoss,
-    "axis_max": AxisMaxGradLoss,
-    "signed_sum": SignedSumGradLoss,
-    "damgl": DAMGL,
-})  # fmt: skip
-
-ALL: Registry[type[nn.Module]] = Registry("loss", dict(LOSSES.items())).extended(dict(TERMS.items()))
+from losses.fusion import ALL, TERMS, FusionObjective, build_from
+from losses.gradient import DAMGL, LOSSES, Sobel
 
 
 def names() -> list[str]:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.registry import Registry
+from losses.gradient import LOSSES
 
 GRADIENT_SLOT = "gradient"
 
@@ -73,6 +74,7 @@ class SSIMLoss(nn.Module):
 
 
 TERMS: Registry[type[nn.Module]] = Registry("loss", {"max_l1": MaxL1, "mean_l1": MeanL1, "ssim": SSIMLoss})
+ALL: Registry[type[nn.Module]] = Registry("loss", dict(LOSSES.items())).extended(dict(TERMS.items()))  # every term by name
 
 
 def build_from(registry: Registry[type[nn.Module]], name: str, kwargs: Mapping[str, Any]) -> nn.Module:
@@ -95,8 +97,6 @@ class FusionObjective(nn.Module):
 
     def __init__(self, recipe: Mapping[str, Mapping[str, Any]], terms: Mapping[str, type[nn.Module]] | None = None):
         super().__init__()
-        from losses import ALL
-
         registry = ALL.extended(dict(terms or {}))
         if not recipe:
             raise ValueError("recipe: expected at least one term")

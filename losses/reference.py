@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.registry import Registry
-from losses._engine import DAMGLSwitches
+from losses.gradient import DAMGLSwitches
 
 KX = [[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]
 KY_DOWN = [[-1.0, -2.0, -1.0], [0.0, 0.0, 0.0], [1.0, 2.0, 1.0]]
@@ -103,7 +103,7 @@ class DAMGL(DAMGLSwitches):
     Per scale, with ``sign`` (the default), each axis ``L1(g f, g s*)`` where ``s*`` is, per pixel, the source whose
     component is larger in magnitude (ties to the visible image), its sign kept; without ``sign`` each axis
     ``L1(|g f|, max(|g a|, |g b|))``; with ``axis: magnitude`` the magnitude loss ``L1(|gx f| + |gy f|, max(...))``.
-    Switches as :class:`losses.DAMGL` (both take them from :class:`losses._engine.DAMGLSwitches`).
+    Switches as :class:`losses.DAMGL` (both take them from :class:`losses.gradient.DAMGLSwitches`).
     """
 
     def forward(self, fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:

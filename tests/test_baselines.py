@@ -122,7 +122,7 @@ def test_recipes_record_paper_settings() -> None:
 
 
 def test_registry_errors() -> None:
-    assert baselines.list() == ["seafusion", "u2fusion", "pmgi", "densefuse_e2e", "cddfuse", "swinfusion", "tcmoa"]
+    assert baselines.names() == ["seafusion", "u2fusion", "pmgi", "densefuse_e2e", "cddfuse", "swinfusion", "tcmoa"]
     with pytest.raises(ValueError, match=r"unknown model 'seafuison' \(did you mean 'seafusion'\?\); valid: seafusion"):
         baselines.build("seafuison")
     with pytest.raises(ValueError, match=r"densefuse_e2e: unknown key 'rule'.*allowed: fusion_rule"):

@@ -12,7 +12,7 @@ from benchmark import selection
 from benchmark.config import ConfigError, load_config
 from benchmark.plan import plan
 from benchmark.reports.stats import collapsed_validations
-from benchmark.runner import main
+from benchmark.cli import run as main
 from benchmark.selection import Plateau, first_gain
 from benchmark.train import Trainer
 

@@ -64,8 +64,11 @@ def test_error_folder_missing(tmp_path: Path) -> None:
 def test_error_no_pairs(tmp_path: Path) -> None:
     (tmp_path / "empty" / "ir").mkdir(parents=True)
     (tmp_path / "empty" / "vi").mkdir()
-    (tmp_path / "empty" / "ir" / "notes.txt").write_text("not an image")
+    (tmp_path / "empty" / "ir" / ".DS_Store").write_bytes(b"Bud1")  # metadata only
     with pytest.raises(DataError, match=f"no image pairs in {tmp_path / 'empty'}"):
+        PairedDataset(tmp_path / "empty")
+    (tmp_path / "empty" / "ir" / "notes.txt").write_text("not an image")
+    with pytest.raises(DataError, match=f"{tmp_path / 'empty' / 'ir' / 'notes.txt'}: '.txt' is not a supported"):
         PairedDataset(tmp_path / "empty")
 
 

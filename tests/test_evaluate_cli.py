@@ -11,7 +11,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.data import PairedDataset
-from benchmark.fuse import evaluate_folders, format_markdown_means, format_means
+from benchmark.evaluate import evaluate_folders, format_markdown_means, format_means
 from benchmark.metrics import evaluate
 from tests.conftest import need, real_data, write_image
 
@@ -144,9 +144,21 @@ def test_markdown_table(tiny_dataset: Path, tmp_path: Path) -> None:
     fused = make_fused(tiny_dataset, tmp_path, "M")
     result = evaluate_folders(PairedDataset(tiny_dataset), [fused], ["EN", "SD"], progress=False)
     md = format_markdown_means(result).splitlines()
-    assert md[0] == "| method | n | EN | SD |" and md[1] == "|---|---:|---:|---:|"
-    assert md[2].startswith("| M | 3 | ")
-    assert format_means(result).splitlines()[2].split()[:2] == ["M", "3"]
+    assert md[0] == "| method | n | EN ↑ | SD ↑ |" and md[1] == "|---|---:|---:|---:|"  # the better direction
+    en, sd = result.values("M", "EN").mean(), result.values("M", "SD").mean()
+    assert md[2] == f"| M | 3 | {en:.3f} | {sd:.2f} |"  # each metric's decimals, from its metadata
+    assert format_means(result).splitlines()[2].split() == ["M", "3", f"{en:.3f}", f"{sd:.2f}"]
+
+
+def test_the_means_table_fits_the_terminal_width(tiny_dataset: Path, tmp_path: Path) -> None:
+    fused = make_fused(tiny_dataset, tmp_path, "Mean")
+    result = evaluate_folders(PairedDataset(tiny_dataset), [fused], convention=["cddfuse", "vifb", "tang"], progress=False)
+    lines = format_means(result, width=80).splitlines()
+    assert max(map(len, lines)) <= 80
+    headers = [x.split() for x in lines if x.startswith("method")]
+    assert len(headers) > 1 and all(h[:2] == ["method", "n"] for h in headers)  # method and n in every block
+    shown = [h for header in headers for h in header[2:] if h not in ("↑", "↓")]
+    assert shown == result.metrics  # every column once, in order
 
 
 @pytest.mark.calibration

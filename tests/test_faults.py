@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from benchmark import store
-from benchmark.runner import main
+from benchmark.cli import run as main
 from tests.conftest import write_image
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,7 +20,7 @@ from benchmark import store
 from benchmark.cli import main as cli_main
 from benchmark.config import ConfigError, load_config
 from benchmark.plan import plan, select
-from benchmark.runner import main
+from benchmark.cli import run as main
 from tests.conftest import write_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,6 +175,46 @@ def test_only_the_store_spells_run_store_file_names() -> None:
     assert not offenders, offenders
 
 
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports anywhere in its file (lazy imports inside functions too)."""
+    files = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+             for package in ("benchmark", "losses", "baselines") for p in (ROOT / package).rglob("*.py")}  # fmt: skip
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in files else node.module
+                          for a in node.names} & set(files)  # fmt: skip
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names} & set(files)
+        graph[name] = found - {name}
+    return graph
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    graph = import_graph()
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(m == goal or (m not in seen and not seen.add(m) and reaches(m, goal, seen)) for m in graph[start])
+
+    cyclic = sorted(name for name in graph if reaches(name, name, set()))
+    assert not cyclic, f"import cycles through: {cyclic}"
+
+
+# the study's data flow, bottom to top: a stage imports only stages below it (the runner, on top, drives them all)
+STAGES = ["benchmark.config", "benchmark.plan", "benchmark.train", "benchmark.fuse", "benchmark.launch",
+          "benchmark.reports", "benchmark.runner"]  # fmt: skip
+
+
+def test_stages_import_only_stages_below_them() -> None:
+    graph = import_graph()
+    upward = [f"{low} imports {high}" for i, low in enumerate(STAGES) for high in STAGES[i + 1:]
+              if any(m == high or m.startswith(high + ".") for m in graph[low])]  # fmt: skip
+    assert not upward, upward
+    assert "benchmark.fuse" not in graph["benchmark.train"] and "benchmark.scoring" in graph["benchmark.train"]
+
+
 def test_stage_modules_import_on_their_own_without_cycles() -> None:
     code = ("import benchmark.reports.figures, benchmark.reports.stats, benchmark.fuse, benchmark.train, "
             "benchmark.plan, benchmark.launch, benchmark.runner, benchmark.store, benchmark.metrics")  # fmt: skip
@@ -194,3 +234,18 @@ def test_evaluate_resolves_a_dataset_name_under_fusion_data(tmp_path: Path, monk
     assert "Pairs: 2 pairs" in capsys.readouterr().out
     assert cli_main(["evaluate", "--dataset", "Nope", "--fused", str(fused)]) == 2
     assert f"--dataset Nope: no such folder here or under FUSION_DATA={tmp_path / 'data'}" in capsys.readouterr().err
+
+
+def test_the_public_api_plans_and_evaluates_without_importing_stages_at_import(tiny_dataset: Path, tmp_path: Path) -> None:
+    fresh = subprocess.run([sys.executable, "-c", "import sys, benchmark; print(sorted(m for m in sys.modules "
+                            "if m.startswith('benchmark.')))"], cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    assert fresh.stdout.strip() == "[]", fresh.stdout  # importing the package loads no stage
+    import benchmark
+
+    runs = benchmark.plan_runs(benchmark.load_config(EXPERIMENTS), "smoke", only="loss=damgl")
+    assert [(r.model, r.arm, r.seed) for r in runs] == [("tiny", "damgl", 0)]
+    fused = tmp_path / "mine"
+    for name in ("a", "b", "c"):
+        write_image(fused / f"{name}.png", np.full((40, 48), 100))
+    result = benchmark.evaluate_folders(tiny_dataset, [f"flat={fused}"], metrics=["SD"], progress=False)
+    assert result.methods() == ["flat"] and list(result.values("flat", "SD")) == [0.0, 0.0, 0.0]

@@ -231,7 +231,7 @@ def test_bad_shapes() -> None:
 def test_resize_and_its_adjoint(method: str, size: tuple[int, int], ratio: float) -> None:
     """The strided resize (integer factors) equals the general kernel up to its folded constant, and
     adjoint_add is the adjoint: <R x, g> = <x, R^T g>."""
-    resize = losses._engine._Resize(method, *size, ratio)
+    resize = losses.gradient._Resize(method, *size, ratio)
     assert resize.strided == (size != (61, 45))
     x, g = rand(2, *size, seed=1), rand(2, resize.h, resize.w, seed=2)
     out = x.new_empty(g.shape)
@@ -244,7 +244,7 @@ def test_resize_and_its_adjoint(method: str, size: tuple[int, int], ratio: float
 def test_canvas_blocks_are_disjoint_and_framed() -> None:
     sizes = [(128, 96), (64, 48), (32, 24), (16, 12), (64, 48)]
     for frame in (1, 2):
-        canvas = losses._engine._Canvas(sizes, frame)
+        canvas = losses.gradient._Canvas(sizes, frame)
         marks = torch.zeros(canvas.shape, dtype=torch.int64)
         for k, (h, w) in enumerate(sizes):
             block = canvas.view(marks, k, grow=frame)

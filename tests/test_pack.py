@@ -17,7 +17,7 @@ from benchmark.config import load_config
 from benchmark.launch import pack_groups
 from benchmark.pack import NotPackable, Pack
 from benchmark.plan import plan
-from benchmark.runner import main as run_main
+from benchmark.cli import run as run_main
 from benchmark.train import Trainer
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments.yaml"

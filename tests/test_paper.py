@@ -11,7 +11,7 @@ import yaml
 
 from baselines.tcmoa import TCMoA
 from benchmark.config import load_config
-from benchmark.runner import main
+from benchmark.cli import run as main
 from tests.conftest import write_image
 
 ROOT = Path(__file__).resolve().parents[1]

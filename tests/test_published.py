@@ -15,9 +15,9 @@ from benchmark import reports
 from benchmark.cli import main as cli_main
 from benchmark.config import load_config
 from benchmark.data import PairedDataset, stems_identity
-from benchmark.fuse import evaluate_folders
+from benchmark.evaluate import evaluate_folders
 from benchmark.published import PUBLISHED_FILE, PublishedError, compare_gains, compare_means, load_published
-from benchmark.runner import main as run_main
+from benchmark.cli import run as run_main
 from tests.conftest import need, real_data
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments.yaml"

@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from benchmark import reports
-from benchmark.reports import ablated_loss, inference, stats, tables
+from benchmark.reports import ablated_loss, significance, stats, tables
 from benchmark.reports import figures as plots
-from benchmark.runner import main as run_main
+from benchmark.cli import run as run_main
 from benchmark.store import StoreError, Study, load_study
 from tests.conftest import need, real_data
 
@@ -311,8 +311,8 @@ def test_one_test_carries_one_holm_p_and_power_is_exact() -> None:
     rows = rows[rows.seeds >= 2]
     assert len(rows) == 180 * 2  # the study's 180 primary tests, healthy and all runs
     for r in rows.itertuples():
-        assert r.mdd == pytest.approx(inference.minimal_detectable(r.diff_sd, r.seeds), rel=0.01)
-        assert r.mdd_holm == pytest.approx(inference.minimal_detectable(r.diff_sd, r.seeds, 0.05 / r.family_size), rel=0.01)
+        assert r.mdd == pytest.approx(significance.minimal_detectable(r.diff_sd, r.seeds), rel=0.01)
+        assert r.mdd_holm == pytest.approx(significance.minimal_detectable(r.diff_sd, r.seeds, 0.05 / r.family_size), rel=0.01)
     pmgi_mi = primary[(primary.model == "pmgi") & (primary.metric == "MI") & (primary.arm == "damgl") & (primary.runs == "healthy")]
     assert sorted(round(v, 2) for v in pmgi_mi.drop_duplicates("test").mdd_holm) == [0.22, 0.4, 0.41]
 

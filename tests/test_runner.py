@@ -22,7 +22,7 @@ from benchmark.launch import execute
 from benchmark.metrics import metric_names
 from benchmark.plan import plan
 from benchmark.reports import format_summary
-from benchmark.runner import main
+from benchmark.cli import run as main
 from benchmark.store import ResultsFolder, RunDir, RunLock, Study
 from benchmark.train import Trainer
 from tests.conftest import need, real_data
@@ -366,7 +366,7 @@ def test_the_paper_schedule_decays_at_real_epochs_and_compressed_squeezes() -> N
 def test_a_study_writing_its_own_results_does_not_make_the_code_dirty(tmp_path: Path) -> None:
     import subprocess
 
-    from benchmark.launch import git_commit
+    from benchmark.provenance import git_commit
 
     def git(*args: str) -> None:
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from benchmark.data import DataError
-from benchmark.synthetic import SyntheticDataset, make_pair
+from benchmark.data.synthetic import SyntheticDataset, make_pair
 from benchmark.train import PatchSampler, lr_factor
 
 

@@ -11,7 +11,7 @@ import yaml
 
 from benchmark.config import ConfigError, load_config
 from benchmark.plan import plan
-from benchmark.runner import main
+from benchmark.cli import run as main
 from benchmark.tuning import expected_best
 
 ROOT = Path(__file__).resolve().parents[1]

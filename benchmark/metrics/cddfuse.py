@@ -19,7 +19,7 @@ from functools import cached_property
 import numpy as np
 
 from benchmark.metrics import _kernels as K
-from benchmark.metrics.core import Convention, MetricInfo
+from benchmark.metrics.core import Convention, ImageTooSmall, MetricInfo
 from benchmark.metrics.core import ratio as _ratio
 
 
@@ -134,7 +134,7 @@ def vifp(refs: tuple[np.ndarray, ...], dist: np.ndarray) -> np.ndarray:
     """Pixel-domain multi-scale VIF of ``dist`` (H, W) against each of ``refs`` (a tuple of (H, W)), one
     ratio of sums over the four scales per reference (NaN for 0/0)."""
     if min(dist.shape) < 32:
-        raise ValueError(f"VIF needs images of at least 32 x 32 pixels, got {dist.shape}")
+        raise ImageTooSmall(f"VIF needs images of at least 32 x 32 pixels, got {dist.shape}")
     num = np.zeros(len(refs))
     den = np.zeros(len(refs))
     for scale in range(1, 5):
@@ -176,7 +176,7 @@ def _ssim(x: _Images) -> float:
     """
     f = x.f
     if min(f.shape) < _SSIM_WIN:
-        raise ValueError(f"SSIM needs images of at least 7 x 7 pixels, got {f.shape}")
+        raise ImageTooSmall(f"SSIM needs images of at least 7 x 7 pixels, got {f.shape}")
     rows = K.ssim_rows(f, x.sources)
     n = (f.shape[0] - _SSIM_WIN + 1) * (f.shape[1] - _SSIM_WIN + 1)
     return float((rows.sum(axis=1) / n).sum())
@@ -189,8 +189,8 @@ METRICS: dict[str, MetricInfo] = {
     m.name: m
     for m in (
         MetricInfo("EN", _en, True, False, "entropy (bits) of the 256-level grey histogram"),
-        MetricInfo("SD", _sd, True, False, "population standard deviation of grey levels"),
-        MetricInfo("SF", _sf, True, False, "spatial frequency from row and column neighbour differences"),
+        MetricInfo("SD", _sd, True, False, "population standard deviation of grey levels", decimals=2),
+        MetricInfo("SF", _sf, True, False, "spatial frequency from row and column neighbour differences", decimals=2),
         MetricInfo("AG", _ag, True, False, "average gradient, mean of sqrt((Gx^2 + Gy^2) / 2)"),
         MetricInfo("MI", _mi, True, True, "mutual information MI(F,A) + MI(F,B) in nats"),
         MetricInfo("SCD", _scd, True, True, "sum of correlations of differences corr(A,F-B) + corr(B,F-A)"),
@@ -198,8 +198,8 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo("Qabf", _qabf, True, True, "Xydeas-Petrovic Sobel edge preservation"),
         MetricInfo("SSIM", _ssim, True, True, "SSIM(F,A) + SSIM(F,B), 7x7 box window, data range 2"),
         MetricInfo("CC", _cc, True, True, "mean Pearson correlation of F with each source"),
-        MetricInfo("PSNR", _psnr, True, True, "10 log10(max(F)^2 / MSE) with the peak of F"),
-        MetricInfo("MSE", _mse, False, True, "mean squared error to each source, averaged"),
+        MetricInfo("PSNR", _psnr, True, True, "10 log10(max(F)^2 / MSE) with the peak of F", decimals=2),
+        MetricInfo("MSE", _mse, False, True, "mean squared error to each source, averaged", decimals=1),
     )
 }
 

@@ -12,6 +12,10 @@ import numpy as np
 ArrayLike = Any  # np.ndarray or torch.Tensor, 2-D
 
 
+class ImageTooSmall(ValueError):
+    """An image smaller than a metric's window: the metric has no value for it."""
+
+
 def as_image(x: ArrayLike, name: str, colour: bool = False) -> np.ndarray:
     """Return ``x`` as a C-contiguous float64 array, checking shape and range (levels 0..255): 2-D grey,
     or with ``colour`` also (H, W, 3)."""
@@ -53,6 +57,7 @@ class MetricInfo:
         higher_is_better: direction of improvement.
         needs_sources: whether the metric takes the infrared and visible sources.
         definition: one line, for tables and ``--help``.
+        decimals: decimals printed in tables (one more for differences between arms).
     """
 
     name: str
@@ -60,6 +65,7 @@ class MetricInfo:
     higher_is_better: bool
     needs_sources: bool
     definition: str
+    decimals: int = 3
 
 
 @dataclass(frozen=True)

@@ -128,10 +128,10 @@ METRICS: dict[str, MetricInfo] = {
     m.name: m
     for m in (
         MetricInfo("EN", _en, True, False, "entropy (bits) of the uint8 fused image"),
-        MetricInfo("SF", _sf, True, False, "spatial frequency, root mean square differences per axis"),
-        MetricInfo("SD", _sd, True, False, "population standard deviation of F"),
-        MetricInfo("PSNR", _psnr, True, True, "20 log10(255 / sqrt(MSE)) with the MSE on the 0..1 scale"),
-        MetricInfo("MSE", _mse, False, True, "mean squared error to each source on the 0..1 scale, averaged"),
+        MetricInfo("SF", _sf, True, False, "spatial frequency, root mean square differences per axis", decimals=2),
+        MetricInfo("SD", _sd, True, False, "population standard deviation of F", decimals=2),
+        MetricInfo("PSNR", _psnr, True, True, "20 log10(255 / sqrt(MSE)) with the MSE on the 0..1 scale", decimals=2),
+        MetricInfo("MSE", _mse, False, True, "mean squared error to each source on the 0..1 scale, averaged", decimals=4),
         MetricInfo("MI", _mi, True, True, "MI(ir,F) + MI(vi,F) in bits, joint bins 254 and 255 merged"),
         MetricInfo("VIF", _vif, True, True, "pixel-domain multiscale VIF, vifp(ir,F) + vifp(vi,F)"),
         MetricInfo("AG", _ag, True, False, "average gradient, sum over (M-1)(N-1)"),

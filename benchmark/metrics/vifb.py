@@ -23,7 +23,7 @@ import numpy as np
 
 from benchmark.metrics import _kernels as K
 from benchmark.metrics import matlab as M
-from benchmark.metrics.core import Convention, MetricInfo
+from benchmark.metrics.core import Convention, ImageTooSmall, MetricInfo
 from benchmark.metrics.core import ratio as _ratio
 
 
@@ -147,7 +147,7 @@ def _ssim_sum(v: np.ndarray, i: np.ndarray, f: np.ndarray) -> float:
     """SSIM(v, F) + SSIM(i, F): each the mean SSIM map, 11 x 11 Gaussian (sigma 1.5) at 'valid' positions,
     variances as E[x^2] - mu^2."""
     if min(f.shape) < 11:
-        raise ValueError(f"SSIM needs images of at least 11 x 11 pixels, got {f.shape}")
+        raise ImageTooSmall(f"SSIM needs images of at least 11 x 11 pixels, got {f.shape}")
     maps = K.ssim_maps(*(np.ascontiguousarray(x, dtype=np.float64) for x in (v, i, f)), _SSIM_G, _C1, _C2)
     return float(maps[0].mean()) + float(maps[1].mean())
 
@@ -258,13 +258,13 @@ METRICS: dict[str, MetricInfo] = {
     m.name: m
     for m in (
         MetricInfo("EN", _entropy, True, False, "entropy (bits) of the 256-bin histogram of F"),
-        MetricInfo("SD", _variance, True, False, "population standard deviation of F (VIFB calls it Variance)"),
-        MetricInfo("SF", _spatial_frequency, True, False, "spatial frequency, both sums over the pixel count"),
+        MetricInfo("SD", _variance, True, False, "population standard deviation of F (VIFB calls it Variance)", decimals=2),
+        MetricInfo("SF", _spatial_frequency, True, False, "spatial frequency, both sums over the pixel count", decimals=2),
         MetricInfo("AG", _avg_gradient, True, False, "average gradient, sum over (M-1)(N-1)"),
         MetricInfo("MI", _mutinf, True, True, "MI(vis,F) + MI(ir,F) in nats on min-max stretched levels"),
         MetricInfo("Qabf", _qabf, True, True, "Xydeas-Petrovic edge preservation on images x 255"),
         MetricInfo("SSIM", _ssim, True, True, "SSIM(vis,F) + SSIM(ir,F), 11x11 Gaussian window, 'valid'"),
-        MetricInfo("PSNR", _psnr, True, True, "20 log10(255 / sqrt(RMSE)) with VIFB's RMSE"),
+        MetricInfo("PSNR", _psnr, True, True, "20 log10(255 / sqrt(RMSE)) with VIFB's RMSE", decimals=2),
         MetricInfo("RMSE", _rmse, False, True, "mean over sources of sqrt(sum (X-F)^2) / (M N)"),
         MetricInfo("CE", _cross_entropy, False, True, "cross entropy (bits) of each source's histogram to F's, averaged"),
         MetricInfo("EI", _edge_intensity, True, False, "edge intensity, mean Sobel magnitude, replicate borders"),

@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmark.console import os_error, say
 from benchmark.metrics import (
     DEFAULT_CONVENTION,
     column,
@@ -60,7 +60,7 @@ from benchmark.published import (
     load_published,
 )
 from benchmark.reports.figures import make_figures
-from benchmark.reports.inference import family_holm, health_table, seed_comparisons
+from benchmark.reports.significance import family_holm, health_table, seed_comparisons
 from benchmark.reports.stats import (
     convergence,
     loss_scale,
@@ -592,14 +592,8 @@ def closing_lines(study: Study, written: Sequence[Path]) -> list[str]:
     return lines
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m benchmark report``."""
-    parser = argparse.ArgumentParser(prog="python -m benchmark report", description="Tables and figures from stored runs.")
-    parser.add_argument("--results", required=True, help="a profile's results folder, e.g. results/real-cpu")
-    parser.add_argument("--no-figures", action="store_true", help="tables and summary.md only")
-    parser.add_argument("--published", help="published-results file to set beside the reproduction "
-                        "(default: the package's published.yaml)")  # fmt: skip
-    args = parser.parse_args(argv)
+def report_command(args: argparse.Namespace) -> int:
+    """``damgl-bench report`` (arguments in :mod:`benchmark.cli`): rebuild a profile's report from its runs."""
     folder = ResultsFolder(args.results)
     try:
         if not folder.study.is_file():
@@ -608,7 +602,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             files = build_report(folder.root, figures=not args.no_figures, published=args.published)
             lines = closing_lines(load_study(folder.root), files)
     except (StoreError, PublishedError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        say(f"error: {exc}")
+        return 2
+    except OSError as exc:
+        say(f"error: {os_error(exc)}")
         return 2
     print(f"report: {len(files)} files written under {Path(args.results)} (summary.csv, summary.md, tables/, figures/, examples/)")
     print("\n".join(lines))

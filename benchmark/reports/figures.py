@@ -29,10 +29,10 @@ import torch  # noqa: E402
 
 from benchmark.data import DataError, png_bytes  # noqa: E402
 from benchmark.metrics import column_info  # noqa: E402
-from benchmark.reports.inference import t_interval  # noqa: E402
+from benchmark.reports.significance import t_interval  # noqa: E402
 from benchmark.reports.stats import seed_means, study_metrics  # noqa: E402
 from benchmark.selection import criterion_of  # noqa: E402
-from benchmark.sources import open_dataset  # noqa: E402
+from benchmark.data.sources import open_dataset  # noqa: E402
 from benchmark.store import StoreError, Study, atomic_write_bytes, dataset_source, read_image_array  # noqa: E402
 from benchmark.tuning import budget_table, trials  # noqa: E402
 from losses import Sobel  # noqa: E402

@@ -13,17 +13,13 @@ import numpy as np
 import pandas as pd
 
 from benchmark.metrics import column_info
-from benchmark.reports import inference
+from benchmark.reports import significance
 from benchmark.reports.stats import ranks
 from benchmark.store import atomic_write_text
 
-DECIMALS = {"EN": 3, "SD": 2, "SF": 2, "AG": 3, "MI": 3, "SCD": 3, "VIF": 3, "Qabf": 3, "SSIM": 3, "CC": 3,
-            "PSNR": 2, "MSE": 1}  # fmt: skip
-
-
 def decimals(label: str) -> int:
-    """Printed decimals of a column (:data:`DECIMALS` by the metric's name; 3 for names it lacks)."""
-    return DECIMALS.get(label.rpartition(":")[2], 3)
+    """Printed decimals of a metric column, from the metric's metadata."""
+    return column_info(label).decimals
 
 
 def arrow(metric: str) -> str:
@@ -148,11 +144,11 @@ def _family_note(rows: pd.DataFrame) -> str:
     tested = rows[rows["tested"]]
     if not tested.empty:
         n, m = int(tested["seeds"].min()), max(sizes)
-        floor = min(1.0, m * inference.smallest_p(n))
-        if floor >= inference.ALPHA:
+        floor = min(1.0, m * significance.smallest_p(n))
+        if floor >= significance.ALPHA:
             note += (f" With {n} seeds and {m} comparisons the Holm-adjusted sign-flip p cannot fall below "
                      f"{floor:.3f}, so the exact test alone cannot carry a claim in this family; it needs "
-                     f"{inference.seeds_to_resolve(inference.ALPHA / m)} seeds.")  # fmt: skip
+                     f"{significance.seeds_to_resolve(significance.ALPHA / m)} seeds.")  # fmt: skip
     return note
 
 
@@ -315,7 +311,7 @@ def p_text(p: float) -> str:
     if p < 0.001:
         return "<0.001"
     digits = 3
-    while digits < 12 and p != inference.ALPHA and round(p, digits) == inference.ALPHA:
+    while digits < 12 and p != significance.ALPHA and round(p, digits) == significance.ALPHA:
         digits += 1
     return f"{p:.{digits}f}"
 

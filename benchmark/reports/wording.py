@@ -23,7 +23,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from benchmark.metrics import column_info
-from benchmark.reports.inference import ALPHA
+from benchmark.reports.significance import ALPHA
 
 
 def _num(value: float) -> str:

@@ -1,4 +1,4 @@
-"""The fast engine behind the gradient losses (private: :mod:`losses.reference` states what they compute).
+"""The gradient losses, by name (:data:`LOSSES`), on a fast engine; :mod:`losses.reference` states what they compute.
 
 Every loss is an ``nn.Module`` called as ``loss(fused, ir, vis)`` on
 ``(N, 1, H, W)`` tensors in [0, 1] (``vis`` may carry more channels: its first
@@ -24,6 +24,8 @@ from functools import cached_property, partial
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from benchmark.registry import Registry
 
 # Kernels as (smoothing weights, sign of the y kernel); see Sobel.
 # Sobel Kx = [[-1,0,1],[-2,0,2],[-1,0,1]]; Ky = [[-1,-2,-1],[0,0,0],[1,2,1]] (y_sign +1, DAMGL,
@@ -565,3 +567,11 @@ class DAMGL(DAMGLSwitches):
             plan = tuple((wt, None if r == 1 else _Resize(self.resize, h, w, r))
                          for r, wt in zip(self.scales, self.weights) if wt > 0)  # fmt: skip
             return _MultiScaleL1.apply(f, a, b, self.sobel, mode, plan)
+
+
+LOSSES: Registry[type[nn.Module]] = Registry("gradient loss", {
+    "magnitude": MagnitudeGradLoss,
+    "axis_max": AxisMaxGradLoss,
+    "signed_sum": SignedSumGradLoss,
+    "damgl": DAMGL,
+})  # fmt: skip

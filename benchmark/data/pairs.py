@@ -38,7 +38,7 @@ def stems_identity(names: list[str]) -> dict[str, Any]:
     return {"images": len(names), "stems_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]}
 
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / "data"  # inside the project; ignored by git
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "data"  # inside the project; ignored by git
 
 
 def data_root() -> Path:
@@ -58,11 +58,42 @@ def dataset_folder(value: str) -> Path:
     raise DataError(f"--dataset {value}: no such folder here or under FUSION_DATA={data_root()}")
 
 
-def list_images(folder: Path) -> dict[str, Path]:
-    """Map stem -> path for the images directly inside ``folder``."""
+OS_METADATA = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})  # what file managers leave in folders
+
+
+def is_metadata(path: Path) -> bool:
+    """A hidden or operating-system metadata file (``.DS_Store``, macOS's ``._name`` forks, ``Thumbs.db``):
+    never an image, skipped wherever images are listed."""
+    return path.name.startswith(".") or path.name in OS_METADATA
+
+
+def _not_an_image(path: Path) -> str | None:
+    """Why ``path`` cannot be one of a folder's images, or None when it is an image file of a supported format."""
+    if path.is_symlink() and not path.exists():
+        return f"a symbolic link to nothing ({os.readlink(path)})"
+    if path.is_dir():
+        return "a folder"
+    if not path.is_file():
+        return "not a regular file"
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        return f"'{path.suffix or '(no extension)'}' is not a supported image format ({', '.join(IMAGE_EXTENSIONS)})"
+    return None
+
+
+def list_images(folder: Path, problems: list[str] | None = None) -> dict[str, Path]:
+    """Map stem -> path for the images directly inside ``folder``, hidden and OS metadata files skipped.
+
+    Anything else there (a folder, a dangling link, a file of another format) is an error naming each entry;
+    given ``problems``, the lines are appended there instead, for the caller to report with its own.
+    """
     found: dict[str, Path] = {}
+    stray: list[str] = []
     for path in sorted(folder.iterdir()):
-        if not path.is_file() or path.suffix.lower() not in IMAGE_EXTENSIONS:
+        if is_metadata(path):
+            continue
+        why = _not_an_image(path)
+        if why is not None:
+            stray.append(f"{path}: {why}")
             continue
         if path.stem in found:
             raise DataError(
@@ -70,6 +101,10 @@ def list_images(folder: Path) -> dict[str, Path]:
                 f"({found[path.stem].name}, {path.name}); pairs are matched by stem"
             )
         found[path.stem] = path
+    if stray and problems is None:
+        raise DataError("\n".join([f"{folder}: {len(stray)} entries that are not images:", *(f"  {s}" for s in stray)]))
+    if problems is not None:
+        problems += stray
     return found
 
 
@@ -113,6 +148,7 @@ def read_rgb_or_grey(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
+            orientation = img.getexif().get(ORIENTATION, 1)
             mode = img.mode
             if mode == "P":
                 img = img.convert("RGBA" if "transparency" in img.info else "RGB")
@@ -120,6 +156,7 @@ def read_rgb_or_grey(path: str | Path) -> np.ndarray:
             arr = np.asarray(img)
     except (OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"cannot read image {path}: {exc}") from exc
+    _refuse_rotation(orientation, path)
     if mode in ("LA", "RGBA"):
         if arr[..., -1].min() != 255:
             raise DataError(f"{path}: image has a transparent alpha channel; expected an opaque image")
@@ -130,6 +167,18 @@ def read_rgb_or_grey(path: str | Path) -> np.ndarray:
     if mode not in ("L", "RGB"):
         raise DataError(f"{path}: unsupported image mode '{mode}'; expected 8-bit grey or RGB")
     return np.ascontiguousarray(arr, dtype=np.uint8)
+
+
+ORIENTATION = 0x0112  # the EXIF tag
+
+
+def _refuse_rotation(orientation: int | None, path: Path) -> None:
+    """An EXIF Orientation other than 1 (upright) is refused: OpenCV's reader (the Python toolkits') turns the
+    image upright, MATLAB's ``imread`` and PIL do not, so its grey values depend on the toolkit."""
+    if orientation not in (None, 1):
+        raise DataError(f"{path}: EXIF Orientation is {orientation} (stored rotated or mirrored); the toolkits "
+                        "disagree on whether to apply it, so the harness refuses it: save the image upright "
+                        "without the tag (for example with PIL.ImageOps.exif_transpose)")  # fmt: skip
 
 
 def to_grey(arr: np.ndarray) -> np.ndarray:
@@ -199,6 +248,11 @@ class Sample:
     vi_ycbcr: np.ndarray
     ir_raw: np.ndarray
     vi_raw: np.ndarray
+    files: tuple[Path, Path] | None = None  # (infrared, visible) when read from files
+
+    def where(self) -> str:
+        """The pair's files, or its name for a generated pair, for messages."""
+        return f"{self.files[0]} and {self.files[1]}" if self.files else f"pair '{self.name}'"
 
     @property
     def ir_unit(self) -> np.ndarray:
@@ -226,7 +280,11 @@ class PairedDataset:
                 raise DataError(f"dataset folder {self.root} has no '{sub.name}/' subfolder (expected ir/ and vi/)")
         if ir_dir.resolve() == vi_dir.resolve() or os.path.samefile(ir_dir, vi_dir):
             raise DataError(f"{ir_dir} and {vi_dir} are the same folder; infrared and visible must be separate")
-        ir_files, vi_files = list_images(ir_dir), list_images(vi_dir)
+        stray: list[str] = []
+        ir_files, vi_files = list_images(ir_dir, stray), list_images(vi_dir, stray)
+        if stray:
+            raise DataError("\n".join([f"{self.root}: {len(stray)} entries of ir/ and vi/ are not images:",
+                                       *(f"  {s}" for s in stray)]))  # fmt: skip
         check_partners(ir_files, vi_files, ir_dir, vi_dir, str(self.root))
         stems = sorted(ir_files)
         if split is not None:
@@ -265,7 +323,7 @@ class PairedDataset:
     def load(pair: Pair) -> Sample:
         """Read one pair, checking that both images have the same size."""
         ir, vi = read_pair(pair.ir, pair.vi)
-        return Sample(pair.name, to_grey(ir), to_grey(vi), rgb_to_ycbcr(vi), ir, vi)
+        return Sample(pair.name, to_grey(ir), to_grey(vi), rgb_to_ycbcr(vi), ir, vi, (pair.ir, pair.vi))
 
 
 def read_pair(ir_path: Path, vi_path: Path) -> tuple[np.ndarray, np.ndarray]:

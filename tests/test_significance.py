@@ -12,7 +12,7 @@ import pytest
 from scipy import integrate, optimize, stats
 
 from benchmark.metrics import evaluate
-from benchmark.reports import inference as I
+from benchmark.reports import significance as I
 
 
 def test_sign_flip_p_by_hand() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmark.data import PairedDataset
-from benchmark.synthetic import SyntheticDataset
+from benchmark.data.pairs import PairedDataset
+from benchmark.data.synthetic import SyntheticDataset
 
 
 def open_dataset(source: dict[str, Any], name: str) -> PairedDataset | SyntheticDataset:

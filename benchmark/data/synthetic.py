@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.data import Sample, rgb_to_ycbcr, to_grey
+from benchmark.data.pairs import Sample, rgb_to_ycbcr, to_grey
 
 
 def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:

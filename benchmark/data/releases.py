@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmark.data import IMAGE_EXTENSIONS, DataError, list_images, read_pair, read_split
+from benchmark.data.pairs import DataError, list_images, read_pair, read_split
 from benchmark.store import atomic_write_text, csv_text, sha256
 
-SPLITS = Path(__file__).resolve().parent / "splits"
+SPLITS = Path(__file__).resolve().parents[1] / "splits"
 MANIFEST = "manifest.csv"
 MANIFEST_COLUMNS = ["split", "modality", "file", "width", "height", "channels", "bytes", "sha256"]
 
@@ -65,6 +65,8 @@ RELEASES: dict[str, Release] = {r.name.lower(): r for r in (
             "github.com/Zhaozixiang1228/MMIF-CDDFuse, test_img/TNO", {"all": ("ir", "vi")}, {"all": 25}, None),
     Release("RoadScene", "Xu et al., AAAI 2020; github.com/hanna-xu/RoadScene", {"all": ("cropinfrared", "crop_LR_visible")},
             {"all": 221}, None, {"test": "roadscene_test.txt", "train": "roadscene_train.txt"}),
+    Release("VIFB", "Zhang et al., CVPR Workshops 2020; github.com/xingchenzhang/VIFB, input/", {"all": ("input/IR", "input/VI")},
+            {"all": 21}, None),
 )}  # fmt: skip
 
 
@@ -108,15 +110,6 @@ class Split:
     pairs: list[tuple[str, Path, Path]]
 
 
-def _images_only(folder: Path, problems: list[str]) -> dict[str, Path]:
-    """Stem -> image file of ``folder``; anything else in it is a problem (a folder, a file that is not an image)."""
-    for path in sorted(folder.iterdir()):
-        if not path.is_file() or path.suffix.lower() not in IMAGE_EXTENSIONS:
-            kind = "a folder" if path.is_dir() else "not an image file"
-            problems.append(f"{path}: {kind} in an image folder (expected only {', '.join(IMAGE_EXTENSIONS)} files)")
-    return list_images(folder)
-
-
 def locate(release: Release, root: Path, split: str) -> tuple[Path, Path]:
     """The (infrared, visible) folders of ``split`` under ``root``: the prepared layout, else the released one."""
     prepared = release.prepared(root, split)
@@ -154,7 +147,7 @@ def scan(release: Release, root: Path, splits: Sequence[str] | None = None,
         except DataError as exc:
             mine.append(str(exc))
             continue
-        ir, vi = _images_only(ir_dir, mine), _images_only(vi_dir, mine)
+        ir, vi = list_images(ir_dir, mine), list_images(vi_dir, mine)
         if len(ir) != release.pairs[split]:
             mine.append(f"{ir_dir}: {len(ir)} pairs, but {release.name} {split} was released with "
                         f"{release.pairs[split]} ({release.source})")  # fmt: skip
