@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 from benchmark.cli import main as cli_main
-from benchmark.data import DataError, PairedDataset, read_rgb_or_grey
 from benchmark.cli import run as run_main
+from benchmark.data import DataError, PairedDataset, read_rgb_or_grey
 from benchmark.scoring import NonFiniteOutput, fuse_sample
 from tests.conftest import write_image
 

@@ -117,6 +117,7 @@ def _five_digits(value: float) -> float:
     return float(f"{value:.5g}")
 
 
+@pytest.mark.slow
 @pytest.mark.calibration
 def test_vifb_reproduces_vifb_matlab_values_at_their_five_digits() -> None:
     """Recomputed here: every image of ADF, and the first image of each other method MATLAB scored."""

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from benchmark import selection
+from benchmark.cli import run as main
 from benchmark.config import ConfigError, load_config
 from benchmark.plan import plan
 from benchmark.reports.stats import collapsed_validations
-from benchmark.cli import run as main
 from benchmark.selection import Plateau, first_gain
 from benchmark.train import Trainer
 

@@ -26,6 +26,8 @@ from benchmark import store
 from benchmark.cli import run as main
 from tests.conftest import write_image
 
+pytestmark = pytest.mark.slow  # trains studies; python -m pytest -m "not slow" leaves them out
+
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments.yaml"
 RUNS = ("tiny__magnitude__synthetic_small__s0", "tiny__damgl__synthetic_small__s0")

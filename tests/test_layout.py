@@ -18,9 +18,9 @@ import yaml
 import baselines
 from benchmark import store
 from benchmark.cli import main as cli_main
+from benchmark.cli import run as main
 from benchmark.config import ConfigError, load_config
 from benchmark.plan import plan, select
-from benchmark.cli import run as main
 from tests.conftest import write_image
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,12 +13,14 @@ from skimage.io import imread
 from torch import nn
 
 from baselines import Phase, Recipe
+from benchmark.cli import run as run_main
 from benchmark.config import load_config
 from benchmark.launch import pack_groups
 from benchmark.pack import NotPackable, Pack
 from benchmark.plan import plan
-from benchmark.cli import run as run_main
 from benchmark.train import Trainer
+
+pytestmark = pytest.mark.slow  # trains studies; python -m pytest -m "not slow" leaves them out
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments.yaml"
 ARMS = ({"type": "damgl", "scales": [1.0, 0.5, 0.25], "sign": True}, {"type": "magnitude"}, {"type": "signed_sum"})

@@ -6,13 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import yaml
 
 from baselines.tcmoa import TCMoA
-from benchmark.config import load_config
 from benchmark.cli import run as main
+from benchmark.config import load_config
 from tests.conftest import write_image
+
+pytestmark = pytest.mark.slow  # trains studies; python -m pytest -m "not slow" leaves them out
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments.yaml"

@@ -13,11 +13,11 @@ import yaml
 
 from benchmark import reports
 from benchmark.cli import main as cli_main
+from benchmark.cli import run as run_main
 from benchmark.config import load_config
 from benchmark.data import PairedDataset, stems_identity
 from benchmark.evaluate import evaluate_folders
 from benchmark.published import PUBLISHED_FILE, PublishedError, compare_gains, compare_means, load_published
-from benchmark.cli import run as run_main
 from tests.conftest import need, real_data
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments.yaml"
@@ -83,6 +83,7 @@ def test_bad_published_file_names_the_row_and_key(tmp_path: Path) -> None:
         assert str(path) in str(err.value) and message in str(err.value)
 
 
+@pytest.mark.slow
 def test_report_sets_the_published_row_beside_the_reproduced_one(tmp_path: Path, tiny_dataset: Path) -> None:
     raw = yaml.safe_load(EXPERIMENTS.read_text())
     raw["datasets"]["folder_test"] = {"path": str(tiny_dataset)}

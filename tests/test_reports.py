@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from benchmark import reports
+from benchmark.cli import run as run_main
 from benchmark.reports import ablated_loss, significance, stats, tables
 from benchmark.reports import figures as plots
-from benchmark.cli import run as run_main
 from benchmark.store import StoreError, Study, load_study
 from tests.conftest import need, real_data
 
@@ -230,6 +230,7 @@ def test_direction_error_by_hand() -> None:
     assert np.allclose(angle[inside], 180.0)
 
 
+@pytest.mark.slow
 def test_rerun_regenerates_tables_byte_for_byte_without_runs_images(smoke_study: Path, tmp_path: Path) -> None:
     reports.build_report(smoke_study)
     copy = tmp_path / "copy"
@@ -266,6 +267,7 @@ CONVERGED = COMMITTED.parent / "converged"
 STUDIES = sorted(p for p in COMMITTED.parent.iterdir() if (p / "study.json").is_file())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("study", STUDIES, ids=[p.name for p in STUDIES])
 def test_committed_study_tables_regenerate_byte_for_byte(study: Path, tmp_path: Path) -> None:
     copy = tmp_path / study.name
@@ -393,6 +395,7 @@ def test_a_study_scored_under_several_conventions_reports_each(tmp_path: Path) -
     assert plan(with_more, with_more.profile("smoke"))[0].config["conventions"] == ["vifb"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("figures", [True, False])
 def test_a_report_leaves_no_table_or_figure_of_an_earlier_one(smoke_study: Path, tmp_path: Path, figures: bool) -> None:
     """One run's metrics.csv deleted: the DAMGL comparisons can no longer be made, and no table or figure that

@@ -17,12 +17,12 @@ import yaml
 
 from baselines import build as baselines_build
 from benchmark import interrupts, launch
+from benchmark.cli import run as main
 from benchmark.config import ConfigError, load_config
 from benchmark.launch import execute
 from benchmark.metrics import metric_names
 from benchmark.plan import plan
 from benchmark.reports import format_summary
-from benchmark.cli import run as main
 from benchmark.store import ResultsFolder, RunDir, RunLock, Study
 from benchmark.train import Trainer
 from tests.conftest import need, real_data
@@ -77,6 +77,21 @@ def test_summary_counts_and_flags_nan_values() -> None:
     header, line = text.splitlines()[:2]
     assert line.split()[header.split().index("CC")] == "0.60*" and line.split()[header.split().index("SCD")] == "1.00"
     assert "* m__a__t__s0 on t: NaN values excluded from the means (CC:2)" in text
+    assert line.split()[header.split().index("health")] == "nan:1/2"  # seed 0: most images have a NaN
+
+
+def test_the_terminal_summary_flags_each_arms_unhealthy_seeds() -> None:
+    rows = []
+    for arm, seed, ssim in (("a", 0, 0.8), ("a", 1, 0.8), ("b", 0, -0.83), ("b", 1, 0.8)):  # b seed 0: inverted
+        for image in "abc":
+            rows.append({"run_id": f"m__{arm}__t__s{seed}", "model": "m", "arm": arm, "seed": seed, "test": "t",
+                         "image": image, **{n: 20.0 for n in metric_names()}, "SSIM": ssim, "CC": 0.5})  # fmt: skip
+    grid = {"models": ["m"], "seeds": [0, 1], "test": ["t"]}
+    spec = {"arms": {"a": {}, "b": {}}, "grids": {"a": grid, "b": grid}}
+    lines = format_summary(Study(ResultsFolder("unused"), spec, pd.DataFrame(rows), {})).splitlines()
+    column = lines[0].split().index("health")
+    assert [x.split()[column] for x in lines[1:3]] == ["ok", "inverted:1/2"]
+    assert lines[3].startswith("health: runs whose fused images are not usable fusions")
 
 
 def test_rerun_skips_completed_runs(smoke_results: Path, capsys: pytest.CaptureFixture) -> None:
@@ -280,6 +295,7 @@ def test_ablation_arms_and_run_ids() -> None:
     assert runs[0].config_hash != runs[1].config_hash and len(runs[0].config_hash) == 16
 
 
+@pytest.mark.slow
 def test_parallel_workers_and_submitit_local_executor(smoke_results: Path, tmp_path: Path) -> None:
     assert main(smoke_args(tmp_path / "w", "--workers", "2")) == 0
     assert metrics_of(tmp_path / "w") == metrics_of(smoke_results)
@@ -414,6 +430,7 @@ def test_a_profile_thread_count_is_hashed_and_used() -> None:
         load_config(EXPERIMENTS, ["profiles.smoke.threads=0"]).profile("smoke")
 
 
+@pytest.mark.slow
 def test_an_edit_of_the_experiments_file_during_a_study_changes_no_run(tmp_path: Path) -> None:
     """Three runs in a pool of two; once the first two have started, the file's tiny model is widened from 8
     to 16 channels. Every run trains the model block it was planned with (width 8): workers never reload it."""

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from benchmark.cli import run as main
 from benchmark.config import ConfigError, load_config
 from benchmark.plan import plan
-from benchmark.cli import run as main
 from benchmark.tuning import expected_best
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -115,18 +115,27 @@ def write_summary_csv(study: Study) -> Path:
 
 
 def format_summary(study: Study) -> str:
-    """Means over all finished seeds per (test, model, arm), two decimals, for the terminal; ``*`` marks means
-    that exclude NaN values, with a note naming the run. (The report's tables use the healthy runs.)"""
+    """Means over all finished seeds per (test, model, arm), two decimals, for the terminal, with the health of
+    each arm's finished runs (``ok``, or how many are ``inverted``, ``collapsed``, ..., as ``inverted:1/6``); ``*`` marks means
+    that exclude NaN values, with a note naming the run. (The report's comparisons use the healthy runs.)"""
     names = study_metrics(study)
     summary = summarise_arms(study.values, names)
-    header = ["test", "model", "arm", "seeds", *names]
-    body = [[r["test"], r["model"], r["arm"], str(r["seeds"])]
+    finished = study.values[["model", "arm", "seed", "run_id"]].drop_duplicates()
+    health = health_table(study.values, {}, list(finished.itertuples(index=False, name=None)))
+    flags = {key: ",".join(f"{h}:{n}/{len(g)}" for h, n in g.health[g.health != "ok"].value_counts().items()) or "ok"
+             for key, g in health.groupby(["model", "arm"], sort=False)}  # fmt: skip
+    header = ["test", "model", "arm", "seeds", "health", *names]
+    body = [[r["test"], r["model"], r["arm"], str(r["seeds"]), flags.get((r["model"], r["arm"]), "ok")]
             + [("nan" if np.isnan(r[f"{m}_mean"]) else f"{r[f'{m}_mean']:.2f}") + ("*" if r[f"{m}_nan"] else "")
                for m in names] for r in summary.to_dict("records")]  # fmt: skip
     notes = [f"* {r['run_id']} on {r['test']}: NaN values excluded from the means ({r['nan_values']})"
              for r in run_summary(study.values, names, _plan_order(study)).to_dict("records") if r["nan_values"]]  # fmt: skip
+    if any(f != "ok" for f in flags.values()):
+        notes.append("health: runs whose fused images are not usable fusions (tables/health.md says which and why) "
+                     "are left out of every comparison")  # fmt: skip
     widths = [max(len(x[i]) for x in [header, *body]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in [header, *body]]
+    lines = ["  ".join(c.ljust(w) if i < 3 or i == 4 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in [header, *body]]  # fmt: skip
     return "\n".join(lines + notes)
 
 
