@@ -85,12 +85,13 @@ def change(ablated: Mapping, default: Mapping, labels: Mapping[str, str]) -> str
 
 def findings(main: pd.DataFrame, ablations: Mapping[str, list[tuple[str, str, pd.DataFrame]]],
              defaults: Mapping[str, str | None], labels: Mapping[str, str]) -> list[str]:  # fmt: skip
-    """Markdown lines: every primary comparison's sentence over the healthy runs, the main arms first, then
-    each ablation (its settings against the base, the reduced/removed sentences, its settings against its
-    default). ``defaults`` names each ablation's default arm id (or ``None``)."""
+    """Markdown lines: the sentence of every primary comparison that has a seed, over the healthy runs, the
+    main arms first, then each ablation (its settings against the base, the default's own sentence left to
+    the main arms, then the reduced/removed sentences and its settings against its default). ``defaults``
+    names each ablation's default arm id (or ``None``)."""
 
     def block(frame: pd.DataFrame, title: str) -> list[str]:
-        rows = frame[(frame.runs == "healthy") & (frame.family == "primary")] if not frame.empty else frame
+        rows = frame[(frame.runs == "healthy") & (frame.family == "primary") & (frame.seeds > 0)] if not frame.empty else frame
         if rows.empty:
             return []
         ordered = sorted(rows.to_dict("records"), key=lambda r: ["improvement", "worsening", "none", "untested"].index(conclusion(r)))
@@ -102,9 +103,9 @@ def findings(main: pd.DataFrame, ablations: Mapping[str, list[tuple[str, str, pd
              "metrics, the trained network (seed) as the unit, conditional on these test images.", ""]  # fmt: skip
     lines += block(main, "Each arm against the base arm")
     for name, listed in ablations.items():
-        for what, _, frame in listed:
-            lines += block(frame, f"Ablation '{name}': {what}")
         default = defaults.get(name)
+        for what, _, frame in listed:  # the default setting against the base is worded above, once
+            lines += block(frame[frame.arm_id != default] if not frame.empty else frame, f"Ablation '{name}': {what}")
         against_base = listed[0][2] if listed else pd.DataFrame()
         if default is None or against_base.empty or main.empty:
             continue
