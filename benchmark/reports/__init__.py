@@ -37,7 +37,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -499,42 +499,42 @@ def _published_sections(study: Study, rows: dict[str, Published], healthy: set[s
     return (["## Reproduced vs published", "", *sections] if sections else []), written
 
 
-def build_report(root: str | Path, figures: bool = True, published: str | Path | None = None) -> list[Path]:
-    """Write ``summary.csv``, the tables, ``summary.md`` and (optionally) the figures; returns every file written.
+@dataclasses.dataclass
+class Report:
+    """What the sections of one report read: the study (in its staging folder), its settings, and the
+    comparisons, computed once for every table that shows them."""
 
-    ``published`` is a published-results file (default: the package's ``published.yaml``).
-    """
-    study = load_study(root)
-    rows = load_published(published)
-    final, study = study.folder, dataclasses.replace(study, folder=study.folder.staged())
-    tables = study.folder.tables
-    tables.mkdir(exist_ok=True)
+    study: Study
+    published: dict[str, Published]
+    labels: dict[str, str]
+    base: str
+    metrics: list[str]
+    primary: list[str]
+    health: pd.DataFrame
+    healthy: set[str]
+    main_values: pd.DataFrame
+    plateau: dict[str, bool | None]
+    comparisons: pd.DataFrame
+    ablations: dict[str, list[tuple[str, str, pd.DataFrame]]]
+    worded: list[str]
+
+    @property
+    def tables(self) -> Path:
+        return self.study.folder.tables
+
+
+Section = Callable[[Report], tuple[list[str], list[Path]]]  # -> (summary.md lines, files written)
+
+
+def _report(study: Study, published: dict[str, Published]) -> Report:
+    """The settings and the comparisons of a report: every primary comparison once, study-wide Holm, findings."""
     base, primary, labels = _study_settings(study)
-    metrics, written = study_metrics(study), [write_summary_csv(study)]
+    metrics = study_metrics(study)
     health = health_table(study.values, study.failed, _planned(study))
     healthy = set(health.run_id[health.health == "ok"])
     main_arms = [a for a in study.spec["loss_arms"] if a in set(study.values.arm)]
-    sections = ["# Results: " + study.spec["profile"], "", "## Provenance", "", *provenance(study), ""]
-    table = health_markup(health, "Run health: failed runs out of seeds", labels)
-    written += write_table(tables, "health", health, table)
-    sections += ["## Run health", "", table.markdown()]
-    converged = convergence(study)
-    if not converged.empty:
-        table = convergence_markup(converged, "Convergence: runs that reached their validation plateau", labels)
-        written += write_table(tables, "convergence", converged, table)
-        sections += ["## Convergence", "", table.markdown()]
-    scale = loss_scale(study, list(study.spec["arms"]), base)
-    if not scale.empty:
-        table = loss_scale_markup(scale, "Loss scale: the gradient term's share of the objective", labels.get(base, base),
-                                  labels)  # fmt: skip
-        written += write_table(tables, "loss_scale", scale, table)
-        sections += ["## Loss scale", "", table.markdown()]
     main_values = study.values[study.values.arm.isin(main_arms)]
     plateau = reached_plateau(study)
-    for more, files in (_tuning_sections(study, labels, tables),
-                        _selection_sections(study, metrics, primary, plateau, labels, tables)):
-        sections += more
-        written += files
     comparisons = _main_comparisons(study, main_values, metrics, primary, healthy, plateau)
     ablations = {name: _ablation_comparisons(study, name, arm_of, metrics, primary, healthy, plateau)
                  for name, arm_of in study.spec["ablations"].items()}  # fmt: skip
@@ -542,32 +542,123 @@ def build_report(root: str | Path, figures: bool = True, published: str | Path |
     defaults = {name: next((a for a in dict.fromkeys(arm_of.values()) if a in main_arms and a != base), None)
                 for name, arm_of in study.spec["ablations"].items()}  # fmt: skip
     worded = findings(comparisons, ablations, defaults, labels)
-    atomic_write_text(tables / "findings.md", "\n".join(worded))
-    written.append(tables / "findings.md")
-    more, files = _main_sections(study, main_values, comparisons, metrics, primary, healthy, labels, tables)
-    sections += more
-    written += files
-    for convention in study.spec.get("conventions", []):
-        columns = [column(convention, m) for m in metric_names(convention) if column(convention, m) in study.values.columns]
-        family = [column(convention, m) for m in primary if column(convention, m) in columns]
+    return Report(study, published, labels, base, metrics, primary, health, healthy, main_values, plateau,
+                  comparisons, ablations, worded)  # fmt: skip
+
+
+def _health_section(r: Report) -> tuple[list[str], list[Path]]:
+    table = health_markup(r.health, "Run health: failed runs out of seeds", r.labels)
+    return ["## Run health", "", table.markdown()], write_table(r.tables, "health", r.health, table)
+
+
+def _convergence_section(r: Report) -> tuple[list[str], list[Path]]:
+    converged = convergence(r.study)
+    if converged.empty:
+        return [], []
+    table = convergence_markup(converged, "Convergence: runs that reached their validation plateau", r.labels)
+    return ["## Convergence", "", table.markdown()], write_table(r.tables, "convergence", converged, table)
+
+
+def _loss_scale_section(r: Report) -> tuple[list[str], list[Path]]:
+    scale = loss_scale(r.study, list(r.study.spec["arms"]), r.base)
+    if scale.empty:
+        return [], []
+    table = loss_scale_markup(scale, "Loss scale: the gradient term's share of the objective", r.labels.get(r.base, r.base),
+                              r.labels)  # fmt: skip
+    return ["## Loss scale", "", table.markdown()], write_table(r.tables, "loss_scale", scale, table)
+
+
+def _findings_file(r: Report) -> tuple[list[str], list[Path]]:
+    atomic_write_text(r.tables / "findings.md", "\n".join(r.worded))
+    return [], [r.tables / "findings.md"]
+
+
+def _main_section(r: Report) -> tuple[list[str], list[Path]]:
+    return _main_sections(r.study, r.main_values, r.comparisons, r.metrics, r.primary, r.healthy, r.labels, r.tables)
+
+
+def _convention_sections(r: Report) -> tuple[list[str], list[Path]]:
+    lines: list[str] = []
+    files: list[Path] = []
+    for convention in r.study.spec.get("conventions", []):
+        columns = [column(convention, m) for m in metric_names(convention) if column(convention, m) in r.study.values.columns]
+        family = [column(convention, m) for m in r.primary if column(convention, m) in columns]
         if columns:
-            further = _main_comparisons(study, main_values, columns, family, healthy, plateau)
-            more, files = _main_sections(study, main_values, further, columns, family, healthy, labels, tables, convention)
-            sections += more
-            written += files
-    for name, arm_of in study.spec["ablations"].items():
-        more, files = _ablation_sections(study, name, arm_of, ablations[name], metrics, primary, healthy, labels, tables)
+            further = _main_comparisons(r.study, r.main_values, columns, family, r.healthy, r.plateau)
+            more, made = _main_sections(r.study, r.main_values, further, columns, family, r.healthy, r.labels, r.tables,
+                                        convention)  # fmt: skip
+            lines, files = lines + more, files + made
+    return lines, files
+
+
+def _ablation_section(r: Report) -> tuple[list[str], list[Path]]:
+    lines: list[str] = []
+    files: list[Path] = []
+    for name, arm_of in r.study.spec["ablations"].items():
+        more, made = _ablation_sections(r.study, name, arm_of, r.ablations[name], r.metrics, r.primary, r.healthy,
+                                        r.labels, r.tables)  # fmt: skip
+        lines, files = lines + more, files + made
+    return lines, files
+
+
+def _tuning_section(r: Report) -> tuple[list[str], list[Path]]:
+    return _tuning_sections(r.study, r.labels, r.tables)
+
+
+def _selection_section(r: Report) -> tuple[list[str], list[Path]]:
+    return _selection_sections(r.study, r.metrics, r.primary, r.plateau, r.labels, r.tables)
+
+
+def _published_section(r: Report) -> tuple[list[str], list[Path]]:
+    return _published_sections(r.study, r.published, r.healthy, r.comparisons, r.labels, r.tables)
+
+
+def _findings_section(r: Report) -> tuple[list[str], list[Path]]:
+    return r.worded, []
+
+
+def _incomplete_section(r: Report) -> tuple[list[str], list[Path]]:
+    if not (r.study.failed or r.study.missing):
+        return [], []
+    lines = ["## Incomplete runs", ""] + [f"- failed: {k}: {v}" for k, v in r.study.failed.items()]
+    return lines + [f"- missing: {k}" for k in r.study.missing] + [""], []
+
+
+# The report's sections, in the order summary.md shows them: a new table is one function and one entry here.
+SECTIONS: tuple[Section, ...] = (
+    _health_section,
+    _convergence_section,
+    _loss_scale_section,
+    _tuning_section,
+    _selection_section,
+    _findings_file,
+    _main_section,
+    _convention_sections,
+    _ablation_section,
+    _published_section,
+    _findings_section,
+    _incomplete_section,
+)
+
+
+def build_report(root: str | Path, figures: bool = True, published: str | Path | None = None) -> list[Path]:
+    """Write ``summary.csv``, the tables (:data:`SECTIONS`), ``summary.md`` and (optionally) the figures;
+    returns every file written. The report is built in a staging folder and replaces the old one in one step.
+
+    ``published`` is a published-results file (default: the package's ``published.yaml``).
+    """
+    study = load_study(root)
+    final, study = study.folder, dataclasses.replace(study, folder=study.folder.staged())
+    study.folder.tables.mkdir(exist_ok=True)
+    r = _report(study, load_published(published))
+    sections = ["# Results: " + study.spec["profile"], "", "## Provenance", "", *provenance(study), ""]
+    written = [write_summary_csv(study)]
+    for section in SECTIONS:
+        more, files = section(r)
         sections += more
         written += files
-    more, files = _published_sections(study, rows, healthy, comparisons, labels, tables)
-    sections += more
-    written += files
-    sections += worded
-    if study.failed or study.missing:
-        sections += ["## Incomplete runs", ""] + [f"- failed: {k}: {v}" for k, v in study.failed.items()]
-        sections += [f"- missing: {k}" for k in study.missing] + [""]
     if figures:
-        made = make_figures(study, healthy)
+        made = make_figures(study, r.healthy)
         written += made
         sections += ["## Figures", ""] + [f"- [{p.name}](figures/{p.name})" for p in made if p.suffix == ".png"] + [""]
     atomic_write_text(study.folder.summary_md, "\n".join(sections))
