@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmark.console import say, split_names
+from benchmark.console import os_error, say, split_names
 from benchmark.data import DataError, PairedDataset, data_root, dataset_folder
 from benchmark.provenance import ROOT
 
@@ -238,6 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = argv[1:]  # the command's own arguments, for the files that record how they were made
     try:
         return args.func(args)
-    except (DataError, ValueError, FileNotFoundError) as exc:
+    except (DataError, ValueError) as exc:
         say(f"error: {exc}")
+        return 2
+    except OSError as exc:  # a folder without permission, a read-only disk, a file that vanished
+        say(f"error: {os_error(exc)}")
         return 2
