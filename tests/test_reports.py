@@ -429,3 +429,20 @@ def test_the_committed_capped_runs_hash_as_the_code_plans_them_now() -> None:
     assert runs
     for path in runs:
         assert yaml.safe_load(path.read_text())["config_hash"] == planned[path.parent.name], path.parent.name
+
+
+def test_the_study_wide_family_counts_every_planned_test_before_its_runs_exist() -> None:
+    """results/capped plans 144 primary tests (DAMGL and signed_sum against magnitude, 36 each; each of two PMGI
+    ablation settings against magnitude and against DAMGL, 18 each); with only DAMGL's PMGI seeds finished, the
+    study-wide Holm still adjusts over all 144, the untested at p = 1, so it can only stay or fall later."""
+    study = load_study(CONVERGED.parent / "capped")
+    primary = study.spec["primary_metrics"]
+    assert reports._planned_tests(study, primary) == 36 + 36 + 2 * (18 + 18)
+    frame = pd.concat([pd.read_csv(CONVERGED.parent / "capped" / "tables" / f"paired_{t}.csv")
+                       for t in ("roadscene_test", "tno", "vifb")], ignore_index=True)  # fmt: skip
+    tested = frame[(frame.runs == "healthy") & (frame.family == "primary") & frame.tested.astype(bool)]
+    expected = significance.family_holm(tested.p_t.tolist(), [True] * len(tested), 144)
+    assert tested.p_holm_study.tolist() == pytest.approx(expected, rel=1e-9)
+    assert len(tested) == 18 and (tested.p_holm_study >= tested.p_holm - 1e-12).all()  # a larger family, never a smaller p
+    survivors = tested[tested.p_holm_study < 0.05]
+    assert list(zip(survivors.test, survivors.metric)) == [("roadscene_test", "Qabf")]  # 4 in the per-arm family

@@ -426,11 +426,28 @@ def _ablation_sections(study: Study, name: str, arm_of: Mapping[str, str], again
     return sections, written
 
 
-def _study_wide(main: pd.DataFrame, ablations: dict[str, list[tuple[str, str, pd.DataFrame]]]
+def _planned_tests(study: Study, primary: Sequence[str]) -> int:
+    """How many primary tests the study plans in all: each main arm against the base, and each ablation
+    setting (other than the main arm it defaults to) against the base and against that default, over the
+    models and test sets both grids share; a run not finished yet still counts."""
+    base, loss_arms = study.spec["base_arm"], list(study.spec["loss_arms"])
+    total = sum(_planned_family(study, {a: a for a in loss_arms}, base, primary).values())
+    for arm_of in study.spec["ablations"].values():
+        settings = list(dict.fromkeys(arm_of.values()))
+        default = next((a for a in settings if a in loss_arms and a != base), None)
+        others = {a: a for a in settings if a not in loss_arms}
+        total += sum(_planned_family(study, others, base, primary).values())
+        total += sum(_planned_family(study, others, default, primary).values()) if default else 0
+    return total
+
+
+def _study_wide(main: pd.DataFrame, ablations: dict[str, list[tuple[str, str, pd.DataFrame]]], planned: int = 0
                 ) -> tuple[pd.DataFrame, dict[str, list[tuple[str, str, pd.DataFrame]]]]:  # fmt: skip
     """``p_holm_study``: Holm over every primary test of the study at once (each arm against the base and each
     ablation setting against its default, every model, test set and primary metric, per run population), a
-    test printed by several tables counted once; planned members not tested yet count with p = 1."""
+    test printed by several tables counted once; the family has at least ``planned`` members
+    (:func:`_planned_tests`), and those not tested yet, or without a row because no run of theirs has
+    finished, count with p = 1."""
     frames = [main, *(c for listed in ablations.values() for _, _, c in listed)]
     key = ["model", "test", "arm_id", "base_id", "metric", "runs"]
     primary = [f[f.family == "primary"] for f in frames if not f.empty]
@@ -440,9 +457,9 @@ def _study_wide(main: pd.DataFrame, ablations: dict[str, list[tuple[str, str, pd
     tests = tests.drop_duplicates(key)
     adjusted = []
     for _, group in tests.groupby("runs", sort=False):
-        sizes = group.drop_duplicates(["arm_id", "base_id"])["family_size"].sum()
+        sizes = max(int(group.drop_duplicates(["arm_id", "base_id"])["family_size"].sum()), planned)
         adjusted.append(group[key].assign(p_holm_study=family_holm(group["p_t"].tolist(), group["tested"].tolist(),
-                                                                    int(sizes))))  # fmt: skip
+                                                                    sizes)))  # fmt: skip
     table = pd.concat(adjusted, ignore_index=True)
 
     def add(frame: pd.DataFrame) -> pd.DataFrame:
@@ -538,7 +555,7 @@ def _report(study: Study, published: dict[str, Published]) -> Report:
     comparisons = _main_comparisons(study, main_values, metrics, primary, healthy, plateau)
     ablations = {name: _ablation_comparisons(study, name, arm_of, metrics, primary, healthy, plateau)
                  for name, arm_of in study.spec["ablations"].items()}  # fmt: skip
-    comparisons, ablations = _study_wide(comparisons, ablations)
+    comparisons, ablations = _study_wide(comparisons, ablations, _planned_tests(study, [m for m in metrics if m in primary]))
     defaults = {name: next((a for a in dict.fromkeys(arm_of.values()) if a in main_arms and a != base), None)
                 for name, arm_of in study.spec["ablations"].items()}  # fmt: skip
     worded = findings(comparisons, ablations, defaults, labels)
