@@ -35,13 +35,13 @@ class EvaluationResult:
     """
 
     metrics: list[str]
-    methods_given: list[str] = field(default_factory=list)
+    methods_given: list[str]
     rows: list[tuple[str, str, dict[str, float]]] = field(default_factory=list)
     skipped: list[tuple[str, str, str]] = field(default_factory=list)
 
     def methods(self) -> list[str]:
         """Every method, in the given order (a method with no scored image too)."""
-        return list(dict.fromkeys([*self.methods_given, *(m for m, _, _ in self.rows)]))
+        return list(self.methods_given)
 
     def images(self, method: str) -> list[str]:
         """The images scored for one method, in dataset order."""
@@ -56,10 +56,10 @@ class EvaluationResult:
     def shared_images(self) -> list[str] | None:
         """When the scored methods were scored on different images, the images all of them share (in dataset
         order); None when every scored method has the same images."""
-        scored = [set(self.images(m)) for m in self.methods() if self.images(m)]
-        if len({frozenset(s) for s in scored}) <= 1:
+        scored = [images for images in (frozenset(self.images(m)) for m in self.methods_given) if images]
+        if len(set(scored)) <= 1:
             return None
-        common = set.intersection(*scored)
+        common = frozenset.intersection(*scored)
         return [image for image in dict.fromkeys(i for _, i, _ in self.rows) if image in common]
 
 

@@ -438,6 +438,10 @@ def test_the_study_wide_family_counts_every_planned_test_before_its_runs_exist()
     study = load_study(CONVERGED.parent / "capped")
     primary = study.spec["primary_metrics"]
     assert reports._planned_tests(study, primary) == 36 + 36 + 2 * (18 + 18)
+    # real-cpu: 3 main arms x 54, SeAFusion on RoadScene test: 3 scales settings and sign=false against magnitude
+    # and DAMGL (8 x 6), axis=magnitude against magnitude (6); sign=false, listed by two ablations, counts once
+    real_cpu = load_study(CONVERGED.parent / "real-cpu")
+    assert reports._planned_tests(real_cpu, real_cpu.spec["primary_metrics"]) == 3 * 54 + 8 * 6 + 6
     frame = pd.concat([pd.read_csv(CONVERGED.parent / "capped" / "tables" / f"paired_{t}.csv")
                        for t in ("roadscene_test", "tno", "vifb")], ignore_index=True)  # fmt: skip
     tested = frame[(frame.runs == "healthy") & (frame.family == "primary") & frame.tested.astype(bool)]

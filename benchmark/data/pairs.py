@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,10 +102,10 @@ def list_images(folder: Path, problems: list[str] | None = None) -> dict[str, Pa
                 f"({found[path.stem].name}, {path.name}); pairs are matched by stem"
             )
         found[path.stem] = path
-    if stray and problems is None:
-        raise DataError("\n".join([f"{folder}: {len(stray)} entries that are not images:", *(f"  {s}" for s in stray)]))
     if problems is not None:
         problems += stray
+    elif stray:
+        raise listing(f"{folder}: {len(stray)} entries that are not images:", stray)
     return found
 
 
@@ -130,12 +131,33 @@ def read_split(path: str | Path) -> list[str]:
     return stems
 
 
-def check_partners(ir_files: dict[str, Path], vi_files: dict[str, Path], ir_dir: Path, vi_dir: Path, where: str) -> None:
-    """Every infrared stem has a visible partner and the reverse; else an error listing each lonely file."""
-    lines = [f"  {ir_files[s]} has no partner in {vi_dir}" for s in sorted(set(ir_files) - set(vi_files))]
-    lines += [f"  {vi_files[s]} has no partner in {ir_dir}" for s in sorted(set(vi_files) - set(ir_files))]
-    if lines:
-        raise DataError("\n".join([f"unpaired images in {where}:", *lines]))
+def listing(header: str, lines: Sequence[str]) -> DataError:
+    """One error that lists several problems, an indented line each."""
+    return DataError("\n".join([header, *(f"  {line}" for line in lines)]))
+
+
+def check_partners(ir_files: dict[str, Path], vi_files: dict[str, Path], ir_dir: Path, vi_dir: Path, where: str,
+                   problems: list[str] | None = None) -> None:  # fmt: skip
+    """Every infrared stem has a visible partner and the reverse; else an error listing each lonely file (given
+    ``problems``, the lines are appended there instead)."""
+    lines = [f"{ir_files[s]} has no partner in {vi_dir}" for s in sorted(set(ir_files) - set(vi_files))]
+    lines += [f"{vi_files[s]} has no partner in {ir_dir}" for s in sorted(set(vi_files) - set(ir_files))]
+    if problems is not None:
+        problems += lines
+    elif lines:
+        raise listing(f"unpaired images in {where}:", lines)
+
+
+ORIENTATION = 0x0112  # the EXIF tag
+
+
+def _refuse_rotation(orientation: int | None, path: Path) -> None:
+    """An EXIF Orientation other than 1 (upright) is refused: OpenCV's reader (the Python toolkits') turns the
+    image upright, MATLAB's ``imread`` and PIL do not, so its grey values depend on the toolkit."""
+    if orientation not in (None, 1):
+        raise DataError(f"{path}: EXIF Orientation is {orientation} (stored rotated or mirrored); the toolkits "
+                        "disagree on whether to apply it, so the harness refuses it: save the image upright "
+                        "without the tag (for example with PIL.ImageOps.exif_transpose)")  # fmt: skip
 
 
 def read_rgb_or_grey(path: str | Path) -> np.ndarray:
@@ -167,18 +189,6 @@ def read_rgb_or_grey(path: str | Path) -> np.ndarray:
     if mode not in ("L", "RGB"):
         raise DataError(f"{path}: unsupported image mode '{mode}'; expected 8-bit grey or RGB")
     return np.ascontiguousarray(arr, dtype=np.uint8)
-
-
-ORIENTATION = 0x0112  # the EXIF tag
-
-
-def _refuse_rotation(orientation: int | None, path: Path) -> None:
-    """An EXIF Orientation other than 1 (upright) is refused: OpenCV's reader (the Python toolkits') turns the
-    image upright, MATLAB's ``imread`` and PIL do not, so its grey values depend on the toolkit."""
-    if orientation not in (None, 1):
-        raise DataError(f"{path}: EXIF Orientation is {orientation} (stored rotated or mirrored); the toolkits "
-                        "disagree on whether to apply it, so the harness refuses it: save the image upright "
-                        "without the tag (for example with PIL.ImageOps.exif_transpose)")  # fmt: skip
 
 
 def to_grey(arr: np.ndarray) -> np.ndarray:
@@ -283,8 +293,7 @@ class PairedDataset:
         stray: list[str] = []
         ir_files, vi_files = list_images(ir_dir, stray), list_images(vi_dir, stray)
         if stray:
-            raise DataError("\n".join([f"{self.root}: {len(stray)} entries of ir/ and vi/ are not images:",
-                                       *(f"  {s}" for s in stray)]))  # fmt: skip
+            raise listing(f"{self.root}: {len(stray)} entries of ir/ and vi/ are not images:", stray)
         check_partners(ir_files, vi_files, ir_dir, vi_dir, str(self.root))
         stems = sorted(ir_files)
         if split is not None:

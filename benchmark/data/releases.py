@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmark.data.pairs import DataError, list_images, read_pair, read_split
+from benchmark.data.pairs import DataError, check_partners, list_images, listing, read_pair, read_split
 from benchmark.store import atomic_write_text, csv_text, sha256
 
 SPLITS = Path(__file__).resolve().parents[1] / "splits"
@@ -125,7 +125,7 @@ def locate(release: Release, root: Path, split: str) -> tuple[Path, Path]:
 def _report(problems: list[str], what: str) -> None:
     """Raise one error listing every problem found (nothing to raise when there is none)."""
     if problems:
-        raise DataError("\n".join([f"{what}: {len(problems)} problem(s):", *(f"  {p}" for p in problems)]))
+        raise listing(f"{what}: {len(problems)} problem(s):", problems)
 
 
 def scan(release: Release, root: Path, splits: Sequence[str] | None = None,
@@ -151,8 +151,7 @@ def scan(release: Release, root: Path, splits: Sequence[str] | None = None,
         if len(ir) != release.pairs[split]:
             mine.append(f"{ir_dir}: {len(ir)} pairs, but {release.name} {split} was released with "
                         f"{release.pairs[split]} ({release.source})")  # fmt: skip
-        mine += [f"{ir[s]} has no partner in {vi_dir}" for s in sorted(set(ir) - set(vi))]
-        mine += [f"{vi[s]} has no partner in {ir_dir}" for s in sorted(set(vi) - set(ir))]
+        check_partners(ir, vi, ir_dir, vi_dir, str(root), mine)
         found.append(Split(split, [(s, ir[s], vi[s]) for s in sorted(set(ir) & set(vi))]))
     if problems is None:
         _report(mine, f"{root} ({release.name})")

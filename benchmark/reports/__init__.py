@@ -427,26 +427,26 @@ def _ablation_sections(study: Study, name: str, arm_of: Mapping[str, str], again
 
 
 def _planned_tests(study: Study, primary: Sequence[str]) -> int:
-    """How many primary tests the study plans in all: each main arm against the base, and each ablation
-    setting (other than the main arm it defaults to) against the base and against that default, over the
-    models and test sets both grids share; a run not finished yet still counts."""
+    """How many distinct primary tests the study plans in all: each main arm against the base, and each
+    ablation setting (other than a main arm) against the base and against its ablation's default, over the
+    models and test sets both grids share; a setting listed by two ablations counts once, and a run not
+    finished yet still counts."""
     base, loss_arms = study.spec["base_arm"], list(study.spec["loss_arms"])
-    total = sum(_planned_family(study, {a: a for a in loss_arms}, base, primary).values())
+    pairs = {(arm, base) for arm in loss_arms if arm != base}
     for arm_of in study.spec["ablations"].values():
         settings = list(dict.fromkeys(arm_of.values()))
         default = next((a for a in settings if a in loss_arms and a != base), None)
-        others = {a: a for a in settings if a not in loss_arms}
-        total += sum(_planned_family(study, others, base, primary).values())
-        total += sum(_planned_family(study, others, default, primary).values()) if default else 0
-    return total
+        for arm in (a for a in settings if a not in loss_arms):
+            pairs |= {(arm, base), *([(arm, default)] if default else [])}
+    return sum(_planned_family(study, {arm: arm}, against, primary).get(arm, 0) for arm, against in pairs)
 
 
-def _study_wide(main: pd.DataFrame, ablations: dict[str, list[tuple[str, str, pd.DataFrame]]], planned: int = 0
+def _study_wide(main: pd.DataFrame, ablations: dict[str, list[tuple[str, str, pd.DataFrame]]], planned: int
                 ) -> tuple[pd.DataFrame, dict[str, list[tuple[str, str, pd.DataFrame]]]]:  # fmt: skip
     """``p_holm_study``: Holm over every primary test of the study at once (each arm against the base and each
     ablation setting against its default, every model, test set and primary metric, per run population), a
-    test printed by several tables counted once; the family has at least ``planned`` members
-    (:func:`_planned_tests`), and those not tested yet, or without a row because no run of theirs has
+    test printed by several tables counted once; the family is the ``planned`` tests (:func:`_planned_tests`),
+    never fewer than those with rows, and those not tested yet, or without a row because no run of theirs has
     finished, count with p = 1."""
     frames = [main, *(c for listed in ablations.values() for _, _, c in listed)]
     key = ["model", "test", "arm_id", "base_id", "metric", "runs"]
