@@ -38,6 +38,7 @@ BALANCES = ("none", "initial")
 SCHEDULES = ("paper", "compressed")  # an arm's gradient weight as the recipe sets it, or scaled to the base arm's start
 DEVICES = ("auto", "cpu", "cuda")
 KEEP_WEIGHTS = ("all", "selected")  # validated weights kept: every validation's, or those a selection rule picks
+DEFAULT_THREADS = 1  # a run's CPU threads when the profile sets none: the same on every launcher and machine
 DEFAULT_CRITERION = "Qabf+SSIM"  # the validation criterion when a profile names none
 
 
@@ -159,7 +160,7 @@ class Profile:
     select: list[str] = field(default_factory=lambda: ["last"])  # selection rules; the first is the primary
     keep_weights: str = "all"  # the weights of every validation, or only those a rule still selects
     conventions: list[str] = field(default_factory=list)  # metric conventions scored beside the default one
-    threads: int | None = None  # CPU threads of each run (torch and Numba); hashed when set: CPU sums depend on it
+    threads: int = 1  # CPU threads of each run (torch and Numba), under every launcher; hashed: CPU sums depend on it
     tune: dict[str, Any] | None = None  # {gradient_scale, seeds, arms, models}: each arm at its own tuned weight
 
     def grid(self, arm: str) -> tuple[list[str], list[int], list[str]]:
@@ -361,7 +362,7 @@ def _parse_profile(name: str, b: Any, cfg: dict[str, Any], arms: dict, ablations
         b.get("lr"), device, b.get("checkpoint_every", 100), b.get("log_every", 10), norm,
         dict(b.get("slurm") or {}), list(loss_arms), ablation_arms, ablation_on, base_arm, list(primary), labels,
         None if epochs is None else float(epochs), schedule, val, plateau, stop, select, keep, conventions,
-        b.get("threads"), tune,
+        b.get("threads", DEFAULT_THREADS), tune,
     )  # fmt: skip
 
 

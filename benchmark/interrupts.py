@@ -60,10 +60,11 @@ def handling_stops() -> Iterator[None]:
             signal.signal(s, handler)
 
 
-def stop_on_signals() -> None:
-    """Process-pool initializer: SIGINT and SIGTERM become stop requests for the life of the worker, so a
-    run the pool starts after a stop request ends at its first check instead of training."""
-    for s in (signal.SIGINT, signal.SIGTERM):
+def stop_on_signals(*signals: int) -> None:
+    """Make ``signals`` (default SIGINT and SIGTERM) stop requests for the life of the process: the
+    process-pool initializer, so that a run the pool starts after a stop request ends at its first check
+    instead of training; a Slurm job adds its scheduler's warning signal."""
+    for s in signals or (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, _on_signal)
 
 

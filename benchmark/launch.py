@@ -1,4 +1,4 @@
-"""The launch stage: run planned runs in this process, in a pool of processes, or as Slurm jobs.
+"""The launch stage: run planned runs in this process or in a pool of processes (Slurm: :mod:`benchmark.slurm`).
 
 :func:`execute` makes one run complete: it skips a finished run, refuses a run
 directory whose stored config hash differs, takes the run's lock, trains
@@ -9,7 +9,6 @@ directory whose stored config hash differs, takes the run's lock, trains
 from __future__ import annotations
 
 import io
-import os
 import socket
 import time
 import traceback
@@ -22,7 +21,7 @@ from typing import Any
 import torch
 
 from benchmark import interrupts
-from benchmark.config import ConfigError, Profile
+from benchmark.config import ConfigError
 from benchmark.console import say
 from benchmark.data import DataError
 from benchmark.fuse import fuse_run
@@ -201,40 +200,20 @@ def set_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
-def run_threads(runs: list[RunSpec], default: int) -> int:
-    """The CPU threads of a group of runs: their config's ``threads`` where the profile sets it, else
-    ``default``."""
-    return int(runs[0].config.get("threads", default))
-
-
-def _worker(args: tuple[RunSpec, str, str, int]) -> RunOutcome:
+def run_worker(args: tuple[RunSpec, str, str]) -> RunOutcome:
     """Run one run in a fresh process (parallel workers, Slurm jobs). The run carries everything it was planned
-    with (model block, data sources, budget, hash): the experiments file is never read again, so an edit made
-    while a study runs changes no run. A stop request ends the run at a safe point with the outcome
+    with (model block, data sources, budget, threads, hash): the experiments file is never read again, so an
+    edit made while a study runs changes no run. A stop request ends the run at a safe point with the outcome
     ``interrupted``.
     """
-    run, results, device, threads = args
-    set_threads(threads)
+    run, results, device = args
+    set_threads(run.config["threads"])
     try:
         return execute(run, Path(results), device, progress=False)
     except interrupts.Interrupted as exc:
         return RunOutcome(run.run_id, "interrupted", str(exc))
     except Exception as exc:  # noqa: BLE001 - one broken run must not stop the grid
         return RunOutcome(run.run_id, "failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
-
-
-class SlurmJob:
-    """A run as a submitit job; on preemption or timeout submitit requeues it and it resumes from its
-    last checkpoint, giving the numbers an uninterrupted run would have given."""
-
-    def __call__(self, args: tuple[RunSpec, str, str, int]) -> RunOutcome:
-        return _worker(args)
-
-    def checkpoint(self, args: tuple[RunSpec, str, str, int]) -> Any:
-        """What submitit resubmits after a preemption signal: the same job with the same arguments."""
-        import submitit
-
-        return submitit.helpers.DelayedSubmission(self, args)
 
 
 def pack_groups(runs: list[RunSpec], size: int) -> list[list[RunSpec]]:
@@ -252,10 +231,10 @@ def pack_groups(runs: list[RunSpec], size: int) -> list[list[RunSpec]]:
     return groups
 
 
-def _pack_worker(args: tuple[list[RunSpec], str, str, int]) -> list[RunOutcome]:
-    """:func:`_worker` for a pack of runs (:func:`execute_pack`)."""
-    runs, results, device, threads = args
-    set_threads(threads)
+def _pack_worker(args: tuple[list[RunSpec], str, str]) -> list[RunOutcome]:
+    """:func:`run_worker` for a pack of runs (:func:`execute_pack`)."""
+    runs, results, device = args
+    set_threads(runs[0].config["threads"])  # a pack's runs share their profile, so their thread count
     try:
         return execute_pack(runs, Path(results), device, progress=False)
     except interrupts.Interrupted as exc:
@@ -264,20 +243,15 @@ def _pack_worker(args: tuple[list[RunSpec], str, str, int]) -> list[RunOutcome]:
         return [RunOutcome(run.run_id, "failed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}") for run in runs]
 
 
-def launch(runs: list[RunSpec], profile: Profile, results: Path, device: str, workers: int, launcher: str,
-           pack: int = 1) -> list[RunOutcome]:  # fmt: skip
-    """Run the grid: sequentially, in ``workers`` processes, or as Slurm jobs through submitit; with
-    ``pack`` > 1, runs of one model train in packs of that many (:mod:`benchmark.pack`)."""
-    if launcher == "slurm":
-        if pack > 1:
-            raise ConfigError("--pack: packs run with the local launcher; under Slurm each run is its own array task")
-        return launch_slurm(runs, profile, results, device)
+def launch(runs: list[RunSpec], results: Path, device: str, workers: int, pack: int = 1) -> list[RunOutcome]:
+    """Run the grid on this machine: in this process or in ``workers`` processes; with ``pack`` > 1, runs of
+    one model train in packs of that many (:mod:`benchmark.pack`). Each run computes with its config's
+    ``threads``, whichever way it is launched, so its numbers do not depend on the launcher."""
     groups = pack_groups(runs, pack)
     if workers <= 1:
         outcomes = []
         for group in groups:
-            if "threads" in group[0].config:
-                set_threads(group[0].config["threads"])
+            set_threads(group[0].config["threads"])
             try:
                 done = [execute(group[0], results, device)] if len(group) == 1 else execute_pack(group, results, device)
             except (ConfigError, DataError, StoreError, interrupts.Interrupted):
@@ -288,12 +262,9 @@ def launch(runs: list[RunSpec], profile: Profile, results: Path, device: str, wo
             for o in done:
                 print(o.line())
         return outcomes
-    threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=interrupts.stop_on_signals) as pool:
-        futures = [pool.submit(_worker, (g[0], str(results), device, run_threads(g, threads)))
-                   if len(g) == 1 else
-                   pool.submit(_pack_worker, (g, str(results), device, run_threads(g, threads)))
-                   for g in groups]  # fmt: skip
+        futures = [pool.submit(run_worker, (g[0], str(results), device)) if len(g) == 1 else
+                   pool.submit(_pack_worker, (g, str(results), device)) for g in groups]  # fmt: skip
         outcomes = []
         for future in futures:
             if not future.cancelled():
@@ -302,32 +273,6 @@ def launch(runs: list[RunSpec], profile: Profile, results: Path, device: str, wo
             if interrupts.requested() is not None:  # a stop request: start no further run
                 for later in futures:
                     later.cancel()
-    for o in outcomes:
-        print(o.line())
-    return outcomes
-
-
-def launch_slurm(runs: list[RunSpec], profile: Profile, results: Path, device: str,
-                 executor: Any = None) -> list[RunOutcome]:  # fmt: skip
-    """Submit the runs as one Slurm job array through submitit and wait for them.
-
-    Resources come from the profile's ``slurm`` block (submitit's parameter names, e.g.
-    ``timeout_min``, ``slurm_partition``, ``gpus_per_node``, ``cpus_per_task``, ``mem_gb``).
-    ``executor`` lets tests pass submitit's local executor.
-    """
-    try:
-        import submitit
-    except ImportError:
-        raise ConfigError("--launcher slurm needs submitit: pip install -e '.[slurm]'") from None
-    resources = dict(profile.slurm)
-    if executor is None:
-        executor = submitit.AutoExecutor(folder=str(ResultsFolder(results).slurm))
-    executor.update_parameters(**resources)
-    threads = int(resources.get("cpus_per_task", 1))
-    with executor.batch():  # one job array: each task resumes its own run, and is requeued on preemption
-        jobs = [executor.submit(SlurmJob(), (run, str(results), device, run_threads([run], threads)))
-                for run in runs]  # fmt: skip
-    outcomes = [job.result() for job in jobs]
     for o in outcomes:
         print(o.line())
     return outcomes

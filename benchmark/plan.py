@@ -177,8 +177,7 @@ def plan(cfg: Config, profile: Profile, allow_missing: bool = False,
                 _check_criterion(profile, model, recipe)
             if profile.conventions:  # scored beside the default convention (absent: the hash of older runs holds)
                 config["conventions"] = list(profile.conventions)
-            if profile.threads:  # CPU sums depend on the thread count (absent: the hash of older runs holds)
-                config["threads"] = profile.threads
+            config["threads"] = profile.threads  # CPU sums depend on the thread count, so every launcher uses it
             if block.get("balance") == "initial":  # the factor is measured against the base arm's term
                 config["base_arm"] = dict(profile.arms[profile.base_arm])
             paths = {t: sources[t] for t in dict.fromkeys([profile.train, *tests, *val])}

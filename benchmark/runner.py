@@ -1,7 +1,7 @@
 """``damgl-bench run`` (also ``run_all.py``, ``python -m benchmark run``): the study, stage by stage.
 
-config (:mod:`benchmark.config`) -> plan (:mod:`benchmark.plan`) -> launch,
-which trains (:mod:`benchmark.train`) and fuses and scores (:mod:`benchmark.fuse`)
+config (:mod:`benchmark.config`) -> plan (:mod:`benchmark.plan`) -> launch
+(:mod:`benchmark.launch`, or :mod:`benchmark.slurm` on a cluster), which trains (:mod:`benchmark.train`) and fuses and scores (:mod:`benchmark.fuse`)
 each run -> report (:mod:`benchmark.reports`). Every file lives where the run
 store (:mod:`benchmark.store`) puts it.
 """
@@ -9,17 +9,17 @@ store (:mod:`benchmark.store`) puts it.
 from __future__ import annotations
 
 import argparse
-import signal
 from pathlib import Path
 
 from benchmark import interrupts
 from benchmark.config import Config, ConfigError, Profile, load_config
 from benchmark.console import os_error, say
 from benchmark.data import DataError
-from benchmark.launch import launch, resolve_device, set_threads
+from benchmark.launch import RunOutcome, launch, resolve_device, set_threads
 from benchmark.plan import RunSpec, missing_inputs, plan, select, verify_data
 from benchmark.published import PublishedError
 from benchmark.reports import build_report, closing_lines, format_summary
+from benchmark.slurm import launch_slurm
 from benchmark.store import ResultsFolder, StoreError, load_study
 from benchmark.tuning import at_edge, select_scales, trials, tuning_table
 
@@ -41,7 +41,7 @@ def estimate(cfg: Config, profile: Profile, runs: list[RunSpec], timing_steps: i
     if device == "cuda" and not torch.cuda.is_available():
         return ["time: not estimated: the profile trains on cuda, which is not here; on the GPU machine the dry run "
                 "times it (or run python -m benchmark speed gpu there)"]  # fmt: skip
-    threads = profile.threads or torch.get_num_threads()
+    threads = profile.threads
     lines = [f"time (one training step timed on {device} with {threads} thread(s), the runs' count, median of "
              f"{timing_steps} after 3 warm-up steps, on this machine as loaded now; validation, fusing and scoring "
              "not included):"]  # fmt: skip
@@ -123,7 +123,15 @@ def _after_tuning_failed(outcomes: list) -> int:
     say("tuning is incomplete, so no arm's gradient scale is selected and the study's runs wait; "
         "run the same command again once the problem is fixed")  # fmt: skip
     stopped = any(o.status == "interrupted" for o in outcomes)
-    return 128 + (interrupts.requested() or signal.SIGINT) if stopped else 1
+    return 128 + interrupts.requested() if stopped and interrupts.requested() else 1
+
+
+def _launch(runs: list[RunSpec], profile: Profile, folder: ResultsFolder, device: str,
+            args: argparse.Namespace) -> list[RunOutcome]:  # fmt: skip
+    """Run ``runs`` with the chosen launcher: on this machine, or as Slurm jobs."""
+    if args.launcher == "slurm":
+        return launch_slurm(runs, profile, folder.root, device, args.pack)
+    return launch(runs, folder.root, device, args.workers, args.pack)
 
 
 def run_study(args: argparse.Namespace) -> int:
@@ -151,21 +159,20 @@ def run_study(args: argparse.Namespace) -> int:
             try:
                 folder.write_study(profile.study())
                 tuning = [r for r in runs if r.stage == "tune"]
-                outcomes = launch(tuning, profile, folder.root, device, args.workers, args.launcher, args.pack) if tuning else []
+                outcomes = _launch(tuning, profile, folder, device, args) if tuning else []
                 if any(o.status not in ("done", "trained") for o in outcomes):
                     return _after_tuning_failed(outcomes)
                 if tuning:
                     runs = _tuned(cfg, profile, folder, tuning, args.only)
-                outcomes += launch([r for r in runs if r.stage == "study"], profile, folder.root, device, args.workers,
-                                   args.launcher, args.pack)  # fmt: skip
+                outcomes += _launch([r for r in runs if r.stage == "study"], profile, folder, device, args)
             except interrupts.Interrupted as exc:
                 say(str(exc))
                 return exc.exit_code
         stopped = [o for o in outcomes if o.status == "interrupted"]
         for o in stopped:
             say(o.message)
-        if stopped:
-            return 128 + (interrupts.requested() or signal.SIGINT)
+        if stopped:  # by a stop request, or Slurm ended a task for good (cancelled, out of time)
+            return 128 + interrupts.requested() if interrupts.requested() else 1
         with folder.report_lock():
             try:
                 study = load_study(folder.root)

@@ -6,7 +6,8 @@ A profile's results folder ``<results>/<profile>/`` holds::
     summary.csv                one row per finished run and test set (image means, NaN counts)
     summary.md, tables/, figures/, examples/      the report
     report.lock                held while a process reads the runs and writes the report
-    slurm/                     submitit's job files
+    slurm/                     submitit's job files; queue.csv: what the harness did to the study's Slurm
+                               tasks (a task cancelled, a task that ended without its run's result)
     runs/<run-id>/             one run, ``<model>__<arm>__<train>__s<seed>``:
         config.yaml            the resolved config, its hash, and where the data was read from
         env.json               versions, git commit, device, seed
@@ -44,6 +45,7 @@ import os
 import re
 import shutil
 import socket
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +60,7 @@ if TYPE_CHECKING:
 
 STUDY, SUMMARY_CSV, SUMMARY_MD = "study.json", "summary.csv", "summary.md"
 RUNS, TABLES, FIGURES, EXAMPLES, SLURM, DATA = "runs", "tables", "figures", "examples", "slurm", "data"
+SLURM_QUEUE = "queue.csv"
 CONFIG, ENV, TRAIN_LOG, VAL_LOG, METRICS, DONE, FAILED, LOCK = (
     "config.yaml", "env.json", "train_log.csv", "val_log.csv", "metrics.csv", "done.json", "failed.json", "lock")  # fmt: skip
 CHECKPOINT, PREVIOUS = (Path("checkpoints") / name for name in ("last.pt", "previous.pt"))
@@ -509,6 +512,13 @@ class ResultsFolder:
     def write_study(self, spec: dict[str, Any]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         write_json(self.study, spec)
+
+    def note_slurm(self, job_id: str, run_id: str, event: str) -> None:
+        """Add a line to ``slurm/queue.csv``: when, which Slurm task and run, and what happened to it."""
+        path = self.slurm / SLURM_QUEUE
+        rows = list(csv.reader(io.StringIO(path.read_text())))[1:] if path.is_file() else []
+        rows.append([time.strftime("%Y-%m-%d %H:%M:%S"), job_id, run_id, event])
+        atomic_write_text(path, csv_text(["time", "job", "run", "event"], rows))
 
     def example(self, test: str, name: str) -> Path:
         """An example image kept for the figures: ``examples/<test>/<name>.png``."""

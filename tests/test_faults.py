@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from benchmark import store
@@ -282,29 +281,36 @@ def children(pid: int) -> list[int]:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs /proc to find the job's process")
 def test_a_preempted_slurm_job_requeues_and_resumes_exactly(tmp_path: Path) -> None:
-    """The job gets Slurm's preemption signal (SIGUSR2, as submitit's local executor uses) once its first
-    checkpoint exists; submitit requeues it and it resumes to the uninterrupted numbers."""
+    """One second into training the job gets submitit's warning signal (SIGUSR2, as submitit's local executor
+    sends it) before any periodic checkpoint: it stops after its current step with a checkpoint there,
+    submitit requeues it, and it resumes from that step to the uninterrupted numbers (before, it restarted
+    from its last periodic checkpoint, here from scratch)."""
     submitit = pytest.importorskip("submitit")
     from benchmark.config import load_config
-    from benchmark.launch import SlurmJob, execute
+    from benchmark.launch import execute, set_threads
     from benchmark.plan import plan
+    from benchmark.slurm import SlurmJob
 
-    overrides = ["profiles.smoke.steps=1500", "profiles.smoke.checkpoint_every=50"]
+    overrides = ["profiles.smoke.steps=1500", "profiles.smoke.checkpoint_every=1000"]
     cfg = load_config(EXPERIMENTS, overrides)
     run = plan(cfg, cfg.profile("smoke"))[1]
+    set_threads(run.config["threads"])
     assert execute(run, tmp_path / "uninterrupted", "cpu", progress=False).status == "trained"
     executor = submitit.LocalExecutor(folder=str(tmp_path / "jobs"), max_num_timeout=3)
     executor.update_parameters(timeout_min=10)
-    threads = torch.get_num_threads()  # the same thread count: CPU sums depend on it
-    job = executor.submit(SlurmJob(), (run, str(tmp_path / "slurm"), "cpu", threads))
-    checkpoint = tmp_path / "slurm" / "runs" / run.run_id / "checkpoints" / "last.pt"
+    job = executor.submit(SlurmJob(), (run, str(tmp_path / "slurm"), "cpu"))
+    started = tmp_path / "slurm" / "runs" / run.run_id / "env.json"  # written as training starts
     deadline = time.monotonic() + 120
-    while not checkpoint.exists():
-        assert time.monotonic() < deadline and job.state != "FINISHED", "the job never wrote a checkpoint"
+    while not started.exists():
+        assert time.monotonic() < deadline and job.state != "FINISHED", "the job never started its run"
         time.sleep(0.01)
+    time.sleep(1.0)
     (task,) = children(job._process.pid)  # the controller's one task
     os.kill(task, signal.SIGUSR2)
     assert job.result().status == "trained"
     assert "Requeued job" in job.stdout()
+    done = json.loads((tmp_path / "slurm" / "runs" / run.run_id / "done.json").read_text())
+    (resumed,) = done["resumed_from"]
+    assert 0 < resumed < 1000  # the step it reached when signalled (no periodic checkpoint was written yet)
     ours, theirs = (tmp_path / where / "runs" / run.run_id / "metrics.csv" for where in ("slurm", "uninterrupted"))
     assert ours.read_bytes() == theirs.read_bytes()

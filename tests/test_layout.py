@@ -204,7 +204,7 @@ def test_no_module_imports_itself_through_others() -> None:
 
 # the study's data flow, bottom to top: a stage imports only stages below it (the runner, on top, drives them all)
 STAGES = ["benchmark.config", "benchmark.plan", "benchmark.train", "benchmark.fuse", "benchmark.launch",
-          "benchmark.reports", "benchmark.runner"]  # fmt: skip
+          "benchmark.slurm", "benchmark.reports", "benchmark.runner"]  # fmt: skip
 
 
 def test_stages_import_only_stages_below_them() -> None:
@@ -217,7 +217,7 @@ def test_stages_import_only_stages_below_them() -> None:
 
 def test_stage_modules_import_on_their_own_without_cycles() -> None:
     code = ("import benchmark.reports.figures, benchmark.reports.stats, benchmark.fuse, benchmark.train, "
-            "benchmark.plan, benchmark.launch, benchmark.runner, benchmark.store, benchmark.metrics")  # fmt: skip
+            "benchmark.plan, benchmark.launch, benchmark.slurm, benchmark.runner, benchmark.store, benchmark.metrics")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
 

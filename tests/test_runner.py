@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from baselines import build as baselines_build
-from benchmark import interrupts, launch
+from benchmark import interrupts, slurm
 from benchmark.cli import run as main
 from benchmark.config import ConfigError, load_config
 from benchmark.launch import execute
@@ -305,9 +305,11 @@ def test_parallel_workers_and_submitit_local_executor(smoke_results: Path, tmp_p
     runs = plan(cfg, profile)
     executor = submitit.LocalExecutor(folder=str(tmp_path / "jobs"))
     results = tmp_path / "s" / "smoke"
-    outcomes = launch.launch_slurm(runs, profile, results, "cpu", executor=executor)
+    outcomes = slurm.launch_slurm(runs, profile, results, "cpu", executor=executor, poll_s=0.2)
     assert [o.status for o in outcomes] == ["trained", "trained"]
     assert metrics_of(tmp_path / "s") == metrics_of(smoke_results)
+    for where in (smoke_results / "smoke", tmp_path / "w" / "smoke", results):  # one thread each, as the config says
+        assert [json.loads((d / "env.json").read_text())["torch_threads"] for d in sorted((where / "runs").iterdir())] == [1, 1]
 
 
 def test_ablation_arms_reuse_equal_runs_and_use_their_grid() -> None:
@@ -419,13 +421,14 @@ def test_set_threads_holds_after_the_compiled_kernels_start() -> None:
     assert out.split() == ["1"]
 
 
-def test_a_profile_thread_count_is_hashed_and_used() -> None:
+def test_every_run_has_a_hashed_thread_count_that_no_launcher_changes() -> None:
+    """Without ``threads:`` a run computes with one thread (it followed the launcher: the process default, the
+    cores divided among the workers, Slurm's cpus_per_task); the count is in every config and its hash."""
     plain = load_config(EXPERIMENTS)
-    pinned = load_config(EXPERIMENTS, ["profiles.smoke.threads=1"])
-    run, pinned_run = plan(plain, plain.profile("smoke"))[0], plan(pinned, pinned.profile("smoke"))[0]
-    assert "threads" not in run.config  # without the key older runs keep their hash
-    assert pinned_run.config["threads"] == 1 and pinned_run.config_hash != run.config_hash
-    assert launch.run_threads([pinned_run], 2) == 1 and launch.run_threads([run], 2) == 2
+    two = load_config(EXPERIMENTS, ["profiles.smoke.threads=2"])
+    run, two_run = plan(plain, plain.profile("smoke"))[0], plan(two, two.profile("smoke"))[0]
+    assert run.config["threads"] == 1 and two_run.config["threads"] == 2
+    assert two_run.config_hash != run.config_hash
     with pytest.raises(ConfigError, match=r"profiles\.smoke\.threads: expected a positive integer, got 0"):
         load_config(EXPERIMENTS, ["profiles.smoke.threads=0"]).profile("smoke")
 
