@@ -162,6 +162,7 @@ class Profile:
     conventions: list[str] = field(default_factory=list)  # metric conventions scored beside the default one
     threads: int = 1  # CPU threads of each run (torch and Numba), under every launcher; hashed: CPU sums depend on it
     tune: dict[str, Any] | None = None  # {gradient_scale, seeds, arms, models}: each arm at its own tuned weight
+    reuse: list[str] = field(default_factory=list)  # profiles whose finished runs of equal hash are copied, not retrained
 
     def grid(self, arm: str) -> tuple[list[str], list[int], list[str]]:
         """Models, seeds and test sets an arm runs on (ablation-only arms may use a smaller grid)."""
@@ -181,7 +182,7 @@ class Profile:
 PROFILE_KEYS = ["models", "losses", "ablations", "ablation_on", "seeds", "train", "test", "steps", "epochs", "schedule",
                 "batch_size", "patch_size", "lr", "device", "checkpoint_every", "log_every", "normalisation", "slurm",
                 "base_arm", "primary_metrics", "val", "plateau", "stop", "select", "keep_weights", "conventions",
-                "threads", "tune"]  # fmt: skip
+                "threads", "tune", "reuse"]  # fmt: skip
 TOP_KEYS = ["datasets", "models", "losses", "ablations", "profiles", "default_profile", "labels"]
 
 
@@ -357,12 +358,14 @@ def _parse_profile(name: str, b: Any, cfg: dict[str, Any], arms: dict, ablations
     if DEFAULT_CONVENTION in conventions:
         raise ConfigError(f"{path}.conventions: '{DEFAULT_CONVENTION}' is always scored; list the other conventions only")
     tune = _parse_tune(b.get("tune"), path, models, seeds, loss_arms, list(profile_arms), val)
+    others = [p for p in cfg["profiles"] if p != name]
+    reuse = _name_list(b["reuse"], others, f"{path}.reuse", "other profile") if "reuse" in b else []
     return Profile(
         name, models, profile_arms, seeds, train, test, b.get("steps"), b.get("batch_size"), b.get("patch_size"),
         b.get("lr"), device, b.get("checkpoint_every", 100), b.get("log_every", 10), norm,
         dict(b.get("slurm") or {}), list(loss_arms), ablation_arms, ablation_on, base_arm, list(primary), labels,
         None if epochs is None else float(epochs), schedule, val, plateau, stop, select, keep, conventions,
-        b.get("threads", DEFAULT_THREADS), tune,
+        b.get("threads", DEFAULT_THREADS), tune, list(reuse),
     )  # fmt: skip
 
 

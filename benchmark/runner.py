@@ -20,7 +20,7 @@ from benchmark.plan import RunSpec, missing_inputs, plan, select, verify_data
 from benchmark.published import PublishedError
 from benchmark.reports import build_report, closing_lines, format_summary
 from benchmark.slurm import launch_slurm
-from benchmark.store import ResultsFolder, StoreError, load_study
+from benchmark.store import ResultsFolder, RunDir, StoreError, load_study
 from benchmark.tuning import at_edge, select_scales, trials, tuning_table
 
 
@@ -82,6 +82,8 @@ def describe(cfg: Config, profile: Profile, runs: list[RunSpec], folder: Results
             note = "config hash once its data is here" if run.provisional else f"config {run.config_hash}"
             if run.stage == "pending":
                 state, note = "pending", "its gradient scale is selected by the tuning runs"
+            elif (there := _reusable(run, profile, folder)) is not None:
+                state, note = "reuse", f"{note}, finished in {there.root}"
             lines.append(f"{state:8s} {run.run_id}  ({note})")
     lines.append(f"{len(runs)} runs in profile '{profile.name}' -> {folder.root}, on {profile.device}")
     for model in dict.fromkeys(r.model for r in runs):
@@ -126,9 +128,32 @@ def _after_tuning_failed(outcomes: list) -> int:
     return 128 + interrupts.requested() if stopped and interrupts.requested() else 1
 
 
+def _reusable(run: RunSpec, profile: Profile, folder: ResultsFolder) -> RunDir | None:
+    """The finished run of equal config hash (so of equal numbers) in the folder of a profile of ``reuse:``
+    beside this one, for a run not yet begun here; else ``None``."""
+    if run.provisional or folder.run(run.run_id).root.exists():
+        return None
+    for other in profile.reuse:
+        there = ResultsFolder(folder.root.parent / other).run(run.run_id)
+        if there.is_done(run.config_hash):
+            return there
+    return None
+
+
+def _reuse(runs: list[RunSpec], profile: Profile, folder: ResultsFolder) -> None:
+    """Copy each run that :func:`_reusable` finds into this folder, saying so."""
+    for run in runs:
+        there = _reusable(run, profile, folder)
+        if there is not None:
+            folder.run(run.run_id).adopt(there)
+            say(f"{run.run_id}: reused from {there.root} (the same config hash {run.config_hash})")
+
+
 def _launch(runs: list[RunSpec], profile: Profile, folder: ResultsFolder, device: str,
             args: argparse.Namespace) -> list[RunOutcome]:  # fmt: skip
-    """Run ``runs`` with the chosen launcher: on this machine, or as Slurm jobs."""
+    """Run ``runs`` with the chosen launcher (on this machine, or as Slurm jobs), after copying those a
+    profile of ``reuse:`` has finished."""
+    _reuse(runs, profile, folder)
     if args.launcher == "slurm":
         return launch_slurm(runs, profile, folder.root, device, args.pack)
     return launch(runs, folder.root, device, args.workers, args.pack)

@@ -233,6 +233,20 @@ class RunDir:
         others = {rule: self.rule_dir(rule).metrics for rule in done.get("rule_metrics_sha256", {})}
         return all(path.is_file() and sha256(path) == done["rule_metrics_sha256"][rule] for rule, path in others.items())
 
+    def adopt(self, other: RunDir) -> None:
+        """Make this run, whose directory does not exist yet, a copy of ``other``: a finished run of the same
+        config in another results folder. Everything but its checkpoints and lock is copied beside the new
+        directory and renamed into place, so the copy appears whole or not at all."""
+        if self.root.exists():
+            raise StoreError(f"{self.root} exists; a finished run is copied only into a new run directory")
+        staging = self.root.with_name(f".{self.root.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            shutil.copytree(other.root, staging, ignore=shutil.ignore_patterns(CHECKPOINT.parent.name, LOCK))
+            os.replace(staging, self.root)
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise StoreError(f"cannot copy {other.root} to {self.root}: {exc.strerror or exc}") from exc
+
     def state(self, config_hash: str) -> str:
         """``done``, ``partial`` (a checkpoint to resume from) or ``todo``."""
         if self.is_done(config_hash):

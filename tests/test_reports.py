@@ -429,6 +429,11 @@ def test_the_committed_capped_runs_hash_as_the_code_plans_them_now() -> None:
     assert runs
     for path in runs:
         assert yaml.safe_load(path.read_text())["config_hash"] == planned[path.parent.name], path.parent.name
+    # stage 3 (profile settled) reuses these runs where tuning selects the recipe's weight: same hashes
+    settled = cfg.profile("settled")
+    at_one = {arm: {"pmgi": 1.0} for arm in settled.tune["arms"]}
+    stage3 = {r.run_id: r.config_hash for r in plan(cfg, settled, scales=at_one) if r.stage == "study"}
+    assert len(stage3) == 24 and all(planned[rid] == h for rid, h in stage3.items())
 
 
 def test_the_study_wide_family_counts_every_planned_test_before_its_runs_exist() -> None:

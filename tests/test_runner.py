@@ -466,3 +466,38 @@ def test_a_model_that_fails_to_build_blocks_only_its_own_runs(tmp_path: Path, ca
     assert main(smoke_args(tmp_path, *broken, "--dry-run", "--timing-steps", "0")) == 2
     err = capsys.readouterr().err
     assert "error: models.broken" in err and "Traceback" not in err
+
+
+def test_a_profile_reuses_the_finished_runs_of_equal_hash_of_another(smoke_results: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+    """``reuse: [smoke]``: a run that profile finished with the same config hash is copied (not its
+    checkpoints), saying so, and only the others train; the dry run says which."""
+    raw = yaml.safe_load(EXPERIMENTS.read_text())
+    raw["profiles"]["smoke-more"] = {**raw["profiles"]["smoke"], "seeds": [0, 1], "reuse": ["smoke"]}
+    experiments = tmp_path / "experiments.yaml"
+    experiments.write_text(yaml.safe_dump(raw, sort_keys=False))
+    results = tmp_path / "results"
+    shutil.copytree(smoke_results / "smoke", results / "smoke")
+    args = ["--config", str(experiments), "--profile", "smoke-more", "--results", str(results), "--no-figures"]
+    assert main([*args, "--dry-run"]) == 0
+    states = {line.split()[1]: line.split()[0] for line in capsys.readouterr().out.splitlines() if "__s" in line}
+    assert states == {"tiny__magnitude__synthetic_small__s0": "reuse", "tiny__damgl__synthetic_small__s0": "reuse",
+                      "tiny__magnitude__synthetic_small__s1": "todo", "tiny__damgl__synthetic_small__s1": "todo"}  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr()
+    assert out.err.count("reused from") == 2 and out.out.count("trained ") == 2
+    for arm in ("magnitude", "damgl"):
+        mine, theirs = results / "smoke-more" / "runs" / f"tiny__{arm}__synthetic_small__s0", results / "smoke" / "runs" / f"tiny__{arm}__synthetic_small__s0"
+        assert [(mine / f).read_bytes() for f in ("metrics.csv", "train_log.csv", "done.json")] == \
+               [(theirs / f).read_bytes() for f in ("metrics.csv", "train_log.csv", "done.json")]  # fmt: skip
+        assert not (mine / "checkpoints").exists() and (theirs / "checkpoints").exists()
+    raw["profiles"]["smoke-more"]["steps"] = 7  # another budget: another hash, nothing to reuse
+    experiments.write_text(yaml.safe_dump(raw, sort_keys=False))
+    shutil.copytree(smoke_results / "smoke", tmp_path / "other" / "smoke")
+    assert main([*args[:4], "--results", str(tmp_path / "other"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("todo ") == 4 and "reuse " not in out
+    raw["profiles"]["smoke-more"]["reuse"] = ["smoke-more"]
+    experiments.write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"profiles\.smoke-more\.reuse\[0\]: unknown other profile 'smoke-more'"):
+        load_config(experiments)
