@@ -8,10 +8,12 @@ directory whose stored config hash differs, takes the run's lock, trains
 
 from __future__ import annotations
 
+import contextlib
 import io
 import socket
 import time
 import traceback
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -200,6 +202,21 @@ def set_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
+@contextlib.contextmanager
+def threads_for(n: int) -> Iterator[None]:
+    """:func:`set_threads` for the block, then the caller's counts again (an in-process launch leaves the
+    process as it found it)."""
+    import numba
+
+    before = torch.get_num_threads(), numba.get_num_threads()
+    set_threads(n)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before[1])
+        torch.set_num_threads(before[0])
+
+
 def run_worker(args: tuple[RunSpec, str, str]) -> RunOutcome:
     """Run one run in a fresh process (parallel workers, Slurm jobs). The run carries everything it was planned
     with (model block, data sources, budget, threads, hash): the experiments file is never read again, so an
@@ -251,9 +268,9 @@ def launch(runs: list[RunSpec], results: Path, device: str, workers: int, pack: 
     if workers <= 1:
         outcomes = []
         for group in groups:
-            set_threads(group[0].config["threads"])
             try:
-                done = [execute(group[0], results, device)] if len(group) == 1 else execute_pack(group, results, device)
+                with threads_for(group[0].config["threads"]):
+                    done = [execute(group[0], results, device)] if len(group) == 1 else execute_pack(group, results, device)
             except (ConfigError, DataError, StoreError, interrupts.Interrupted):
                 raise
             except Exception as exc:  # noqa: BLE001

@@ -15,7 +15,7 @@ from benchmark import interrupts
 from benchmark.config import Config, ConfigError, Profile, load_config
 from benchmark.console import os_error, say
 from benchmark.data import DataError
-from benchmark.launch import RunOutcome, launch, resolve_device, set_threads
+from benchmark.launch import RunOutcome, launch, resolve_device, threads_for
 from benchmark.plan import RunSpec, missing_inputs, plan, select, verify_data
 from benchmark.published import PublishedError
 from benchmark.reports import build_report, closing_lines, format_summary
@@ -45,9 +45,7 @@ def estimate(cfg: Config, profile: Profile, runs: list[RunSpec], timing_steps: i
     lines = [f"time (one training step timed on {device} with {threads} thread(s), the runs' count, median of "
              f"{timing_steps} after 3 warm-up steps, on this machine as loaded now; validation, fusing and scoring "
              "not included):"]  # fmt: skip
-    before = torch.get_num_threads()
-    set_threads(threads)
-    try:
+    with threads_for(threads):
         for model in dict.fromkeys(r.model for r in runs):
             mine = [r for r in runs if r.model == model]
             c = mine[0].config
@@ -62,8 +60,6 @@ def estimate(cfg: Config, profile: Profile, runs: list[RunSpec], timing_steps: i
                     total = sum(r.config["steps"] for r in chosen) * step
                     lines.append(f"  {model}: {step:.3g} s a step -> {_duration(c['steps'] * step)} a run, "
                                  f"{_duration(total)} for its {len(chosen)} {what} on one worker{cap}")  # fmt: skip
-    finally:
-        set_threads(before)
     return lines
 
 

@@ -501,3 +501,21 @@ def test_a_profile_reuses_the_finished_runs_of_equal_hash_of_another(smoke_resul
     experiments.write_text(yaml.safe_dump(raw, sort_keys=False))
     with pytest.raises(ConfigError, match=r"profiles\.smoke-more\.reuse\[0\]: unknown other profile 'smoke-more'"):
         load_config(experiments)
+
+
+def test_an_in_process_launch_computes_with_the_run_threads_and_restores_the_callers(tmp_path: Path) -> None:
+    import numba
+
+    from benchmark.launch import launch, set_threads
+
+    cfg = load_config(EXPERIMENTS)
+    runs = plan(cfg, cfg.profile("smoke"))[:1]
+    before = torch.get_num_threads(), numba.get_num_threads()
+    set_threads(2)
+    try:
+        assert [o.status for o in launch(runs, tmp_path, "cpu", workers=1)] == ["trained"]
+        assert (torch.get_num_threads(), numba.get_num_threads()) == (2, min(2, numba.config.NUMBA_NUM_THREADS))
+    finally:
+        torch.set_num_threads(before[0])
+        numba.set_num_threads(before[1])
+    assert json.loads((tmp_path / "runs" / runs[0].run_id / "env.json").read_text())["torch_threads"] == 1
