@@ -160,7 +160,7 @@ class Profile:
     select: list[str] = field(default_factory=lambda: ["last"])  # selection rules; the first is the primary
     keep_weights: str = "all"  # the weights of every validation, or only those a rule still selects
     conventions: list[str] = field(default_factory=list)  # metric conventions scored beside the default one
-    threads: int = 1  # CPU threads of each run (torch and Numba), under every launcher; hashed: CPU sums depend on it
+    threads: int = DEFAULT_THREADS  # CPU threads of each run (torch and Numba), under every launcher; hashed: CPU sums depend on it
     tune: dict[str, Any] | None = None  # {gradient_scale, seeds, arms, models}: each arm at its own tuned weight
     reuse: list[str] = field(default_factory=list)  # profiles whose finished runs of equal hash are copied, not retrained
 

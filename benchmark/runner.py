@@ -1,8 +1,9 @@
 """``damgl-bench run`` (also ``run_all.py``, ``python -m benchmark run``): the study, stage by stage.
 
 config (:mod:`benchmark.config`) -> plan (:mod:`benchmark.plan`) -> launch
-(:mod:`benchmark.launch`, or :mod:`benchmark.slurm` on a cluster), which trains (:mod:`benchmark.train`) and fuses and scores (:mod:`benchmark.fuse`)
-each run -> report (:mod:`benchmark.reports`). Every file lives where the run
+(:mod:`benchmark.launch`, or :mod:`benchmark.slurm` on a cluster), which trains
+(:mod:`benchmark.train`) and fuses and scores (:mod:`benchmark.fuse`) each run
+-> report (:mod:`benchmark.reports`). Every file lives where the run
 store (:mod:`benchmark.store`) puts it.
 """
 
@@ -120,8 +121,14 @@ def _after_tuning_failed(outcomes: list) -> int:
             say(f"{o.status}: {o.run_id}: {o.message.splitlines()[0] if o.message else ''}")
     say("tuning is incomplete, so no arm's gradient scale is selected and the study's runs wait; "
         "run the same command again once the problem is fixed")  # fmt: skip
-    stopped = any(o.status == "interrupted" for o in outcomes)
-    return 128 + interrupts.requested() if stopped and interrupts.requested() else 1
+    return _stopped_exit() if any(o.status == "interrupted" for o in outcomes) else 1
+
+
+def _stopped_exit() -> int:
+    """The exit status when runs stopped unfinished: 128 + the signal of a stop request (130, 143), or 1 when
+    none was made here (Slurm ended a task for good: cancelled, out of time)."""
+    signum = interrupts.requested()
+    return 1 if signum is None else 128 + signum
 
 
 def _reusable(run: RunSpec, profile: Profile, folder: ResultsFolder) -> RunDir | None:
@@ -192,8 +199,8 @@ def run_study(args: argparse.Namespace) -> int:
         stopped = [o for o in outcomes if o.status == "interrupted"]
         for o in stopped:
             say(o.message)
-        if stopped:  # by a stop request, or Slurm ended a task for good (cancelled, out of time)
-            return 128 + interrupts.requested() if interrupts.requested() else 1
+        if stopped:
+            return _stopped_exit()
         with folder.report_lock():
             try:
                 study = load_study(folder.root)

@@ -106,6 +106,7 @@ def collect(jobs: list[Any], runs: list[RunSpec], folder: ResultsFolder, poll_s:
     running (Slurm requeued it after its run finished), so none is left behind."""
     outcomes: dict[int, RunOutcome] = {}
     cancelled: set[int] = set()
+    gone: set[int] = set()  # tasks seen out of the queue without a result, concluded a poll later (a late result)
     while len(outcomes) < len(jobs):
         if interrupts.requested() is not None and not cancelled:
             for i, job in enumerate(jobs):
@@ -117,11 +118,13 @@ def collect(jobs: list[Any], runs: list[RunSpec], folder: ResultsFolder, poll_s:
         for i, job in enumerate(jobs):
             if i in outcomes:
                 continue
-            if not job.paths.result_pickle.exists() and _ended(job, live):
-                time.sleep(poll_s)  # a result written as the task left the queue
             if job.paths.result_pickle.exists():
                 outcomes[i] = _result(job, runs[i])
-            elif _ended(job, live):
+            elif not _ended(job, live):
+                gone.discard(i)  # in the queue (again, when Slurm requeued it)
+            elif i not in gone:
+                gone.add(i)
+            else:
                 why = "was cancelled on a stop request" if i in cancelled else "ended without finishing its run"
                 outcomes[i] = RunOutcome(runs[i].run_id, "interrupted", f"Slurm job {job.job_id} {why}; its checkpoint "
                                          "is kept: run the same command to resume it")  # fmt: skip
