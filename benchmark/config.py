@@ -161,7 +161,7 @@ class Profile:
     keep_weights: str = "all"  # the weights of every validation, or only those a rule still selects
     conventions: list[str] = field(default_factory=list)  # metric conventions scored beside the default one
     threads: int = DEFAULT_THREADS  # CPU threads of each run (torch and Numba), under every launcher; hashed: CPU sums depend on it
-    tune: dict[str, Any] | None = None  # {gradient_scale, seeds, arms, models}: each arm at its own tuned weight
+    tune: dict[str, Any] | None = None  # {gradient_scale, seeds, arms, models, apply}: each arm at its own tuned weight
     reuse: list[str] = field(default_factory=list)  # profiles whose finished runs of equal hash are copied, not retrained
 
     def grid(self, arm: str) -> tuple[list[str], list[int], list[str]]:
@@ -439,13 +439,17 @@ def _check_criterion_form(criterion: str, where: str) -> None:
 
 def _parse_tune(block: Any, path: str, models: list[str], seeds: list[int], loss_arms: list[str], all_arms: list[str],
                 val: dict | None) -> dict[str, Any] | None:  # fmt: skip
-    """``tune: {gradient_scale: [...], seeds: [...], arms: [...], models: [...]}``: every (model, arm, scale) is
-    trained on every tuning seed and validated, never tested; each arm then trains the profile's seeds at the
-    scale whose mean validation criterion is best. Every arm gets the same trials, so the grid is even."""
+    """``tune: {gradient_scale: [...], seeds: [...], arms: [...], models: [...], apply: true}``: every (model,
+    arm, scale) is trained on every tuning seed and validated, never tested; each arm then trains the profile's
+    seeds at the scale whose mean validation criterion is best. Every arm gets the same trials, so the grid is
+    even. With ``apply: false`` the trials are trained and reported but the profile's seeds stay at the recipe's
+    weight (a profile that applies the same tuning reuses the trials: the study at both weights)."""
     if block is None:
         return None
     where = f"{path}.tune"
-    _check_keys(block, ["gradient_scale", "seeds", "arms", "models"], where, required=("gradient_scale", "seeds"))
+    _check_keys(block, ["gradient_scale", "seeds", "arms", "models", "apply"], where, required=("gradient_scale", "seeds"))
+    if not isinstance(block.get("apply", True), bool):
+        raise ConfigError(f"{where}.apply: expected true or false, got {block['apply']!r}")
     if val is None:
         raise ConfigError(f"{where}: needs 'val' (tuning selects on the validation criterion, never on test images)")
     scales = block["gradient_scale"]
@@ -459,7 +463,8 @@ def _parse_tune(block: Any, path: str, models: list[str], seeds: list[int], loss
         raise ConfigError(f"{where}.arms: the profile has no loss arm to tune; name its arms")
     arms = _name_list(block.get("arms", loss_arms), all_arms, f"{where}.arms", "arm of the profile")
     chosen = _name_list(block.get("models", models), models, f"{where}.models", "profile model")
-    return {"gradient_scale": [float(x) for x in scales], "seeds": list(tuning), "arms": list(arms), "models": list(chosen)}
+    return {"gradient_scale": [float(x) for x in scales], "seeds": list(tuning), "arms": list(arms), "models": list(chosen),
+            "apply": block.get("apply", True)}  # fmt: skip
 
 
 def _parse_ablation_on(block: Any, models: list[str], test: list[str], path: str) -> dict[str, list]:

@@ -115,7 +115,8 @@ def plan(cfg: Config, profile: Profile, allow_missing: bool = False,
     With ``tune``, the tuning runs come first (``stage = "tune"``: every tuned model, arm, gradient scale and
     tuning seed, validated and never tested); the study's runs of a tuned arm train at the scale tuning
     selected (``scales``: arm -> model -> scale, :func:`benchmark.tuning.select_scales`), and before it is
-    known they are planned at the recipe's weight as ``pending``.
+    known they are planned at the recipe's weight as ``pending``. With ``tune.apply`` false they stay at the
+    recipe's weight.
     """
     missing = missing_inputs(cfg, profile)
     if missing and not allow_missing:
@@ -132,7 +133,7 @@ def plan(cfg: Config, profile: Profile, allow_missing: bool = False,
     train_pixels = pixels[profile.train] if profile.train in pixels else datasets[profile.train].pixels()
     sources = {name: ds.source() for name, ds in datasets.items()}
     tune = profile.tune or {}
-    tuned = {(m, a) for m in tune.get("models", []) for a in tune.get("arms", [])}
+    tuned = {(m, a) for m in tune.get("models", []) for a in tune.get("arms", [])} if tune.get("apply", True) else set()
     runs = []
     for model in only_models(profile.models, only):
         spec = cfg.model(model, without_checkpoint=f"models.{model}.backbone_checkpoint" in missing)

@@ -186,13 +186,15 @@ def run_study(args: argparse.Namespace) -> int:
         with interrupts.handling_stops():
             try:
                 folder.write_study(profile.study())
-                tuning = [r for r in runs if r.stage == "tune"]
+                # tuning that the study's runs wait for comes first; tuning with apply: false runs beside them
+                tuning = [r for r in runs if r.stage == "tune"] if profile.tune and profile.tune["apply"] else []
                 outcomes = _launch(tuning, profile, folder, device, args) if tuning else []
                 if any(o.status not in ("done", "trained") for o in outcomes):
                     return _after_tuning_failed(outcomes)
                 if tuning:
                     runs = _tuned(cfg, profile, folder, tuning, args.only)
-                outcomes += _launch([r for r in runs if r.stage == "study"], profile, folder, device, args)
+                rest = [r for r in runs if r.stage == "study" or (r.stage == "tune" and not tuning)]
+                outcomes += _launch(rest, profile, folder, device, args)
             except interrupts.Interrupted as exc:
                 say(str(exc))
                 return exc.exit_code

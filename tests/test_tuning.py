@@ -3,6 +3,7 @@ tested, the best mean validation criterion selecting each arm's scale for the st
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -51,6 +52,39 @@ def test_tuning_selects_each_arms_scale_on_validation_and_trains_the_seeds_there
     assert "tuned, equal budget of 6 trials per arm" in (root / "tables" / "paired_synthetic_small_test.md").read_text()
 
 
+def test_tuning_not_applied_reports_the_trials_and_a_profile_that_applies_it_reuses_them(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+    """``apply: false``: the trials train beside the study's runs, which stay at the recipe's weight, and are
+    reported (tuning table, no "tuned" caption); a profile with the same block applied and ``reuse:`` copies the
+    trials and the runs at scale 1 and trains only the arms tuned away from it: the study at both weights."""
+    cfg = load_config(EXPERIMENTS, TUNED[1::2])
+    raw = cfg.raw
+    block = raw["profiles"]["smoke"]["tune"]
+    raw["profiles"]["smoke"]["tune"] = {**block, "apply": False}
+    raw["profiles"]["smoke-tuned"] = {**raw["profiles"]["smoke"], "tune": block, "reuse": ["smoke"]}
+    experiments = tmp_path / "experiments.yaml"
+    experiments.write_text(yaml.safe_dump(raw, sort_keys=False))
+    args = ["--config", str(experiments), "--results", str(tmp_path), "--no-figures"]
+    assert main([*args, "--profile", "smoke"]) == 0
+    root = tmp_path / "smoke"
+    runs = sorted(r.name for r in (root / "runs").iterdir())
+    assert len(runs) == 12 + 4 and not [r for r in runs if "-x" in r and not r.endswith(("s100", "s101"))]
+    assert "scales" not in json.loads((root / "study.json").read_text())
+    table = pd.read_csv(root / "tables" / "tuning.csv")
+    assert len(table) == 6 and table.selected.sum() == 2
+    assert "not applied here" in (root / "summary.md").read_text()
+    assert "tuned" not in (root / "tables" / "paired_synthetic_small_test.md").read_text()
+    capsys.readouterr()
+    assert main([*args, "--profile", "smoke-tuned"]) == 0
+    out = capsys.readouterr()
+    chosen = {r.arm: float(r.gradient_scale) for r in table[table.selected].itertuples()}
+    at_one = sum(scale == 1 for scale in chosen.values())
+    assert out.err.count("reused from") == 12 + 2 * at_one and out.out.count("trained ") == 2 * (2 - at_one)
+    spec = json.loads((tmp_path / "smoke-tuned" / "study.json").read_text())
+    assert spec["scales"] == {arm: {"tiny": scale} for arm, scale in chosen.items()}
+    assert pd.read_csv(tmp_path / "smoke-tuned" / "tables" / "tuning.csv").equals(table)
+
+
 def test_scale_one_keeps_the_recipe_weights_hash() -> None:
     plain = load_config(EXPERIMENTS, [v for k, v in zip(TUNED[::2], TUNED[1::2]) if "tune=" not in v])
     tuned = load_config(EXPERIMENTS, TUNED[1::2])
@@ -78,6 +112,8 @@ def test_expected_best_by_hand() -> None:
          "distinct positive numbers"),
         (["profiles.smoke.tune={gradient_scale: [1, 2], seeds: [100], arms: [damgll]}",
           "profiles.smoke.val={dataset: synthetic_test}"], "did you mean 'damgl'"),
+        (["profiles.smoke.tune={gradient_scale: [1, 2], seeds: [100], apply: 'no'}",
+          "profiles.smoke.val={dataset: synthetic_test}"], r"tune\.apply: expected true or false, got 'no'"),
     ],
 )  # fmt: skip
 def test_tune_settings_are_checked(change: list[str], message: str) -> None:

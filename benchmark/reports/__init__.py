@@ -302,7 +302,11 @@ def _tuning_sections(study: Study, labels: dict[str, str], tables: Path) -> tupl
     written += write_table(tables, "tuning_budget", budget, Table("Expected best validation criterion against trials",
                            list(budget.columns), [[str(v) for v in r] for r in budget.itertuples(index=False)],
                            [[None] * len(budget.columns) for _ in range(len(budget))], [0], []))  # fmt: skip
-    return ["## Tuning", "", markup.markdown()], written
+    kept = [] if tune.get("apply", True) else [
+        "These selections are not applied here (`tune.apply: false`): this study's runs train at the recipe's "
+        "weight, and a profile with the same `tune` block that applies them (reusing these trials) trains the "
+        "tuned arms.", ""]  # fmt: skip
+    return ["## Tuning", "", *kept, markup.markdown()], written
 
 
 def _selection_sections(study: Study, metrics: list[str], primary: list[str], plateau: dict[str, bool | None],
