@@ -176,7 +176,7 @@ class Profile:
         return {"profile": self.name, "train": self.train, "steps": self.steps, "arms": self.arms,
                 "loss_arms": self.loss_arms, "ablations": self.ablation_arms, "base_arm": self.base_arm,
                 "primary_metrics": self.primary_metrics, "labels": self.labels, "conventions": self.conventions,
-                "select": self.select, "tune": self.tune, "grids": {arm: dict(zip(("models", "seeds", "test"), self.grid(arm))) for arm in self.arms}}  # fmt: skip
+                "select": self.select, "tune": self.tune, "reuse": self.reuse, "grids": {arm: dict(zip(("models", "seeds", "test"), self.grid(arm))) for arm in self.arms}}  # fmt: skip
 
 
 PROFILE_KEYS = ["models", "losses", "ablations", "ablation_on", "seeds", "train", "test", "steps", "epochs", "schedule",

@@ -83,6 +83,14 @@ def test_tuning_not_applied_reports_the_trials_and_a_profile_that_applies_it_reu
     spec = json.loads((tmp_path / "smoke-tuned" / "study.json").read_text())
     assert spec["scales"] == {arm: {"tiny": scale} for arm, scale in chosen.items()}
     assert pd.read_csv(tmp_path / "smoke-tuned" / "tables" / "tuning.csv").equals(table)
+    # the comparison at both weights: each side is the paired table of its own profile
+    weights = pd.read_csv(tmp_path / "smoke-tuned" / "tables" / "weights.csv")
+    assert len(weights) == 6 and set(weights.arm) == {"damgl"}  # damgl against magnitude, 6 primary metrics
+    for tag, profile in (("recipe", "smoke"), ("tuned", "smoke-tuned")):
+        paired = pd.read_csv(tmp_path / profile / "tables" / "paired_synthetic_small_test.csv")
+        paired = paired[(paired.runs == "healthy") & (paired.family == "primary")].set_index("metric")
+        assert weights.set_index("metric")[f"diff_{tag}"].to_dict() == pytest.approx(paired["diff"].to_dict(), rel=1e-12)
+    assert "## Recipe weight and tuned weights" in (tmp_path / "smoke-tuned" / "summary.md").read_text()
 
 
 def test_scale_one_keeps_the_recipe_weights_hash() -> None:

@@ -16,6 +16,8 @@ trains. Writes, under the results folder:
 - ``tables/sensitivity.*``: each primary comparison under every declared selection rule, flagged where
   the conclusion depends on the rule; ``tables/scored_steps.*``: pairs whose networks were scored at
   steps more than a factor of two apart;
+- ``tables/weights.*``: for a study that applies its tuning, each tuned arm's primary comparison at the
+  recipe's weight (the ``reuse:`` profile that reported the same trials unapplied) beside the tuned one;
 - ``tables/ablation_<name>_<test>.*``, ``paired_ablation_<name>_<test>.*`` and ``power_...``: the same per
   ablation, each setting against ``magnitude``; ``paired_ablation_<name>_vs_<default>_<test>.*`` and
   ``power_...``: each setting against the ablation's default (the main arm it varies, e.g. ``damgl``);
@@ -309,6 +311,16 @@ def _tuning_sections(study: Study, labels: dict[str, str], tables: Path) -> tupl
     return ["## Tuning", "", *kept, markup.markdown()], written
 
 
+def _concluded(c: pd.DataFrame, keys: list[str], tag: str) -> pd.DataFrame:
+    """``keys`` of comparison rows with their seeds, difference, Holm p and conclusion (improvement, worsening
+    or none) in columns suffixed ``_<tag>``, to merge with the same comparisons made another way."""
+    better = np.array([column_info(m).higher_is_better for m in c.metric])
+    sign = np.where(better, 1, -1) * np.sign(c["diff"].to_numpy(float))
+    conclusion = np.where(c["survives_holm"], np.where(sign > 0, "improvement", "worsening"), "none")
+    return c[keys].assign(**{f"seeds_{tag}": c["seeds"].to_numpy(), f"diff_{tag}": c["diff"].to_numpy(),
+                             f"p_holm_{tag}": c["p_holm"].to_numpy(), f"conclusion_{tag}": conclusion})  # fmt: skip
+
+
 def _selection_sections(study: Study, metrics: list[str], primary: list[str], plateau: dict[str, bool | None],
                         labels: dict[str, str], tables: Path) -> tuple[list[str], list[Path]]:  # fmt: skip
     """How much the main comparisons depend on the selection rule: each primary comparison under every declared
@@ -330,13 +342,7 @@ def _selection_sections(study: Study, metrics: list[str], primary: list[str], pl
             c = seed_comparisons(values, family, healthy, base, primary, plateau, planned)
             if c.empty:
                 return [], []
-            c = c[(c.runs == "healthy") & (c.family == "primary")]
-            better = np.array([column_info(m).higher_is_better for m in c.metric])
-            sign = np.where(better, 1, -1) * np.sign(c["diff"].to_numpy(float))
-            conclusion = np.where(c["survives_holm"], np.where(sign > 0, "improvement", "worsening"), "none")
-            part = c[["model", "test", "arm", "base", "metric"]].assign(**{f"seeds_{rule}": c["seeds"].to_numpy(),
-                     f"diff_{rule}": c["diff"].to_numpy(), f"p_holm_{rule}": c["p_holm"].to_numpy(),
-                     f"conclusion_{rule}": conclusion})  # fmt: skip
+            part = _concluded(c[(c.runs == "healthy") & (c.family == "primary")], ["model", "test", "arm", "base", "metric"], rule)
             merged = part if merged is None else merged.merge(part, on=["model", "test", "arm", "base", "metric"], how="outer", sort=False)
         merged["differs"] = merged[[f"conclusion_{r}" for r in rules]].nunique(axis=1, dropna=False) > 1
         table = sensitivity_markup(merged, rules, f"Sensitivity to the selection rule: each arm against {base}, primary "
@@ -630,6 +636,62 @@ def _selection_section(r: Report) -> tuple[list[str], list[Path]]:
     return _selection_sections(r.study, r.metrics, r.primary, r.plateau, r.labels, r.tables)
 
 
+def _against_base(r: Report) -> pd.DataFrame:
+    """Every primary comparison of healthy runs against the study's base arm, main arms and ablation settings,
+    each arm once (the main arm's row where an ablation lists it too)."""
+    frames = [f for f in [r.comparisons, *[c for parts in r.ablations.values() for _, _, c in parts]] if not f.empty]
+    if not frames:
+        return pd.DataFrame()
+    c = pd.concat(frames, ignore_index=True)
+    c = c[(c.base_id == r.base) & (c.runs == "healthy") & (c.family == "primary")]
+    return c.drop_duplicates(["model", "test", "arm_id", "metric"])
+
+
+def _recipe_report(study: Study) -> Report | None:
+    """For a study that applies its tuning: the report of the profile in its ``reuse:`` that trained the same
+    tuning trials without applying them, so whose runs are this study's arms at the recipe's weight; else
+    ``None``."""
+    tune = study.spec.get("tune")
+    if not tune or not study.spec.get("scales"):
+        return None
+    for other in study.spec.get("reuse", []):
+        try:
+            recipe = load_study(study.folder.root.parent / other)
+        except StoreError:  # not run yet
+            continue
+        if recipe.spec.get("tune") == {**tune, "apply": False}:
+            return _report(recipe, {})
+    return None
+
+
+def _weight_section(r: Report) -> tuple[list[str], list[Path]]:
+    """Each tuned arm against the base arm at the recipe's weight (the profile that reported the trials without
+    applying them) and at the tuned weights (this study), flagged where the conclusion changes with the weight."""
+    recipe = _recipe_report(r.study)
+    if recipe is None:
+        return [], []
+    tune, keys = r.study.spec["tune"], ["model", "test", "arm", "arm_id", "base", "metric"]
+    parts = []
+    for tag, report in (("recipe", recipe), ("tuned", r)):
+        c = _against_base(report)
+        parts.append(_concluded(c[c.model.isin(tune["models"]) & c.arm_id.isin(tune["arms"])], keys, tag) if not c.empty
+                     else pd.DataFrame(columns=keys))  # fmt: skip
+    merged = parts[0].merge(parts[1], on=keys, how="outer", sort=False)
+    if merged.empty:
+        return [], []
+    merged["differs"] = merged[["conclusion_recipe", "conclusion_tuned"]].nunique(axis=1, dropna=False) > 1
+    other = recipe.study.spec["profile"]
+    note = (f"Each cell: the mean paired difference arm - {r.base} over the healthy seeds and its Holm-adjusted t test "
+            f"p, at the recipe's gradient weight (profile {other}, in its primary family there) and with every arm, "
+            f"{r.base} too, at the weight its tuning trials selected (this study; tuning.md). Bold: an improvement, "
+            "italic: a worsening, with Holm p < 0.05. 'differ': the conclusion (improvement, worsening or none) "
+            "changes with the weight, so at the recipe's weight it may come from the weight the term carries.")  # fmt: skip
+    table = sensitivity_markup(merged, ["recipe", "tuned"], f"Recipe weight and tuned weights: each tuned arm against "
+                               f"{r.base}, primary metrics, healthy runs", r.labels,
+                               [f"recipe's weight ({other})", "tuned weights"], note)  # fmt: skip
+    return ["## Recipe weight and tuned weights", "", table.markdown()], write_table(r.tables, "weights", merged, table)
+
+
 def _published_section(r: Report) -> tuple[list[str], list[Path]]:
     return _published_sections(r.study, r.published, r.healthy, r.comparisons, r.labels, r.tables)
 
@@ -652,6 +714,7 @@ SECTIONS: tuple[Section, ...] = (
     _loss_scale_section,
     _tuning_section,
     _selection_section,
+    _weight_section,
     _findings_file,
     _main_section,
     _convention_sections,

@@ -389,11 +389,19 @@ def convergence_markup(frame: pd.DataFrame, title: str, labels: dict[str, str]) 
     return Table(title, header, out, [[None] * len(header) for _ in out], blocks, notes)
 
 
-def sensitivity_markup(frame: pd.DataFrame, rules: Sequence[str], title: str, labels: dict[str, str]) -> Table:
-    """Each primary comparison under every selection rule: the difference, its Holm p and the conclusion, and
-    a flag where the conclusions differ."""
-    header = ["model", "test", "arm", "metric", *[f"{rule}{' (primary)' if i == 0 else ''}" for i, rule in enumerate(rules)],
-              "conclusions"]  # fmt: skip
+RULE_NOTE = ("Each cell: the mean paired difference arm - base over the healthy seeds, with the networks that rule "
+             "selected, and its Holm-adjusted t test p in that rule's primary family. Bold: an improvement, italic: a "
+             "worsening, with Holm p < 0.05. 'differ': the conclusion (improvement, worsening or none) is not the same "
+             "under every rule, so it depends on which validated network is scored.")  # fmt: skip
+
+
+def sensitivity_markup(frame: pd.DataFrame, rules: Sequence[str], title: str, labels: dict[str, str],
+                       names: Sequence[str] | None = None, note: str = RULE_NOTE) -> Table:  # fmt: skip
+    """Each primary comparison under every variant (selection rules, or weights: ``rules`` are the suffixes of
+    ``frame``'s columns, ``names`` their headers, by default the rules with the first marked primary): the
+    difference, its Holm p and the conclusion, and a flag where the conclusions differ."""
+    names = names or [f"{rule}{' (primary)' if i == 0 else ''}" for i, rule in enumerate(rules)]
+    header = ["model", "test", "arm", "metric", *names, "conclusions"]
     out, marks = [], []
     for r in frame.to_dict("records"):
         cells = [f"{_signed(r[f'diff_{rule}'], decimals(r['metric']))} (Holm {p_text(r[f'p_holm_{rule}'])})"
@@ -402,12 +410,8 @@ def sensitivity_markup(frame: pd.DataFrame, rules: Sequence[str], title: str, la
                     f"{r['metric']} {arrow(r['metric'])}", *cells, "differ" if r["differs"] else "agree"])  # fmt: skip
         marks.append([None] * 4 + [{"improvement": 0, "worsening": 2}.get(r[f"conclusion_{rule}"]) for rule in rules]
                      + [0 if r["differs"] else None])  # fmt: skip
-    notes = ["Each cell: the mean paired difference arm - base over the healthy seeds, with the networks that rule "
-             "selected, and its Holm-adjusted t test p in that rule's primary family. Bold: an improvement, italic: a "
-             "worsening, with Holm p < 0.05. 'differ': the conclusion (improvement, worsening or none) is not the same "
-             "under every rule, so it depends on which validated network is scored."]  # fmt: skip
     blocks = [i for i, r in enumerate(frame.to_dict("records")) if i == 0 or r["model"] != frame.iloc[i - 1]["model"]]
-    return Table(title, header, out, marks, blocks, notes)
+    return Table(title, header, out, marks, blocks, [note])
 
 
 def step_ratio_markup(frame: pd.DataFrame, title: str, labels: dict[str, str]) -> Table:
