@@ -458,3 +458,22 @@ def test_the_study_wide_family_counts_every_planned_test_before_its_runs_exist()
     assert len(tested) == 18 and (tested.p_holm_study >= tested.p_holm - 1e-12).all()  # a larger family, never a smaller p
     survivors = tested[tested.p_holm_study < 0.05]
     assert list(zip(survivors.test, survivors.metric)) == [("roadscene_test", "Qabf")]  # 4 in the per-arm family
+
+
+@pytest.mark.parametrize(
+    "seeds,start",
+    [
+        ([6, 6, 1], "seeds: 1-6 per compared arm; 2 primary comparisons have 6 or more and are tested (paired t over "
+                    "seeds, Holm over families of up to 36), 1 has fewer and is not"),
+        ([6, 6, 6], "seeds: 6 per compared arm; every comparison is tested (paired t over seeds, Holm over its family of 36)"),
+        ([2, 2, 1], "seeds: 1 per compared arm, fewer than the 6 a test needs, so no comparison is tested"),
+    ],
+)  # fmt: skip
+def test_the_closing_line_says_which_comparisons_are_tested(tmp_path: Path, seeds: list[int], start: str) -> None:
+    """A study part of whose arms have six seeds says how many comparisons are tested, not that none is."""
+    rows = [{"runs": "all", "family": "primary", "seeds": s, "family_size": 36, "tested": s >= 6} for s in seeds]
+    paired = tmp_path / "paired_tno.csv"
+    pd.DataFrame(rows).to_csv(paired, index=False)
+    study = Study(type("Folder", (), {"tables": tmp_path})(), {"grids": {}, "arms": {}}, pd.DataFrame(), {}, [], {}, {})
+    (line,) = reports.closing_lines(study, [paired])
+    assert line.startswith(start)

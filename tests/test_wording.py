@@ -23,6 +23,7 @@ LABELS = {"damgl": "DAMGL", "tno": "TNO", "pmgi": "PMGI", "sign=false": "sign=fa
         (row(-0.02, -0.03, -0.01, 0.0499), "worsening", "(a worsening): -0.02 [-0.03, -0.01], Holm p 0.0499"),
         (row(-0.02, -0.03, -0.01, 0.05), "none", "differences larger than 0.03 are unlikely (95% interval)"),
         (row(0.05, -0.04, 0.12, 0.2, seeds=4), "untested", "not tested with 4 seeds; +0.05 [-0.04, +0.12]."),
+        (row(0.05, float("nan"), float("nan"), 1.0, seeds=1), "untested", "not tested with 1 seed; +0.05, one seed: no interval."),
     ],
 )  # fmt: skip
 def test_a_conclusion_needs_holm_below_005(r: dict, kind: str, text: str) -> None:

@@ -764,8 +764,15 @@ def closing_lines(study: Study, written: Sequence[Path]) -> list[str]:
     if paired:
         frame = pd.concat([pd.read_csv(p) for p in paired], ignore_index=True)
         frame = frame[(frame.runs == "all") & (frame.family == "primary")]
-        seeds, size = int(frame.seeds.min()), int(frame.family_size.max())
-        if seeds < 6:
+        seeds, size, tested = int(frame.seeds.min()), int(frame.family_size.max()), frame.tested.astype(bool)
+        if tested.any() and not tested.all():
+            fewer = int((~tested).sum())
+            lines.append(f"seeds: {seeds}-{int(frame.seeds.max())} per compared arm; {int(tested.sum())} primary "
+                         f"comparisons have 6 or more and are tested (paired t over seeds, Holm over families of up to "
+                         f"{size}), {fewer} {'has' if fewer == 1 else 'have'} fewer and {'is' if fewer == 1 else 'are'} "
+                         f"not (their intervals show size and uncertainty only); {study.folder.tables / 'findings.md'} "
+                         "words each")  # fmt: skip
+        elif seeds < 6:
             lines.append(f"seeds: {seeds} per compared arm, fewer than the 6 a test needs, so no comparison is tested: "
                          "the intervals show the size and the uncertainty of each difference, and no difference can be "
                          "called an improvement (rerun with 6 seeds or more)")  # fmt: skip

@@ -53,7 +53,9 @@ def sentence(r: Mapping, labels: Mapping[str, str]) -> str:
     interval = f"{_num(r['diff'])} [{_num(r['t_lo'])}, {_num(r['t_hi'])}]"
     kind = conclusion(r)
     if kind == "untested":
-        return f"{arm} against {base}, {_where(r, labels)}: not tested with {int(r['seeds'])} seeds; {interval}."
+        seeds = int(r["seeds"])
+        told = interval if seeds > 1 else f"{_num(r['diff'])}, one seed: no interval"
+        return f"{arm} against {base}, {_where(r, labels)}: not tested with {seeds} seed{'s' if seeds != 1 else ''}; {told}."
     study = r.get("p_holm_study", math.nan)
     overall = ("" if math.isnan(study) else
                f"; study-wide Holm p {_p(study)}{' (survives every family)' if study < ALPHA else ' (not below 0.05 study-wide)'}")  # fmt: skip
