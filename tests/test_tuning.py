@@ -86,6 +86,7 @@ def test_tuning_not_applied_reports_the_trials_and_a_profile_that_applies_it_reu
     # the comparison at both weights: each side is the paired table of its own profile
     weights = pd.read_csv(tmp_path / "smoke-tuned" / "tables" / "weights.csv")
     assert len(weights) == 6 and set(weights.arm) == {"damgl"}  # damgl against magnitude, 6 primary metrics
+    assert set(weights.arm_scale) == {chosen["damgl"]} and set(weights.base_scale) == {chosen["magnitude"]}
     for tag, profile in (("recipe", "smoke"), ("tuned", "smoke-tuned")):
         paired = pd.read_csv(tmp_path / profile / "tables" / "paired_synthetic_small_test.csv")
         paired = paired[(paired.runs == "healthy") & (paired.family == "primary")].set_index("metric")

@@ -679,14 +679,20 @@ def _weight_section(r: Report) -> tuple[list[str], list[Path]]:
     merged = parts[0].merge(parts[1], on=keys, how="outer", sort=False)
     if merged.empty:
         return [], []
+    scales = r.study.spec["scales"]
     merged["differs"] = merged[["conclusion_recipe", "conclusion_tuned"]].nunique(axis=1, dropna=False) > 1
+    merged["arm_scale"] = [scales[a][m] for a, m in zip(merged.arm_id, merged.model)]
+    merged["base_scale"] = [scales.get(r.base, {}).get(m, 1.0) for m in merged.model]  # 1: the base is not tuned
+    shown = merged.assign(arm=[f"{r.labels.get(a, a)} (x{s:g})" for a, s in zip(merged.arm, merged.arm_scale)])
     other = recipe.study.spec["profile"]
+    base_scales = ", ".join(f"x{s:g} ({r.labels.get(m, m)})" for m, s in dict(zip(merged.model, merged.base_scale)).items())
     note = (f"Each cell: the mean paired difference arm - {r.base} over the healthy seeds and its Holm-adjusted t test "
-            f"p, at the recipe's gradient weight (profile {other}, in its primary family there) and with every arm, "
-            f"{r.base} too, at the weight its tuning trials selected (this study; tuning.md). Bold: an improvement, "
-            "italic: a worsening, with Holm p < 0.05. 'differ': the conclusion (improvement, worsening or none) "
-            "changes with the weight, so at the recipe's weight it may come from the weight the term carries.")  # fmt: skip
-    table = sensitivity_markup(merged, ["recipe", "tuned"], f"Recipe weight and tuned weights: each tuned arm against "
+            f"p ('not tested': fewer than 6 seeds), at the recipe's gradient weight (profile {other}, in its primary "
+            f"family there) and with every arm at the multiple of it that its tuning trials selected (this study; "
+            f"tuning.md): the arm's in its row, {r.base}'s {base_scales}. Bold: an improvement, italic: a worsening, "
+            "with Holm p < 0.05. 'differ': the conclusion (improvement, worsening or none) changes with the weight, "
+            "so at the recipe's weight it may come from the weight the term carries.")  # fmt: skip
+    table = sensitivity_markup(shown, ["recipe", "tuned"], f"Recipe weight and tuned weights: each tuned arm against "
                                f"{r.base}, primary metrics, healthy runs", r.labels,
                                [f"recipe's weight ({other})", "tuned weights"], note)  # fmt: skip
     return ["## Recipe weight and tuned weights", "", table.markdown()], write_table(r.tables, "weights", merged, table)

@@ -390,8 +390,8 @@ def convergence_markup(frame: pd.DataFrame, title: str, labels: dict[str, str]) 
 
 
 RULE_NOTE = ("Each cell: the mean paired difference arm - base over the healthy seeds, with the networks that rule "
-             "selected, and its Holm-adjusted t test p in that rule's primary family. Bold: an improvement, italic: a "
-             "worsening, with Holm p < 0.05. 'differ': the conclusion (improvement, worsening or none) is not the same "
+             "selected, and its Holm-adjusted t test p in that rule's primary family ('not tested': fewer than 6 "
+             "seeds). Bold: an improvement, italic: a worsening, with Holm p < 0.05. 'differ': the conclusion (improvement, worsening or none) is not the same "
              "under every rule, so it depends on which validated network is scored.")  # fmt: skip
 
 
@@ -404,7 +404,8 @@ def sensitivity_markup(frame: pd.DataFrame, rules: Sequence[str], title: str, la
     header = ["model", "test", "arm", "metric", *names, "conclusions"]
     out, marks = [], []
     for r in frame.to_dict("records"):
-        cells = [f"{_signed(r[f'diff_{rule}'], decimals(r['metric']))} (Holm {p_text(r[f'p_holm_{rule}'])})"
+        cells = [f"{_signed(r[f'diff_{rule}'], decimals(r['metric']))} "
+                 + ("(not tested)" if math.isnan(r[f"p_holm_{rule}"]) else f"(Holm {p_text(r[f'p_holm_{rule}'])})")
                  for rule in rules]  # fmt: skip
         out.append([labels.get(r["model"], r["model"]), labels.get(r["test"], r["test"]), labels.get(r["arm"], r["arm"]),
                     f"{r['metric']} {arrow(r['metric'])}", *cells, "differ" if r["differs"] else "agree"])  # fmt: skip
