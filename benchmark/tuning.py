@@ -42,17 +42,19 @@ def trial_value(folder: ResultsFolder, rid: str) -> tuple[float, bool]:
 
 
 def trials(folder: ResultsFolder, tune: Mapping[str, Any], train: str) -> pd.DataFrame:
-    """Every tuning trial: model, arm, gradient scale, seed, its value (:func:`trial_value`) and whether
-    higher is better."""
+    """Every tuning trial: model, arm, gradient scale, seed, its value (:func:`trial_value`), whether higher
+    is better, and the run and code commit it came from."""
     rows = []
     for model in tune["models"]:
         for arm in tune["arms"]:
             for scale in tune["gradient_scale"]:
                 for seed in tune["seeds"]:
-                    value, higher = trial_value(folder, run_id(model, arm, train, seed, scale))
+                    rid = run_id(model, arm, train, seed, scale)
+                    value, higher = trial_value(folder, rid)
                     rows.append({"model": model, "arm": arm, "gradient_scale": scale, "seed": seed, "value": value,
-                                 "higher": higher})  # fmt: skip
-    return pd.DataFrame(rows, columns=["model", "arm", "gradient_scale", "seed", "value", "higher"])
+                                 "higher": higher, "run_id": rid,
+                                 "git_commit": folder.run(rid).read_json("env").get("git_commit")})  # fmt: skip
+    return pd.DataFrame(rows, columns=["model", "arm", "gradient_scale", "seed", "value", "higher", "run_id", "git_commit"])
 
 
 def tuning_table(done: pd.DataFrame) -> pd.DataFrame:

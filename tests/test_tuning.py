@@ -73,6 +73,8 @@ def test_tuning_not_applied_reports_the_trials_and_a_profile_that_applies_it_reu
     table = pd.read_csv(root / "tables" / "tuning.csv")
     assert len(table) == 6 and table.selected.sum() == 2
     assert "not applied here" in (root / "summary.md").read_text()
+    commit = json.loads((root / "runs" / "tiny__damgl-x2__synthetic_small__s100" / "env.json").read_text())["git_commit"]
+    assert f"The 12 trials were trained from commit(s) {commit} (" in (root / "summary.md").read_text()
     assert "tuned" not in (root / "tables" / "paired_synthetic_small_test.md").read_text()
     capsys.readouterr()
     assert main([*args, "--profile", "smoke-tuned"]) == 0

@@ -308,7 +308,9 @@ def _tuning_sections(study: Study, labels: dict[str, str], tables: Path) -> tupl
         "These selections are not applied here (`tune.apply: false`): this study's runs train at the recipe's "
         "weight, and a profile with the same `tune` block that applies them (reusing these trials) trains the "
         "tuned arms.", ""]  # fmt: skip
-    return ["## Tuning", "", *kept, markup.markdown()], written
+    commits = ", ".join(sorted({str(c) for c in done.git_commit}))
+    return ["## Tuning", "", *kept, markup.markdown(),
+            f"The {len(done)} trials were trained from commit(s) {commits} (each trial run's `env.json`).", ""], written
 
 
 def _concluded(c: pd.DataFrame, keys: list[str], tag: str) -> pd.DataFrame:
