@@ -676,8 +676,9 @@ def _weight_section(r: Report) -> tuple[list[str], list[Path]]:
     parts = []
     for tag, report in (("recipe", recipe), ("tuned", r)):
         c = _against_base(report)
-        parts.append(_concluded(c[c.model.isin(tune["models"]) & c.arm_id.isin(tune["arms"])], keys, tag) if not c.empty
-                     else pd.DataFrame(columns=keys))  # fmt: skip
+        if c.empty:  # no comparison on this side yet: its cells stay empty beside the other's
+            c = pd.DataFrame(columns=[*keys, "seeds", "diff", "p_holm", "survives_holm"])
+        parts.append(_concluded(c[c.model.isin(tune["models"]) & c.arm_id.isin(tune["arms"])], keys, tag))
     merged = parts[0].merge(parts[1], on=keys, how="outer", sort=False)
     if merged.empty:
         return [], []
