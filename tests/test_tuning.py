@@ -4,6 +4,7 @@ tested, the best mean validation criterion selecting each arm's scale for the st
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +14,7 @@ import yaml
 from benchmark.cli import run as main
 from benchmark.config import ConfigError, load_config
 from benchmark.plan import plan
+from benchmark.reports import build_report
 from benchmark.tuning import expected_best
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,6 +96,15 @@ def test_tuning_not_applied_reports_the_trials_and_a_profile_that_applies_it_reu
         paired = paired[(paired.runs == "healthy") & (paired.family == "primary")].set_index("metric")
         assert weights.set_index("metric")[f"diff_{tag}"].to_dict() == pytest.approx(paired["diff"].to_dict(), rel=1e-12)
     assert "## Recipe weight and tuned weights" in (tmp_path / "smoke-tuned" / "summary.md").read_text()
+    # a tuned side with no comparison yet (its DAMGL runs not finished): the recipe side is still shown
+    partial = tmp_path / "partial" / "smoke-tuned"
+    shutil.copytree(tmp_path / "smoke-tuned", partial)
+    shutil.copytree(root, partial.parent / "smoke")
+    for seed in (0, 1):
+        shutil.rmtree(partial / "runs" / f"tiny__damgl-x2__synthetic_small__s{seed}")
+    build_report(partial, figures=False)
+    shown = pd.read_csv(partial / "tables" / "weights.csv")
+    assert shown.diff_tuned.isna().all() and shown.diff_recipe.tolist() == weights.diff_recipe.tolist()
 
 
 def test_scale_one_keeps_the_recipe_weights_hash() -> None:
