@@ -477,3 +477,26 @@ def test_the_closing_line_says_which_comparisons_are_tested(tmp_path: Path, seed
     study = Study(type("Folder", (), {"tables": tmp_path})(), {"grids": {}, "arms": {}}, pd.DataFrame(), {}, [], {}, {})
     (line,) = reports.closing_lines(study, [paired])
     assert line.startswith(start)
+
+
+def test_agreement_of_conclusions_made_several_ways_by_hand() -> None:
+    """'agree' needs every way tested; two tested ways that conclude differently 'differ' whatever the rest."""
+    rows = {"agree": ("none", "none"), "differ": ("improvement", "none"), "not tested": ("not tested", "not tested"),
+            "incomplete": ("none", "not tested"), "incomplete, one side not run": ("worsening", None),
+            "not tested, one side not run": ("not tested", None)}  # fmt: skip
+    frame = pd.DataFrame(list(rows.values()), columns=["conclusion_best", "conclusion_last"])
+    assert reports._agreement(frame, ["best", "last"]) == [k.split(",")[0] for k in rows]
+    three = pd.DataFrame([("improvement", "not tested", "worsening")], columns=["conclusion_a", "conclusion_b", "conclusion_c"])
+    assert reports._agreement(three, ["a", "b", "c"]) == ["differ"]
+
+
+@pytest.mark.parametrize("study", STUDIES, ids=[p.name for p in STUDIES])
+def test_committed_sensitivity_tables_call_agreed_only_what_every_rule_tested(study: Path) -> None:
+    path = study / "tables" / "sensitivity.csv"
+    if not path.is_file():
+        pytest.skip(f"{study.name} compares no arms under several rules")
+    frame = pd.read_csv(path)
+    rules = [c.removeprefix("p_holm_") for c in frame.columns if c.startswith("p_holm_")]
+    tested = frame[[f"p_holm_{r}" for r in rules]].notna().all(axis=1)
+    assert (frame.conclusions[~tested] != "agree").all() and (frame.conclusions[tested] != "incomplete").all()
+    assert set(frame.conclusions[tested]) <= {"agree", "differ"}

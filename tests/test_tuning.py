@@ -105,6 +105,8 @@ def test_tuning_not_applied_reports_the_trials_and_a_profile_that_applies_it_reu
     build_report(partial, figures=False)
     shown = pd.read_csv(partial / "tables" / "weights.csv")
     assert shown.diff_tuned.isna().all() and shown.diff_recipe.tolist() == weights.diff_recipe.tolist()
+    assert set(shown.conclusions) == set(weights.conclusions) == {"not tested"}  # 2 seeds a side: neither is tested
+    assert (partial / "tables" / "weights.md").read_text().count("| no runs yet |") == 6
 
 
 def test_scale_one_keeps_the_recipe_weights_hash() -> None:

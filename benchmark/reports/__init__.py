@@ -76,6 +76,7 @@ from benchmark.reports.stats import (
     summarise_arms,
 )
 from benchmark.reports.tables import (
+    AGREEMENT_NOTE,
     Table,
     convergence_markup,
     crossed_markup,
@@ -319,8 +320,22 @@ def _concluded(c: pd.DataFrame, keys: list[str], tag: str) -> pd.DataFrame:
     better = np.array([column_info(m).higher_is_better for m in c.metric])
     sign = np.where(better, 1, -1) * np.sign(c["diff"].to_numpy(float))
     conclusion = np.where(c["survives_holm"], np.where(sign > 0, "improvement", "worsening"), "none")
+    conclusion = np.where(c["p_holm"].isna(), "not tested", conclusion)
     return c[keys].assign(**{f"seeds_{tag}": c["seeds"].to_numpy(), f"diff_{tag}": c["diff"].to_numpy(),
                              f"p_holm_{tag}": c["p_holm"].to_numpy(), f"conclusion_{tag}": conclusion})  # fmt: skip
+
+
+def _agreement(merged: pd.DataFrame, tags: list[str]) -> list[str]:
+    """Per row of comparisons made several ways (columns ``conclusion_<tag>``): 'differ' where two tested ways
+    conclude differently, 'agree' where every way is tested and concludes the same, 'not tested' where none is,
+    and 'incomplete' where the tested ways agree but another is untested or has no comparison yet."""
+    out = []
+    for row in merged[[f"conclusion_{t}" for t in tags]].itertuples(index=False):
+        tested = {c for c in row if c in ("improvement", "worsening", "none")}
+        count = sum(c in ("improvement", "worsening", "none") for c in row)
+        out.append("differ" if len(tested) > 1 else "agree" if count == len(tags) else "not tested" if not count
+                   else "incomplete")  # fmt: skip
+    return out
 
 
 def _selection_sections(study: Study, metrics: list[str], primary: list[str], plateau: dict[str, bool | None],
@@ -346,7 +361,7 @@ def _selection_sections(study: Study, metrics: list[str], primary: list[str], pl
                 return [], []
             part = _concluded(c[(c.runs == "healthy") & (c.family == "primary")], ["model", "test", "arm", "base", "metric"], rule)
             merged = part if merged is None else merged.merge(part, on=["model", "test", "arm", "base", "metric"], how="outer", sort=False)
-        merged["differs"] = merged[[f"conclusion_{r}" for r in rules]].nunique(axis=1, dropna=False) > 1
+        merged["conclusions"] = _agreement(merged, rules)
         table = sensitivity_markup(merged, rules, f"Sensitivity to the selection rule: each arm against {base}, primary "
                                    "metrics, healthy runs", labels)  # fmt: skip
         written += write_table(tables, "sensitivity", merged, table)
@@ -683,7 +698,7 @@ def _weight_section(r: Report) -> tuple[list[str], list[Path]]:
     if merged.empty:
         return [], []
     scales = r.study.spec["scales"]
-    merged["differs"] = merged[["conclusion_recipe", "conclusion_tuned"]].nunique(axis=1, dropna=False) > 1
+    merged["conclusions"] = _agreement(merged, ["recipe", "tuned"])
     merged["arm_scale"] = [scales[a][m] for a, m in zip(merged.arm_id, merged.model)]
     merged["base_scale"] = [scales.get(r.base, {}).get(m, 1.0) for m in merged.model]  # 1: the base is not tuned
     shown = merged.assign(arm=[f"{r.labels.get(a, a)} (x{s:g})" for a, s in zip(merged.arm, merged.arm_scale)])
@@ -693,8 +708,9 @@ def _weight_section(r: Report) -> tuple[list[str], list[Path]]:
             f"p ('not tested': fewer than 6 seeds), at the recipe's gradient weight (profile {other}, in its primary "
             f"family there) and with every arm at the multiple of it that its tuning trials selected (this study; "
             f"tuning.md): the arm's in its row, {r.base}'s {base_scales}. Bold: an improvement, italic: a worsening, "
-            "with Holm p < 0.05. 'differ': the conclusion (improvement, worsening or none) changes with the weight, "
-            "so at the recipe's weight it may come from the weight the term carries.")  # fmt: skip
+            "with Holm p < 0.05; 'no runs yet': no finished runs on that side. 'differ': the conclusion "
+            "(improvement, worsening or none) changes with the weight, so at the recipe's weight it may come from the "
+            f"weight the term carries. {AGREEMENT_NOTE}")  # fmt: skip
     table = sensitivity_markup(shown, ["recipe", "tuned"], f"Recipe weight and tuned weights: each tuned arm against "
                                f"{r.base}, primary metrics, healthy runs", r.labels,
                                [f"recipe's weight ({other})", "tuned weights"], note)  # fmt: skip

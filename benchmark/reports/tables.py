@@ -391,8 +391,12 @@ def convergence_markup(frame: pd.DataFrame, title: str, labels: dict[str, str]) 
 
 RULE_NOTE = ("Each cell: the mean paired difference arm - base over the healthy seeds, with the networks that rule "
              "selected, and its Holm-adjusted t test p in that rule's primary family ('not tested': fewer than 6 "
-             "seeds). Bold: an improvement, italic: a worsening, with Holm p < 0.05. 'differ': the conclusion (improvement, worsening or none) is not the same "
-             "under every rule, so it depends on which validated network is scored.")  # fmt: skip
+             "seeds). Bold: an improvement, italic: a worsening, with Holm p < 0.05. 'differ': the conclusion "
+             "(improvement, worsening or none) is not the same under every rule, so it depends on which validated "
+             "network is scored. {agreement}")  # fmt: skip
+AGREEMENT_NOTE = ("'agree': every side is tested and concludes the same; 'not tested': no side is; 'incomplete': the "
+                  "tested sides agree and another is not tested yet.")
+RULE_NOTE = RULE_NOTE.format(agreement=AGREEMENT_NOTE)
 
 
 def sensitivity_markup(frame: pd.DataFrame, rules: Sequence[str], title: str, labels: dict[str, str],
@@ -404,13 +408,14 @@ def sensitivity_markup(frame: pd.DataFrame, rules: Sequence[str], title: str, la
     header = ["model", "test", "arm", "metric", *names, "conclusions"]
     out, marks = [], []
     for r in frame.to_dict("records"):
-        cells = [f"{_signed(r[f'diff_{rule}'], decimals(r['metric']))} "
+        cells = ["no runs yet" if not isinstance(r[f"conclusion_{rule}"], str)
+                 else f"{_signed(r[f'diff_{rule}'], decimals(r['metric']))} "
                  + ("(not tested)" if math.isnan(r[f"p_holm_{rule}"]) else f"(Holm {p_text(r[f'p_holm_{rule}'])})")
                  for rule in rules]  # fmt: skip
         out.append([labels.get(r["model"], r["model"]), labels.get(r["test"], r["test"]), labels.get(r["arm"], r["arm"]),
-                    f"{r['metric']} {arrow(r['metric'])}", *cells, "differ" if r["differs"] else "agree"])  # fmt: skip
+                    f"{r['metric']} {arrow(r['metric'])}", *cells, r["conclusions"]])  # fmt: skip
         marks.append([None] * 4 + [{"improvement": 0, "worsening": 2}.get(r[f"conclusion_{rule}"]) for rule in rules]
-                     + [0 if r["differs"] else None])  # fmt: skip
+                     + [0 if r["conclusions"] == "differ" else None])  # fmt: skip
     blocks = [i for i, r in enumerate(frame.to_dict("records")) if i == 0 or r["model"] != frame.iloc[i - 1]["model"]]
     return Table(title, header, out, marks, blocks, [note])
 
