@@ -500,3 +500,23 @@ def test_committed_sensitivity_tables_call_agreed_only_what_every_rule_tested(st
     tested = frame[[f"p_holm_{r}" for r in rules]].notna().all(axis=1)
     assert (frame.conclusions[~tested] != "agree").all() and (frame.conclusions[tested] != "incomplete").all()
     assert set(frame.conclusions[tested]) <= {"agree", "differ"}
+
+
+INTERVAL = re.compile(r"[+-]\d+\.\d+ \[[+-]\d+\.\d+, [+-]\d+\.\d+\]")
+HOLM = re.compile(r"Holm (?:p )?(<0\.001|\d\.\d+)")
+
+
+@pytest.mark.parametrize("name", ["capped", "settled"])
+def test_the_write_up_quotes_its_intervals_and_holm_p_values_from_its_tables(name: str) -> None:
+    """Each interval and Holm p in a settling study's write-up is printed, as written there, in one of its
+    tables (a sentence quotes the report, never a number rounded or copied by hand)."""
+    folder = COMMITTED.parent / name
+    if not (folder / "README.md").is_file():
+        pytest.skip(f"no write-up under results/{name}")
+    readme = " ".join((folder / "README.md").read_text().split())  # a quote may wrap across lines
+    tables = "\n".join(p.read_text() for p in (folder / "tables").glob("*.md"))
+    intervals, holm = INTERVAL.findall(readme), HOLM.findall(readme)
+    assert intervals and holm
+    assert [i for i in intervals if i not in tables] == []
+    printed = set(HOLM.findall(tables))
+    assert [p for p in holm if p not in printed] == []
