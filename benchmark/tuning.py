@@ -41,15 +41,21 @@ def trial_value(folder: ResultsFolder, rid: str) -> tuple[float, bool]:
     return float(value.iloc[0]), higher
 
 
-def trials(folder: ResultsFolder, tune: Mapping[str, Any], train: str) -> pd.DataFrame:
+def trials(folder: ResultsFolder, tune: Mapping[str, Any], train: str, finished: bool = False) -> pd.DataFrame:
     """Every tuning trial: model, arm, gradient scale, seed, its value (:func:`trial_value`), whether higher
-    is better, and the run and code commit it came from."""
+    is better, and the run and code commit it came from; with ``finished``, only the trials that have finished.
+
+    Raises:
+        StoreError: a trial has not finished (unless ``finished``).
+    """
     rows = []
     for model in tune["models"]:
         for arm in tune["arms"]:
             for scale in tune["gradient_scale"]:
                 for seed in tune["seeds"]:
                     rid = run_id(model, arm, train, seed, scale)
+                    if finished and not folder.run(rid).done.is_file():
+                        continue
                     value, higher = trial_value(folder, rid)
                     rows.append({"model": model, "arm": arm, "gradient_scale": scale, "seed": seed, "value": value,
                                  "higher": higher, "run_id": rid,
@@ -57,9 +63,10 @@ def trials(folder: ResultsFolder, tune: Mapping[str, Any], train: str) -> pd.Dat
     return pd.DataFrame(rows, columns=["model", "arm", "gradient_scale", "seed", "value", "higher", "run_id", "git_commit"])
 
 
-def tuning_table(done: pd.DataFrame) -> pd.DataFrame:
+def tuning_table(done: pd.DataFrame, select: bool = True) -> pd.DataFrame:
     """One row per tuned model, arm and scale from :func:`trials`: the mean and SD of the values over the
-    tuning seeds, and whether this scale is the selected one."""
+    tuning seeds, and whether this scale is the selected one (none is without ``select``, for a tuning whose
+    trials have not all finished)."""
     rows = []
     for (model, arm), g in done.groupby(["model", "arm"], sort=False):
         block = []
@@ -69,7 +76,7 @@ def tuning_table(done: pd.DataFrame) -> pd.DataFrame:
                           "criterion_mean": float(v.mean()), "criterion_sd": float(v.std(ddof=1)) if len(v) > 1 else math.nan,
                           "selected": False})  # fmt: skip
         sign = 1 if bool(g["higher"].iloc[0]) else -1
-        block[int(np.argmax([sign * r["criterion_mean"] for r in block]))]["selected"] = True
+        block[int(np.argmax([sign * r["criterion_mean"] for r in block]))]["selected"] = select
         rows += block
     return pd.DataFrame(rows, columns=COLUMNS)
 

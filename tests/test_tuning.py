@@ -107,6 +107,24 @@ def test_tuning_not_applied_reports_the_trials_and_a_profile_that_applies_it_reu
     assert shown.diff_tuned.isna().all() and shown.diff_recipe.tolist() == weights.diff_recipe.tolist()
     assert set(shown.conclusions) == set(weights.conclusions) == {"not tested"}  # 2 seeds a side: neither is tested
     assert (partial / "tables" / "weights.md").read_text().count("| no runs yet |") == 6
+    # the recipe-weight profile while its trials still run: the finished ones are shown, nothing is selected
+    running = tmp_path / "running" / "smoke"
+    shutil.copytree(root, running)
+    for rid in ("tiny__damgl-x2__synthetic_small__s101", "tiny__magnitude-x0.5__synthetic_small__s100"):
+        (running / "runs" / rid / "done.json").unlink()
+    build_report(running, figures=False)
+    shown = pd.read_csv(running / "tables" / "tuning.csv")
+    assert not shown.selected.any() and sorted(shown.seeds) == [1, 1, 2, 2, 2, 2]
+    by_scale = table.set_index(["arm", "gradient_scale"]).criterion_mean
+    kept = shown[shown.seeds == 2].set_index(["arm", "gradient_scale"]).criterion_mean
+    assert kept.to_dict() == by_scale[kept.index].to_dict()  # a finished scale's mean is the complete tuning's
+    assert not (running / "tables" / "tuning_budget.csv").exists()
+    assert "Tuning, incomplete: 10 of 12 trials finished, no scale selected yet" in (running / "summary.md").read_text()
+    for rid in (r for r in runs if r.endswith(("s100", "s101"))):
+        (running / "runs" / rid / "done.json").unlink(missing_ok=True)
+    build_report(running, figures=False)
+    assert "none of the 12 trials has finished" in (running / "summary.md").read_text()
+    assert not (running / "tables" / "tuning.csv").exists()
 
 
 def test_scale_one_keeps_the_recipe_weights_hash() -> None:

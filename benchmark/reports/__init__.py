@@ -294,10 +294,19 @@ def _tuning_sections(study: Study, labels: dict[str, str], tables: Path) -> tupl
     tune = study.spec.get("tune")
     if not tune:
         return [], []
-    try:
-        done = trials(study.folder, tune, study.spec["train"])
-    except StoreError as exc:
-        return ["## Tuning", "", f"Tuning is incomplete ({exc}); no arm's gradient scale is selected yet.", ""], []
+    planned = math.prod(len(tune[k]) for k in ("models", "arms", "gradient_scale", "seeds"))
+    done = trials(study.folder, tune, study.spec["train"], finished=True)
+    if len(done) < planned:  # the finished trials so far; nothing is selected until every one has finished
+        if done.empty:
+            return ["## Tuning", "", f"Tuning: none of the {planned} trials has finished; no arm's gradient scale is "
+                    "selected yet.", ""], []  # fmt: skip
+        table = tuning_table(done, select=False)
+        markup = tuning_markup(table, pd.DataFrame(), f"Tuning, incomplete: {len(done)} of {planned} trials finished, "
+                               "no scale selected yet", [], labels)  # fmt: skip
+        written = write_table(tables, "tuning", table, markup)
+        commits = ", ".join(sorted({str(c) for c in done.git_commit}))
+        return ["## Tuning", "", markup.markdown(), f"The {len(done)} finished trials were trained from commit(s) "
+                f"{commits} (each trial run's `env.json`).", ""], written  # fmt: skip
     table, budget = tuning_table(done), budget_table(done)
     markup = tuning_markup(table, budget, "Tuning: each arm's gradient weight, chosen on validation with an equal budget",
                            at_edge(table), labels)  # fmt: skip

@@ -272,13 +272,18 @@ def tuning_markup(frame: pd.DataFrame, budget: pd.DataFrame, title: str, warning
                     str(r["seeds"]), f"{r['criterion_mean']:.4f} ± {_num(r['criterion_sd'], 4)}",
                     "selected" if r["selected"] else ""])  # fmt: skip
         marks.append([None] * 4 + ([0, 0] if r["selected"] else [None, None]))
-    trials = int(budget["trials"].max()) if not budget.empty else 0
+    criterion = ("the criterion is the validation criterion at the network the primary selection rule picked, never a "
+                 "test image")
+    if budget.empty:  # tuning still running: what has finished, nothing selected
+        notes = [f"Seeds: the tuning seeds finished so far at that scale; {criterion}. No scale is selected, and no "
+                 "expected best criterion is given, until every arm has all of its trials."]  # fmt: skip
+        return Table(title, header, out, marks, blocks, notes)
+    trials = int(budget["trials"].max())
     best = "; ".join(f"{labels.get(m, m)} / {labels.get(a, a)} {g['expected_best'].iloc[-1]:.4f}"
                      for (m, a), g in budget.groupby(["model", "arm"], sort=False))  # fmt: skip
-    notes = [f"Each arm had the same {trials} trials (every scale on every tuning seed); the criterion is the validation "
-             "criterion at the network the primary selection rule picked, never a test image. Selected: the best mean "
-             f"over the tuning seeds. Expected best criterion with all {trials} trials (tuning_budget.csv has it for "
-             f"1 to {trials}): {best}.", *[f"Warning: {w}." for w in warnings]]  # fmt: skip
+    notes = [f"Each arm had the same {trials} trials (every scale on every tuning seed); {criterion}. Selected: the "
+             f"best mean over the tuning seeds. Expected best criterion with all {trials} trials (tuning_budget.csv has "
+             f"it for 1 to {trials}): {best}.", *[f"Warning: {w}." for w in warnings]]  # fmt: skip
     return Table(title, header, out, marks, blocks, notes)
 
 
