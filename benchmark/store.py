@@ -58,7 +58,7 @@ import yaml
 if TYPE_CHECKING:
     import pandas as pd
 
-STUDY, SUMMARY_CSV, SUMMARY_MD = "study.json", "summary.csv", "summary.md"
+STUDY, SUMMARY_CSV, SUMMARY_MD, WRITE_UP = "study.json", "summary.csv", "summary.md", "README.md"
 RUNS, TABLES, FIGURES, EXAMPLES, SLURM, DATA = "runs", "tables", "figures", "examples", "slurm", "data"
 SLURM_QUEUE = "queue.csv"
 CONFIG, ENV, TRAIN_LOG, VAL_LOG, METRICS, DONE, FAILED, LOCK = (
@@ -452,6 +452,7 @@ class ResultsFolder:
         self.study = self.root / STUDY
         self.summary_csv = self.root / SUMMARY_CSV
         self.summary_md = self.root / SUMMARY_MD
+        self.write_up = self.root / WRITE_UP  # written by hand; the report refreshes only the tables it quotes
         self.tables = self.root / TABLES
         self.figures = self.root / FIGURES
         self.examples = self.root / EXAMPLES

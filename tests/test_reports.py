@@ -520,3 +520,25 @@ def test_the_write_up_quotes_its_intervals_and_holm_p_values_from_its_tables(nam
     assert [i for i in intervals if i not in tables] == []
     printed = set(HOLM.findall(tables))
     assert [p for p in holm if p not in printed] == []
+
+
+def test_report_refreshes_the_tables_a_write_up_quotes_and_nothing_else(smoke_study: Path, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture) -> None:  # fmt: skip
+    from benchmark.cli import main
+
+    copy = tmp_path / "smoke"
+    shutil.copytree(smoke_study, copy)
+    prose = "The sentence the author wrote stays as written, | pipes and all.\n"
+    stale = "**Run health: failed runs out of seeds**\n\n| model | arm | failed / seeds | failed runs |\n| old | row |\n"
+    write_up = copy / "README.md"
+    write_up.write_text(f"# smoke\n\n{prose}\n<!-- quote: tables/health.md -->\n{stale}<!-- end quote -->\n\n{prose}")
+    assert main(["report", "--results", str(copy), "--no-figures"]) == 0
+    assert f"write-up: {write_up} quotes 1 tables" in capsys.readouterr().out
+    health = (copy / "tables" / "health.md").read_text().split("\n\n")
+    assert health[1].startswith("| model | arm |")  # the title, a blank line, the table, a blank line, the notes
+    expected = f"# smoke\n\n{prose}\n<!-- quote: tables/health.md -->\n{health[0]}\n\n{health[1]}\n<!-- end quote -->\n\n{prose}"
+    assert write_up.read_text() == expected
+    write_up.write_text(expected.replace("tables/health.md", "tables/no_such_table.md"))
+    assert main(["report", "--results", str(copy), "--no-figures"]) == 2
+    assert f"{write_up}: quotes tables/no_such_table.md, which this report did not write" in capsys.readouterr().err
+    assert "no_such_table" in write_up.read_text()  # left as it was

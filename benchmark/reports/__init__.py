@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -785,6 +786,40 @@ def build_report(root: str | Path, figures: bool = True, published: str | Path |
     return [final.root / p.relative_to(staging) if p.is_relative_to(staging) else p for p in [study.folder.summary_md, *written]]
 
 
+QUOTE = re.compile(r"(<!-- quote: tables/(?P<name>[\w.-]+\.md) -->\n)(?P<body>.*?)(<!-- end quote -->)", re.DOTALL)
+
+
+def quoted_table(path: Path) -> str:
+    """A table file's first table as a write-up quotes it: its bold title line, a blank line and its rows."""
+    lines = path.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    title = [lines[start - 2], ""] if start >= 2 and lines[start - 2].startswith("**") else []
+    return "\n".join([*title, *lines[start:end]]) + "\n"
+
+
+def refresh_write_up(folder: ResultsFolder) -> list[str]:
+    """Replace every table a study's hand-written ``README.md`` quotes between ``<!-- quote: tables/NAME.md -->``
+    and ``<!-- end quote -->`` with that table as the report now prints it; returns the quoted names (none
+    without a write-up). Only the quoted blocks change, and the file only when one of them does.
+
+    Raises:
+        StoreError: a quoted table is not one the report wrote, naming the write-up and the table.
+    """
+    if not folder.write_up.is_file():
+        return []
+    text = folder.write_up.read_text()
+    names = [m["name"] for m in QUOTE.finditer(text)]
+    missing = [n for n in names if not (folder.tables / n).is_file()]
+    if missing:
+        raise StoreError(f"{folder.write_up}: quotes tables/{missing[0]}, which this report did not write (its tables: "
+                         f"{', '.join(sorted(p.name for p in folder.tables.glob('*.md')))})")  # fmt: skip
+    new = QUOTE.sub(lambda m: m[1] + quoted_table(folder.tables / m["name"]) + m[4], text)
+    if new != text:
+        atomic_write_text(folder.write_up, new)
+    return names
+
+
 def closing_lines(study: Study, written: Sequence[Path]) -> list[str]:
     """What a study's command prints at its end: where the paper-style tables are, the reproduced gains beside
     the published ones, and what the seeds can and cannot show."""
@@ -826,6 +861,7 @@ def report_command(args: argparse.Namespace) -> int:
         with folder.report_lock():
             files = build_report(folder.root, figures=not args.no_figures, published=args.published)
             lines = closing_lines(load_study(folder.root), files)
+            quoted = refresh_write_up(folder)
     except (StoreError, PublishedError) as exc:
         say(f"error: {exc}")
         return 2
@@ -834,4 +870,6 @@ def report_command(args: argparse.Namespace) -> int:
         return 2
     print(f"report: {len(files)} files written under {Path(args.results)} (summary.csv, summary.md, tables/, figures/, examples/)")
     print("\n".join(lines))
+    if quoted:
+        print(f"write-up: {folder.write_up} quotes {len(quoted)} tables, each now as this report prints it")
     return 0
