@@ -520,6 +520,8 @@ def test_the_write_up_quotes_its_intervals_and_holm_p_values_from_its_tables(nam
     assert [i for i in intervals if i not in tables] == []
     printed = set(HOLM.findall(tables))
     assert [p for p in holm if p not in printed] == []
+    for quote in reports.QUOTE.finditer((folder / "README.md").read_text()):  # quoted tables are the current ones
+        assert quote["body"] == reports.quoted_table(folder / "tables" / quote["name"]), quote["name"]
 
 
 def test_report_refreshes_the_tables_a_write_up_quotes_and_nothing_else(smoke_study: Path, tmp_path: Path,
