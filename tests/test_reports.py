@@ -441,7 +441,7 @@ def test_the_committed_capped_runs_hash_as_the_code_plans_them_now() -> None:
 
 def test_the_study_wide_family_counts_every_planned_test_before_its_runs_exist() -> None:
     """results/capped plans 144 primary tests (DAMGL and signed_sum against magnitude, 36 each; each of two PMGI
-    ablation settings against magnitude and against DAMGL, 18 each); with only DAMGL's PMGI seeds finished, the
+    ablation settings against magnitude and against DAMGL, 18 each); with only some arms' seeds finished, the
     study-wide Holm still adjusts over all 144, the untested at p = 1, so it can only stay or fall later."""
     study = load_study(CONVERGED.parent / "capped")
     primary = study.spec["primary_metrics"]
@@ -455,9 +455,9 @@ def test_the_study_wide_family_counts_every_planned_test_before_its_runs_exist()
     tested = frame[(frame.runs == "healthy") & (frame.family == "primary") & frame.tested.astype(bool)]
     expected = significance.family_holm(tested.p_t.tolist(), [True] * len(tested), 144)
     assert tested.p_holm_study.tolist() == pytest.approx(expected, rel=1e-9)
-    assert len(tested) == 18 and (tested.p_holm_study >= tested.p_holm - 1e-12).all()  # a larger family, never a smaller p
-    survivors = tested[tested.p_holm_study < 0.05]
-    assert list(zip(survivors.test, survivors.metric)) == [("roadscene_test", "Qabf")]  # 4 in the per-arm family
+    assert len(tested) >= 36 and (tested.p_holm_study >= tested.p_holm - 1e-12).all()  # a larger family, never a smaller p
+    survivors = tested[tested.p_holm_study < 0.05]  # can only grow as the study's other tests come in
+    assert ("pmgi", "damgl", "roadscene_test", "Qabf") in set(zip(survivors.model, survivors.arm_id, survivors.test, survivors.metric))
 
 
 @pytest.mark.parametrize(
