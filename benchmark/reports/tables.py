@@ -394,14 +394,13 @@ def convergence_markup(frame: pd.DataFrame, title: str, labels: dict[str, str]) 
     return Table(title, header, out, [[None] * len(header) for _ in out], blocks, notes)
 
 
+AGREEMENT_NOTE = ("'agree': every side is tested and concludes the same; 'not tested': no side is; 'incomplete': the "
+                  "tested sides agree and another is not tested yet.")
 RULE_NOTE = ("Each cell: the mean paired difference arm - base over the healthy seeds, with the networks that rule "
              "selected, and its Holm-adjusted t test p in that rule's primary family ('not tested': fewer than 6 "
              "seeds). Bold: an improvement, italic: a worsening, with Holm p < 0.05. 'differ': the conclusion "
              "(improvement, worsening or none) is not the same under every rule, so it depends on which validated "
-             "network is scored. {agreement}")  # fmt: skip
-AGREEMENT_NOTE = ("'agree': every side is tested and concludes the same; 'not tested': no side is; 'incomplete': the "
-                  "tested sides agree and another is not tested yet.")
-RULE_NOTE = RULE_NOTE.format(agreement=AGREEMENT_NOTE)
+             f"network is scored. {AGREEMENT_NOTE}")  # fmt: skip
 
 
 def sensitivity_markup(frame: pd.DataFrame, rules: Sequence[str], title: str, labels: dict[str, str],
