@@ -319,14 +319,6 @@ def test_one_test_carries_one_holm_p_and_power_is_exact() -> None:
     assert sorted(round(v, 2) for v in pmgi_mi.drop_duplicates("test").mdd_holm) == [0.22, 0.4, 0.41]
 
 
-def _first_table(path: Path) -> str:
-    """The rows of the first Markdown table in ``path``."""
-    lines = path.read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
-    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
-    return "\n".join(lines[start:end])
-
-
 @pytest.mark.skipif(not (CONVERGED / "study.json").is_file(), reason="no committed study under results/converged")
 def test_the_converged_write_up_quotes_its_tables_as_committed_and_says_it_is_superseded() -> None:
     readme = (CONVERGED / "README.md").read_text()
@@ -338,7 +330,7 @@ def test_the_converged_write_up_quotes_its_tables_as_committed_and_says_it_is_su
                      "paired_ablation_single_scale_vs_damgl", "paired_ablation_sign_vs_damgl")
         for test in ("roadscene_test", "tno", "vifb")]  # fmt: skip
     for name in quoted:  # the study's write-up shows these tables as the report wrote them
-        assert _first_table(tables / name) in readme, name
+        assert reports.quoted_table(tables / name).split("\n\n")[-1].rstrip("\n") in readme, name  # its rows
 
 
 @pytest.mark.skipif(not (COMMITTED / "study.json").is_file(), reason="no committed study under results/real-cpu")

@@ -297,31 +297,27 @@ def _tuning_sections(study: Study, labels: dict[str, str], tables: Path) -> tupl
         return [], []
     planned = math.prod(len(tune[k]) for k in ("models", "arms", "gradient_scale", "seeds"))
     done = trials(study.folder, tune, study.spec["train"], finished=True)
-    if len(done) < planned:  # the finished trials so far; nothing is selected until every one has finished
-        if done.empty:
-            return ["## Tuning", "", f"Tuning: none of the {planned} trials has finished; no arm's gradient scale is "
-                    "selected yet.", ""], []  # fmt: skip
-        table = tuning_table(done, select=False)
-        markup = tuning_markup(table, pd.DataFrame(), f"Tuning, incomplete: {len(done)} of {planned} trials finished, "
-                               "no scale selected yet", [], labels)  # fmt: skip
-        written = write_table(tables, "tuning", table, markup)
-        commits = ", ".join(sorted({str(c) for c in done.git_commit}))
-        return ["## Tuning", "", markup.markdown(), f"The {len(done)} finished trials were trained from commit(s) "
-                f"{commits} (each trial run's `env.json`).", ""], written  # fmt: skip
-    table, budget = tuning_table(done), budget_table(done)
-    markup = tuning_markup(table, budget, "Tuning: each arm's gradient weight, chosen on validation with an equal budget",
-                           at_edge(table), labels)  # fmt: skip
+    if done.empty:
+        return ["## Tuning", "", f"Tuning: none of the {planned} trials has finished; no arm's gradient scale is "
+                "selected yet.", ""], []  # fmt: skip
+    complete = len(done) == planned  # nothing is selected, and no budget curve drawn, until every trial has finished
+    table = tuning_table(done, select=complete)
+    budget = budget_table(done) if complete else pd.DataFrame()
+    title = ("Tuning: each arm's gradient weight, chosen on validation with an equal budget" if complete
+             else f"Tuning, incomplete: {len(done)} of {planned} trials finished, no scale selected yet")  # fmt: skip
+    markup = tuning_markup(table, budget, title, at_edge(table) if complete else [], labels)
     written = write_table(tables, "tuning", table, markup)
-    written += write_table(tables, "tuning_budget", budget, Table("Expected best validation criterion against trials",
-                           list(budget.columns), [[str(v) for v in r] for r in budget.itertuples(index=False)],
-                           [[None] * len(budget.columns) for _ in range(len(budget))], [0], []))  # fmt: skip
-    kept = [] if tune.get("apply", True) else [
+    if complete:
+        written += write_table(tables, "tuning_budget", budget, Table("Expected best validation criterion against "
+                               "trials", list(budget.columns), [[str(v) for v in r] for r in budget.itertuples(index=False)],
+                               [[None] * len(budget.columns) for _ in range(len(budget))], [0], []))  # fmt: skip
+    kept = [] if tune.get("apply", True) or not complete else [
         "These selections are not applied here (`tune.apply: false`): this study's runs train at the recipe's "
         "weight, and a profile with the same `tune` block that applies them (reusing these trials) trains the "
         "tuned arms.", ""]  # fmt: skip
     commits = ", ".join(sorted({str(c) for c in done.git_commit}))
-    return ["## Tuning", "", *kept, markup.markdown(),
-            f"The {len(done)} trials were trained from commit(s) {commits} (each trial run's `env.json`).", ""], written
+    return ["## Tuning", "", *kept, markup.markdown(), f"The {len(done)} {'' if complete else 'finished '}trials were "
+            f"trained from commit(s) {commits} (each trial run's `env.json`).", ""], written  # fmt: skip
 
 
 def _concluded(c: pd.DataFrame, keys: list[str], tag: str) -> pd.DataFrame:
@@ -341,10 +337,9 @@ def _agreement(merged: pd.DataFrame, tags: list[str]) -> list[str]:
     and 'incomplete' where the tested ways agree but another is untested or has no comparison yet."""
     out = []
     for row in merged[[f"conclusion_{t}" for t in tags]].itertuples(index=False):
-        tested = {c for c in row if c in ("improvement", "worsening", "none")}
-        count = sum(c in ("improvement", "worsening", "none") for c in row)
-        out.append("differ" if len(tested) > 1 else "agree" if count == len(tags) else "not tested" if not count
-                   else "incomplete")  # fmt: skip
+        tested = [c for c in row if c in ("improvement", "worsening", "none")]
+        out.append("differ" if len(set(tested)) > 1 else "agree" if len(tested) == len(tags) else "incomplete"
+                   if tested else "not tested")  # fmt: skip
     return out
 
 
