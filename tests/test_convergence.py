@@ -74,6 +74,14 @@ def test_the_scored_network_is_the_best_validations(tmp_path: Path) -> None:
     table = (tmp_path / "smoke" / "tables" / "sensitivity.md").read_text()
     assert table.count("| tiny | synthetic test | DAMGL |") == 6  # every primary metric under all three rules
     assert "| best (primary) | last | plateau | conclusions |" in table
+    runs = pd.read_csv(tmp_path / "smoke" / "tables" / "runs.csv")  # one row a run, read back from its done.json
+    arms = json.loads((tmp_path / "smoke" / "study.json").read_text())["arms"]
+    assert list(zip(runs.arm, runs.seed)) == sorted(zip(runs.arm, runs.seed), key=lambda k: (list(arms).index(k[0]), k[1]))
+    assert len(runs) == len(list((tmp_path / "smoke" / "runs").iterdir())) == 2 * len(set(runs.arm))
+    for r in runs.itertuples():
+        done = json.loads((tmp_path / "smoke" / "runs" / r.run_id / "done.json").read_text())
+        assert [r.step_best, r.step_last, r.step_plateau] == [done["select"][k] for k in ("best", "last", "plateau")]
+        assert r.seconds == done["seconds"] and r.gradient_scale == 1.0
 
 
 def test_keep_weights_selected_keeps_only_what_a_rule_picks(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ trains. Writes, under the results folder:
   ``tables/power_<test>.*``: what those seeds can detect;
 - ``tables/health.*``, ``convergence.*``, ``loss_scale.*``: failed runs, runs
   that reached their plateau and the step each scored, the gradient term's share of the objective;
+- ``tables/runs.*``: each finished run's gradient weight, commit, seconds and the step each rule scored;
 - ``tables/sensitivity.*``: each primary comparison under every declared selection rule, flagged where
   the conclusion depends on the rule; ``tables/scored_steps.*``: pairs whose networks were scored at
   steps more than a factor of two apart;
@@ -69,6 +70,7 @@ from benchmark.reports.stats import (
     loss_scale,
     reached_plateau,
     run_summary,
+    run_table,
     scored_steps,
     seed_means,
     step_ratios,
@@ -87,6 +89,7 @@ from benchmark.reports.tables import (
     main_table,
     power_markup,
     published_markup,
+    runs_markup,
     seed_markup,
     sensitivity_markup,
     step_ratio_markup,
@@ -608,6 +611,12 @@ def _convergence_section(r: Report) -> tuple[list[str], list[Path]]:
     return ["## Convergence", "", table.markdown()], write_table(r.tables, "convergence", converged, table)
 
 
+def _runs_section(r: Report) -> tuple[list[str], list[Path]]:
+    runs = run_table(r.study, _plan_order(r.study))
+    table = runs_markup(runs, "Runs: what each trained network cost and which steps were scored", r.labels)
+    return ["## Runs", "", table.markdown()], write_table(r.tables, "runs", runs, table)
+
+
 def _loss_scale_section(r: Report) -> tuple[list[str], list[Path]]:
     scale = loss_scale(r.study, list(r.study.spec["arms"]), r.base)
     if scale.empty:
@@ -741,6 +750,7 @@ def _incomplete_section(r: Report) -> tuple[list[str], list[Path]]:
 SECTIONS: tuple[Section, ...] = (
     _health_section,
     _convergence_section,
+    _runs_section,
     _loss_scale_section,
     _tuning_section,
     _selection_section,

@@ -202,16 +202,41 @@ def convergence(study: Study) -> pd.DataFrame:
                                  "validation_added_pct"])  # fmt: skip
 
 
+def _picks(study: Study, run: dict[str, Any]) -> dict[str, int]:
+    """Selection rule -> the step whose network it scored, for one finished run (a run written before rules
+    were recorded has its primary rule's step only)."""
+    done = run["done"]
+    picks = done.get("select") or {done.get("selected", study.rules[0]): scored_step(done, run["config"], run["val"])}
+    return {rule: int(step) for rule, step in picks.items()}
+
+
 def scored_steps(study: Study) -> pd.DataFrame:
-    """Per finished run and selection rule the study declares: the step whose network that rule scored
-    (a run written before rules were recorded has its primary rule's step only)."""
+    """Per finished run and selection rule the study declares: the step whose network that rule scored."""
     rows = []
     for rid, run in study.runs.items():
-        done, cfg = run["done"], run["config"]
-        picks = done.get("select") or {done.get("selected", study.rules[0]): scored_step(done, cfg, run["val"])}
+        cfg = run["config"]
         rows += [{"run_id": rid, "model": cfg["model"]["name"], "arm": cfg["arm"]["name"], "seed": cfg["seed"],
-                  "rule": rule, "step": int(step)} for rule, step in picks.items()]  # fmt: skip
+                  "rule": rule, "step": step} for rule, step in _picks(study, run).items()]  # fmt: skip
     return pd.DataFrame(rows, columns=["run_id", "model", "arm", "seed", "rule", "step"])
+
+
+def run_table(study: Study, order: dict[str, list]) -> pd.DataFrame:
+    """One row per finished run, models and arms in ``order``'s order and seeds ascending: its model, arm,
+    seed, gradient weight (the multiple of the recipe's), run id, code commit (``env.json``), seconds
+    (``done.json``: training, validation, fusing and scoring, across resumes) and a ``step_<rule>`` column
+    per selection rule the runs recorded (the study's declared rules first): the step whose network that rule
+    scored, ``<NA>`` for a run that did not record that rule."""
+    picks = {rid: _picks(study, run) for rid, run in study.runs.items()}
+    rules = [r for r in dict.fromkeys([*study.rules, *[r for p in picks.values() for r in p]]) if any(r in p for p in picks.values())]
+    rows = [{"model": run["config"]["model"]["name"], "arm": run["config"]["arm"]["name"], "seed": run["config"]["seed"],
+             "gradient_scale": float(run["config"].get("gradient_scale", 1.0)), "run_id": rid,
+             "git_commit": run["env"].get("git_commit", "unknown"), "seconds": float(run["done"]["seconds"]),
+             **{f"step_{rule}": picks[rid].get(rule) for rule in rules}} for rid, run in study.runs.items()]  # fmt: skip
+    columns = ["model", "arm", "seed", "gradient_scale", "run_id", "git_commit", "seconds", *[f"step_{r}" for r in rules]]
+    position = {key: {name: i for i, name in enumerate(order[key])} for key in ("model", "arm")}
+    frame = pd.DataFrame(rows, columns=columns).sort_values(
+        ["model", "arm", "seed"], key=lambda s: s.map(position[s.name]) if s.name in position else s, kind="stable")
+    return frame.astype({f"step_{r}": "Int64" for r in rules}).reset_index(drop=True)
 
 
 def step_ratios(steps: pd.DataFrame, base: str, factor: float = 2.0) -> pd.DataFrame:

@@ -424,6 +424,25 @@ def sensitivity_markup(frame: pd.DataFrame, rules: Sequence[str], title: str, la
     return Table(title, header, out, marks, blocks, [note])
 
 
+def runs_markup(frame: pd.DataFrame, title: str, labels: dict[str, str]) -> Table:
+    """One row per finished run (:func:`~benchmark.reports.stats.run_table`): seed, gradient weight, short
+    commit, seconds and the step each selection rule scored; the run ids are in the CSV."""
+    rules = [c.removeprefix("step_") for c in frame.columns if c.startswith("step_")]
+    header = ["model", "arm", "seed", "gradient weight", "commit", "seconds", *[f"{rule} step" for rule in rules]]
+    out = [[labels.get(r["model"], r["model"]), labels.get(r["arm"], r["arm"]), str(r["seed"]), f"x{r['gradient_scale']:g}",
+            r["git_commit"][:7] + ("-dirty" if r["git_commit"].endswith("-dirty") else ""), f"{r['seconds']:.0f}",
+            *["n/a" if pd.isna(r[f"step_{rule}"]) else str(r[f"step_{rule}"]) for rule in rules]]
+           for r in frame.to_dict("records")]  # fmt: skip
+    blocks = [i for i, r in enumerate(frame.to_dict("records")) if i == 0 or r["model"] != frame.iloc[i - 1]["model"]]
+    notes = ["Gradient weight: the multiple of the recipe's gradient-term weight the run trained with. Commit: the "
+             "code that trained and scored the run (env.json; -dirty: it differed from that commit). Seconds: "
+             "done.json's wall time, training, validation, fusing and scoring together, summed over resumes; a "
+             "cost that depends on what else ran on the machine, not a result. Steps: the validated network each "
+             "selection rule scored (n/a: the run did not record that rule). The run directories are named in "
+             "runs.csv (run_id)."]  # fmt: skip
+    return Table(title, header, out, [[None] * len(header) for _ in out], blocks, notes)
+
+
 def step_ratio_markup(frame: pd.DataFrame, title: str, labels: dict[str, str]) -> Table:
     """Pairs whose arm and base networks were scored at steps more than a factor of two apart."""
     header = ["model", "arm", "base", "seed", "rule", "arm's scored step", "base's scored step", "ratio"]
