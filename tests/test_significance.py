@@ -112,6 +112,16 @@ def test_the_old_approximation_overstated_power() -> None:
     assert I.seeds_needed(1.0, 0.0) == 6 and I.seeds_needed(0.0, 1.0) is None
 
 
+@pytest.mark.parametrize("effect,alpha", [(0.05, 0.05), (0.3, 0.05 / 36), (1.7, 0.05 / 144), (1.2, 0.05), (9.0, 0.05 / 36)])
+def test_seeds_needed_is_the_first_count_that_reaches_the_power(effect: float, alpha: float) -> None:
+    needed = I.seeds_needed(effect, 1.0, alpha)
+    if needed is None:  # 0.05 SDs: more than 1000 seeds
+        assert I.t_power(effect, 1000, alpha) < 0.8
+    else:
+        assert I.t_power(effect, needed, alpha) >= 0.8 and (needed == 6 or I.t_power(effect, needed - 1, alpha) < 0.8)
+    assert (needed is None) == (effect == 0.05) and (needed == 6) == (effect == 9.0)
+
+
 def test_crossed_interval_by_hand() -> None:
     # seed effects (+1, -1), image effects (+2, 0, -2), no residual: the mean squares by hand
     d = 0.5 + np.array([[1.0], [-1.0]]) + np.array([[2.0, 0.0, -2.0]])

@@ -110,16 +110,20 @@ def minimal_detectable(sd: float, n: int, alpha: float = ALPHA, power: float = P
 def seeds_needed(diff: float, sd: float, alpha: float = ALPHA, power: float = POWER, most: int = 1000) -> int | None:
     """The fewest seeds (at least :func:`seeds_to_resolve`, the fewest a comparison is tested with) whose
     exact power to detect ``|diff|`` at ``alpha`` reaches ``power``; ``None`` beyond ``most`` or when the
-    difference is zero."""
+    difference is zero. The power rises with the seeds, so a bisection finds the first that reaches it."""
     if not (math.isfinite(diff) and math.isfinite(sd)) or diff == 0:
         return None
     if sd == 0:
         return seeds_to_resolve()
-    effect = abs(diff) / sd
-    for n in range(seeds_to_resolve(), most + 1):
-        if t_power(effect, n, alpha) >= power:
-            return n
-    return None
+    effect, low, high = abs(diff) / sd, seeds_to_resolve(), most
+    if t_power(effect, high, alpha) < power:
+        return None
+    if t_power(effect, low, alpha) >= power:
+        return low
+    while high - low > 1:  # low falls short, high reaches the power
+        middle = (low + high) // 2
+        low, high = (low, middle) if t_power(effect, middle, alpha) >= power else (middle, high)
+    return high
 
 
 def family_holm(pvalues: Sequence[float], tested: Sequence[bool], size: int = 0) -> list[float]:
