@@ -227,7 +227,8 @@ def run_table(study: Study, order: dict[str, list]) -> pd.DataFrame:
     per selection rule the runs recorded (the study's declared rules first): the step whose network that rule
     scored, ``<NA>`` for a run that did not record that rule."""
     picks = {rid: _picks(study, run) for rid, run in study.runs.items()}
-    rules = [r for r in dict.fromkeys([*study.rules, *[r for p in picks.values() for r in p]]) if any(r in p for p in picks.values())]
+    recorded = {rule for p in picks.values() for rule in p}
+    rules = [rule for rule in dict.fromkeys([*study.rules, *sorted(recorded)]) if rule in recorded]
     rows = [{"model": run["config"]["model"]["name"], "arm": run["config"]["arm"]["name"], "seed": run["config"]["seed"],
              "gradient_scale": float(run["config"].get("gradient_scale", 1.0)), "run_id": rid,
              "git_commit": run["env"].get("git_commit", "unknown"), "seconds": float(run["done"]["seconds"]),
