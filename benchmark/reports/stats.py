@@ -65,11 +65,16 @@ def run_summary(values: pd.DataFrame, metrics: Sequence[str], order: dict[str, l
     per_seed.insert(0, "run_id", [ids[k] for k in zip(per_seed.model, per_seed.arm, per_seed.seed)])
     per_seed["nan_values"] = [";".join(f"{m}:{int(r[f'{m}_nan'])}" for m in metrics if r[f"{m}_nan"])
                               for r in per_seed.to_dict("records")]  # fmt: skip
+    return in_plan_order(per_seed, order)[["run_id", "model", "arm", "seed", "test", *metrics, "nan_values"]]
+
+
+def in_plan_order(frame: pd.DataFrame, order: dict[str, list]) -> pd.DataFrame:
+    """``frame``'s rows by model, arm, seed and test (those of them it has), the models, arms and tests in
+    ``order``'s order and the seeds ascending."""
     position = {key: {name: i for i, name in enumerate(names)} for key, names in order.items()}
-    keys = [(position["model"][r.model], position["arm"][r.arm], r.seed, position["test"][r.test])
-            for r in per_seed.itertuples()]  # fmt: skip
-    per_seed = per_seed.iloc[sorted(range(len(keys)), key=keys.__getitem__)]
-    return per_seed[["run_id", "model", "arm", "seed", "test", *metrics, "nan_values"]].reset_index(drop=True)
+    keys = [k for k in ("model", "arm", "seed", "test") if k in frame.columns]
+    return frame.sort_values(keys, key=lambda c: c.map(position[c.name].__getitem__) if c.name in position else c,
+                             kind="stable").reset_index(drop=True)  # fmt: skip
 
 
 def paired(arm: np.ndarray, base: np.ndarray, higher_is_better: bool) -> dict[str, float]:
@@ -211,7 +216,7 @@ def _picks(study: Study, run: dict[str, Any]) -> dict[str, int]:
 
 
 def scored_steps(study: Study) -> pd.DataFrame:
-    """Per finished run and selection rule the study declares: the step whose network that rule scored."""
+    """Per finished run and selection rule it recorded: the step whose network that rule scored."""
     rows = []
     for rid, run in study.runs.items():
         cfg = run["config"]
@@ -234,10 +239,7 @@ def run_table(study: Study, order: dict[str, list]) -> pd.DataFrame:
              "git_commit": run["env"].get("git_commit", "unknown"), "seconds": float(run["done"]["seconds"]),
              **{f"step_{rule}": picks[rid].get(rule) for rule in rules}} for rid, run in study.runs.items()]  # fmt: skip
     columns = ["model", "arm", "seed", "gradient_scale", "run_id", "git_commit", "seconds", *[f"step_{r}" for r in rules]]
-    position = {key: {name: i for i, name in enumerate(order[key])} for key in ("model", "arm")}
-    frame = pd.DataFrame(rows, columns=columns).sort_values(
-        ["model", "arm", "seed"], key=lambda s: s.map(position[s.name]) if s.name in position else s, kind="stable")
-    return frame.astype({f"step_{r}": "Int64" for r in rules}).reset_index(drop=True)
+    return in_plan_order(pd.DataFrame(rows, columns=columns), order).astype({f"step_{r}": "Int64" for r in rules})
 
 
 def step_ratios(steps: pd.DataFrame, base: str, factor: float = 2.0) -> pd.DataFrame:

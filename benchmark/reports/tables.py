@@ -287,6 +287,11 @@ def tuning_markup(frame: pd.DataFrame, budget: pd.DataFrame, title: str, warning
     return Table(title, header, out, marks, blocks, notes)
 
 
+def model_blocks(frame: pd.DataFrame) -> list[int]:
+    """The row indices of ``frame`` where a new model's block starts."""
+    return [i for i, model in enumerate(frame["model"]) if i == 0 or model != frame["model"].iat[i - 1]]
+
+
 def health_markup(health: pd.DataFrame, title: str, labels: dict[str, str]) -> Table:
     """Per model and arm: failed runs out of seeds, and which seeds failed how."""
     header = ["model", "arm", "failed / seeds", "failed runs"]
@@ -390,7 +395,7 @@ def convergence_markup(frame: pd.DataFrame, title: str, labels: dict[str, str]) 
              "where the run's best validation came later, it recovered.",
              "Validation time: the wall time spent validating, as a percent of the rest of the run (training, "
              "fusing and scoring), mean over the runs."]  # fmt: skip
-    blocks = [i for i, r in enumerate(frame.to_dict("records")) if i == 0 or r["model"] != frame.iloc[i - 1]["model"]]
+    blocks = model_blocks(frame)
     return Table(title, header, out, [[None] * len(header) for _ in out], blocks, notes)
 
 
@@ -420,7 +425,7 @@ def sensitivity_markup(frame: pd.DataFrame, rules: Sequence[str], title: str, la
                     f"{r['metric']} {arrow(r['metric'])}", *cells, r["conclusions"]])  # fmt: skip
         marks.append([None] * 4 + [{"improvement": 0, "worsening": 2}.get(r[f"conclusion_{rule}"]) for rule in rules]
                      + [0 if r["conclusions"] == "differ" else None])  # fmt: skip
-    blocks = [i for i, r in enumerate(frame.to_dict("records")) if i == 0 or r["model"] != frame.iloc[i - 1]["model"]]
+    blocks = model_blocks(frame)
     return Table(title, header, out, marks, blocks, [note])
 
 
@@ -433,7 +438,7 @@ def runs_markup(frame: pd.DataFrame, title: str, labels: dict[str, str]) -> Tabl
             r["git_commit"][:7] + ("-dirty" if r["git_commit"].endswith("-dirty") else ""), f"{r['seconds']:.0f}",
             *["n/a" if pd.isna(r[f"step_{rule}"]) else str(r[f"step_{rule}"]) for rule in rules]]
            for r in frame.to_dict("records")]  # fmt: skip
-    blocks = [i for i, r in enumerate(frame.to_dict("records")) if i == 0 or r["model"] != frame.iloc[i - 1]["model"]]
+    blocks = model_blocks(frame)
     notes = ["Gradient weight: the multiple of the recipe's gradient-term weight the run trained with. Commit: the "
              "code that trained and scored the run (env.json; -dirty: it differed from that commit). Seconds: "
              "done.json's wall time, training, validation, fusing and scoring together, summed over resumes; a "
