@@ -431,6 +431,34 @@ def test_the_committed_capped_runs_hash_as_the_code_plans_them_now() -> None:
     assert len(trials) == 40 and trials == {r.run_id: r.config_hash for r in plan(cfg, settled) if r.stage == "tune"}
 
 
+@pytest.mark.parametrize("name", ["capped", "settled"])
+def test_every_run_of_a_settling_study_trained_to_its_cap_from_a_clean_commit_and_scored_its_best_validation(
+        name: str) -> None:  # fmt: skip
+    """Each finished run (study seeds and tuning trials alike) comes from a clean commit, trained every step of
+    its budget (no early stop), keeps its validation log, and records as scored step the first step with the
+    highest validation criterion (Qabf + SSIM: higher is better). capped holds both models at three arms of
+    six or more seeds."""
+    folder = COMMITTED.parent / name
+    runs = sorted((folder / "runs").glob("*/done.json"))
+    if not runs:
+        pytest.skip(f"no finished run under results/{name}")
+    seeds: dict[tuple[str, str], set[int]] = {}
+    for path in runs:
+        run, done = path.parent, json.loads(path.read_text())
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        commit = json.loads((run / "env.json").read_text())["git_commit"]
+        assert re.fullmatch(r"[0-9a-f]{40}", commit), f"{run.name}: commit {commit}"  # no '-dirty' suffix
+        assert done["stopped_at"] == done["steps"] == config["steps"], run.name
+        assert config["val"]["criterion"] == "Qabf+SSIM", run.name
+        val = pd.read_csv(run / "val_log.csv")
+        first_best = int(val.step.iloc[int(val.criterion.to_numpy().argmax())])  # argmax: the earliest of ties
+        assert done["scored_step"] == done["select"]["best"] == first_best, run.name
+        seeds.setdefault((config["model"]["name"], config["arm"]["name"]), set()).add(config["seed"])
+    if name == "capped":
+        arms = {model: sum(len(s) >= 6 for (m, _), s in seeds.items() if m == model) for model, _ in seeds}
+        assert arms == {"pmgi": 4 + 1, "densefuse": 3}  # magnitude, DAMGL, signed_sum and both PMGI ablations
+
+
 def test_the_study_wide_family_counts_every_planned_test_before_its_runs_exist() -> None:
     """results/capped plans 144 primary tests (DAMGL and signed_sum against magnitude, 36 each; each of two PMGI
     ablation settings against magnitude and against DAMGL, 18 each); with only some arms' seeds finished, the
