@@ -24,9 +24,9 @@ from benchmark.store import ResultsFolder, StoreError, run_id
 COLUMNS = ["model", "arm", "gradient_scale", "seeds", "criterion_mean", "criterion_sd", "selected"]
 
 
-def trial_value(folder: ResultsFolder, rid: str) -> tuple[float, bool]:
-    """A finished tuning run's validation criterion at its primary rule's network, and whether higher is
-    better.
+def trial_record(folder: ResultsFolder, rid: str) -> dict[str, Any]:
+    """A finished tuning run: its validation criterion at its primary rule's network (``value``), whether higher
+    is better, the step of that network, its seconds (``done.json``) and its code commit (``env.json``).
 
     Raises:
         StoreError: the run has not finished.
@@ -36,14 +36,18 @@ def trial_value(folder: ResultsFolder, rid: str) -> tuple[float, bool]:
         raise StoreError(f"{run.root}: tuning run not finished; run the profile again to finish its tuning")
     done, config, val = run.read_json("done"), run.read_config(), run.read_val_frame()
     criterion = criterion_of(config)[0]
-    higher = any(t in metric_names() for t in criterion.split("+"))
     value = val.loc[val.step == done["scored_step"], "criterion"]
-    return float(value.iloc[0]), higher
+    return {"value": float(value.iloc[0]), "higher": any(t in metric_names() for t in criterion.split("+")),
+            "scored_step": int(done["scored_step"]), "seconds": float(done["seconds"]),
+            "git_commit": run.read_json("env").get("git_commit")}  # fmt: skip
+
+
+TRIAL_COLUMNS = ["model", "arm", "gradient_scale", "seed", "value", "higher", "scored_step", "seconds", "run_id", "git_commit"]
 
 
 def trials(folder: ResultsFolder, tune: Mapping[str, Any], train: str, finished: bool = False) -> pd.DataFrame:
-    """Every tuning trial: model, arm, gradient scale, seed, its value (:func:`trial_value`), whether higher
-    is better, and the run and code commit it came from; with ``finished``, only the trials that have finished.
+    """Every tuning trial, in the order of the ``tune`` block: model, arm, gradient scale, seed, the fields of
+    :func:`trial_record` and its run id; with ``finished``, only the trials that have finished.
 
     Raises:
         StoreError: a trial has not finished (unless ``finished``).
@@ -56,11 +60,9 @@ def trials(folder: ResultsFolder, tune: Mapping[str, Any], train: str, finished:
                     rid = run_id(model, arm, train, seed, scale)
                     if finished and not folder.run(rid).done.is_file():
                         continue
-                    value, higher = trial_value(folder, rid)
-                    rows.append({"model": model, "arm": arm, "gradient_scale": scale, "seed": seed, "value": value,
-                                 "higher": higher, "run_id": rid,
-                                 "git_commit": folder.run(rid).read_json("env").get("git_commit")})  # fmt: skip
-    return pd.DataFrame(rows, columns=["model", "arm", "gradient_scale", "seed", "value", "higher", "run_id", "git_commit"])
+                    rows.append({"model": model, "arm": arm, "gradient_scale": scale, "seed": seed,
+                                 **trial_record(folder, rid), "run_id": rid})  # fmt: skip
+    return pd.DataFrame(rows, columns=TRIAL_COLUMNS)
 
 
 def tuning_table(done: pd.DataFrame, select: bool = True) -> pd.DataFrame:

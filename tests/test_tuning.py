@@ -52,6 +52,12 @@ def test_tuning_selects_each_arms_scale_on_validation_and_trains_the_seeds_there
             config = yaml.safe_load((root / "runs" / f"tiny__{arm}{suffix}__synthetic_small__s{seed}" / "config.yaml").read_text())
             assert config["gradient_scale"] == scale and (root / "runs" / f"tiny__{arm}{suffix}__synthetic_small__s{seed}" / "done.json").is_file()
     assert "tuned, equal budget of 6 trials per arm" in (root / "tables" / "paired_synthetic_small_test.md").read_text()
+    each = pd.read_csv(root / "tables" / "trials.csv")  # the values the tuning table averages, each traced to its run
+    assert len(each) == 12 and set(each.run_id) == {r.name for r in tuning}
+    for r in each.itertuples():
+        done, val = json.loads((root / "runs" / r.run_id / "done.json").read_text()), pd.read_csv(root / "runs" / r.run_id / "val_log.csv")
+        assert r.scored_step == done["scored_step"] and r.seconds == pytest.approx(done["seconds"], rel=1e-12)
+        assert r.value == pytest.approx(val.criterion[val.step == r.scored_step].iloc[0], rel=1e-12)
 
 
 def test_tuning_not_applied_reports_the_trials_and_a_profile_that_applies_it_reuses_them(
@@ -119,12 +125,13 @@ def test_tuning_not_applied_reports_the_trials_and_a_profile_that_applies_it_reu
     kept = shown[shown.seeds == 2].set_index(["arm", "gradient_scale"]).criterion_mean
     assert kept.to_dict() == by_scale[kept.index].to_dict()  # a finished scale's mean is the complete tuning's
     assert not (running / "tables" / "tuning_budget.csv").exists()
+    assert len(pd.read_csv(running / "tables" / "trials.csv")) == 10
     assert "Tuning, incomplete: 10 of 12 trials finished, no scale selected yet" in (running / "summary.md").read_text()
     for rid in (r for r in runs if r.endswith(("s100", "s101"))):
         (running / "runs" / rid / "done.json").unlink(missing_ok=True)
     build_report(running, figures=False)
     assert "none of the 12 trials has finished" in (running / "summary.md").read_text()
-    assert not (running / "tables" / "tuning.csv").exists()
+    assert not (running / "tables" / "tuning.csv").exists() and not (running / "tables" / "trials.csv").exists()
 
 
 def test_scale_one_keeps_the_recipe_weights_hash() -> None:

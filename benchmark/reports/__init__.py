@@ -17,6 +17,9 @@ trains. Writes, under the results folder:
 - ``tables/sensitivity.*``: each primary comparison under every declared selection rule, flagged where
   the conclusion depends on the rule; ``tables/scored_steps.*``: pairs whose networks were scored at
   steps more than a factor of two apart;
+- ``tables/tuning.*``, ``tuning_budget.*`` and ``trials.*``: for a study with tuning trials, the validation
+  criterion per arm and gradient scale (the selected scale marked once every trial has finished), the
+  expected best criterion against the number of trials, and each finished trial with its run;
 - ``tables/weights.*``: for a study that applies its tuning, each tuned arm's primary comparison at the
   recipe's weight (the ``reuse:`` profile that reported the same trials unapplied) beside the tuned one;
 - ``tables/ablation_<name>_<test>.*``, ``paired_ablation_<name>_<test>.*`` and ``power_...``: the same per
@@ -94,6 +97,7 @@ from benchmark.reports.tables import (
     sensitivity_markup,
     step_ratio_markup,
     to_csv,
+    trials_markup,
     tuning_markup,
     write_table,
 )
@@ -319,8 +323,10 @@ def _tuning_sections(study: Study, labels: dict[str, str], tables: Path) -> tupl
         "weight, and a profile with the same `tune` block that applies them (reusing these trials) trains the "
         "tuned arms.", ""]  # fmt: skip
     commits = ", ".join(sorted({str(c) for c in done.git_commit}))
+    each = trials_markup(done, f"Tuning trials: {len(done)} of {planned} finished", labels)
+    written += write_table(tables, "trials", done, each)
     return ["## Tuning", "", *kept, markup.markdown(), f"The {len(done)} {'' if complete else 'finished '}trials were "
-            f"trained from commit(s) {commits} (each trial run's `env.json`).", ""], written  # fmt: skip
+            f"trained from commit(s) {commits} (each trial run's `env.json`); `tables/trials.md` lists each.", ""], written  # fmt: skip
 
 
 def _concluded(c: pd.DataFrame, keys: list[str], tag: str) -> pd.DataFrame:

@@ -287,6 +287,26 @@ def tuning_markup(frame: pd.DataFrame, budget: pd.DataFrame, title: str, warning
     return Table(title, header, out, marks, blocks, notes)
 
 
+def short_commit(commit: str | None) -> str:
+    """A commit's first seven hex digits, keeping its ``-dirty`` mark (``unknown`` where none was recorded)."""
+    commit = str(commit or "unknown")
+    return commit[:7] + ("-dirty" if commit.endswith("-dirty") else "")
+
+
+def trials_markup(frame: pd.DataFrame, title: str, labels: dict[str, str]) -> Table:
+    """One row per finished tuning trial (:func:`~benchmark.tuning.trials`): gradient weight, seed, the step the
+    primary rule picked and the validation criterion there, short commit and seconds; run ids in the CSV."""
+    header = ["model", "arm", "gradient weight", "seed", "scored step", "validation criterion", "commit", "seconds"]
+    out = [[labels.get(r["model"], r["model"]), labels.get(r["arm"], r["arm"]), f"x{r['gradient_scale']:g}", str(r["seed"]),
+            str(r["scored_step"]), f"{r['value']:.4f}", short_commit(r["git_commit"]), f"{r['seconds']:.0f}"]
+           for r in frame.to_dict("records")]  # fmt: skip
+    notes = ["Each trial's value in the tuning table: the validation criterion at the network the primary selection "
+             "rule picked (scored step), never a test image; the tuning table averages it over the tuning seeds. "
+             "Commit: env.json (-dirty: the code differed from it). Seconds: done.json's wall time, a cost, not a "
+             "result. The run directories are named in trials.csv (run_id)."]  # fmt: skip
+    return Table(title, header, out, [[None] * len(header) for _ in out], model_blocks(frame), notes)
+
+
 def model_blocks(frame: pd.DataFrame) -> list[int]:
     """The row indices of ``frame`` where a new model's block starts."""
     return [i for i, model in enumerate(frame["model"]) if i == 0 or model != frame["model"].iat[i - 1]]
@@ -435,7 +455,7 @@ def runs_markup(frame: pd.DataFrame, title: str, labels: dict[str, str]) -> Tabl
     rules = [c.removeprefix("step_") for c in frame.columns if c.startswith("step_")]
     header = ["model", "arm", "seed", "gradient weight", "commit", "seconds", *[f"{rule} step" for rule in rules]]
     out = [[labels.get(r["model"], r["model"]), labels.get(r["arm"], r["arm"]), str(r["seed"]), f"x{r['gradient_scale']:g}",
-            r["git_commit"][:7] + ("-dirty" if r["git_commit"].endswith("-dirty") else ""), f"{r['seconds']:.0f}",
+            short_commit(r["git_commit"]), f"{r['seconds']:.0f}",
             *["n/a" if pd.isna(r[f"step_{rule}"]) else str(r[f"step_{rule}"]) for rule in rules]]
            for r in frame.to_dict("records")]  # fmt: skip
     blocks = model_blocks(frame)
