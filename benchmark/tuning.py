@@ -42,7 +42,8 @@ def trial_record(folder: ResultsFolder, rid: str) -> dict[str, Any]:
             "git_commit": run.read_json("env").get("git_commit")}  # fmt: skip
 
 
-TRIAL_COLUMNS = ["model", "arm", "gradient_scale", "seed", "value", "higher", "scored_step", "seconds", "run_id", "git_commit"]
+TRIAL_COLUMNS = ["model", "arm", "gradient_scale", "seed", "value", "higher", "scored_step", "seconds", "run_id",
+                 "git_commit"]
 
 
 def trials(folder: ResultsFolder, tune: Mapping[str, Any], train: str, finished: bool = False) -> pd.DataFrame:
