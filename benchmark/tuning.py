@@ -24,6 +24,11 @@ from benchmark.store import ResultsFolder, StoreError, run_id
 COLUMNS = ["model", "arm", "gradient_scale", "seeds", "criterion_mean", "criterion_sd", "selected"]
 
 
+def planned_trials(tune: Mapping[str, Any]) -> int:
+    """How many trials a ``tune`` block plans: every model, arm, gradient scale and tuning seed."""
+    return math.prod(len(tune[k]) for k in ("models", "arms", "gradient_scale", "seeds"))
+
+
 def trial_record(folder: ResultsFolder, rid: str) -> dict[str, Any]:
     """A finished tuning run: its validation criterion at its primary rule's network (``value``), whether higher
     is better, the step of that network, its seconds (``done.json``) and its code commit (``env.json``).

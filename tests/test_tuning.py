@@ -15,7 +15,8 @@ from benchmark.cli import run as main
 from benchmark.config import ConfigError, load_config
 from benchmark.plan import plan
 from benchmark.reports import build_report
-from benchmark.tuning import expected_best
+from benchmark.reports import figures as plots
+from benchmark.tuning import budget_table, expected_best
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments.yaml"
@@ -149,6 +150,26 @@ def test_expected_best_by_hand() -> None:
     # 1, 2, 3 drawn twice with replacement: the best is 3 with 5/9, 2 with 3/9, 1 with 1/9
     assert expected_best([3.0, 1.0, 2.0]) == pytest.approx([2.0, 22 / 9, 1 * 1 / 27 + 2 * 7 / 27 + 3 * 19 / 27])
     assert expected_best([3.0, 1.0, 2.0], higher=False)[1] == pytest.approx(14 / 9)
+
+
+def test_tuning_figure_draws_the_finished_trials_and_the_budget_curve_once_all_have_finished() -> None:
+    """Criterion against scale: one line through each arm's means over the tuning seeds and a dot per trial;
+    while trials are missing, that panel alone, titled with how many have finished."""
+    rows = [("magnitude", 0.5, 100, 1.0), ("magnitude", 0.5, 101, 3.0), ("magnitude", 1.0, 100, 2.0),
+            ("magnitude", 1.0, 101, 2.5), ("damgl", 0.5, 100, 1.5), ("damgl", 0.5, 101, 0.5)]  # fmt: skip
+    done = pd.DataFrame([{"model": "tiny", "arm": a, "gradient_scale": s, "seed": seed, "value": v, "higher": True}
+                         for a, s, seed, v in rows])  # fmt: skip
+    partial = plots.tuning_figure(done, None, 8, {})
+    (ax,) = partial.axes
+    means = [line for line in ax.get_lines() if line.get_linestyle() == "-"]
+    assert [list(line.get_ydata()) for line in means] == [[2.0, 2.25], [1.0]]  # magnitude, then damgl
+    assert sum(len(line.get_xdata()) for line in ax.get_lines() if line.get_marker() == "o") == 6
+    assert "incomplete (6 of 8 trials finished" in partial._suptitle.get_text()
+    budget = budget_table(done)
+    complete = plots.tuning_figure(done, budget, 6, {})
+    assert len(complete.axes) == 2 and "incomplete" not in complete._suptitle.get_text()
+    curves = [list(line.get_ydata()) for line in complete.axes[1].get_lines()]
+    assert curves == [budget[budget.arm == arm].expected_best.tolist() for arm in ("magnitude", "damgl")]
 
 
 @pytest.mark.parametrize(

@@ -109,7 +109,7 @@ from benchmark.store import (
     atomic_write_text,
     load_study,
 )
-from benchmark.tuning import at_edge, budget_table, trials, tuning_table
+from benchmark.tuning import at_edge, budget_table, planned_trials, trials, tuning_table
 
 
 def _plan_order(study: Study) -> dict[str, list]:
@@ -302,7 +302,7 @@ def _tuning_sections(study: Study, labels: dict[str, str], tables: Path) -> tupl
     tune = study.spec.get("tune")
     if not tune:
         return [], []
-    planned = math.prod(len(tune[k]) for k in ("models", "arms", "gradient_scale", "seeds"))
+    planned = planned_trials(tune)
     done = trials(study.folder, tune, study.spec["train"], finished=True)
     if done.empty:
         return ["## Tuning", "", f"Tuning: none of the {planned} trials has finished; no arm's gradient scale is "

@@ -8,7 +8,11 @@
   images, with a zoomed inset on the region of strongest source edges;
 - ``direction_<model>_<test>``: per arm, the angle between the fused image's Sobel gradient and
   the selected source gradient (the source whose gradient is longer at that pixel) on edge
-  pixels, as a map and a histogram.
+  pixels, as a map and a histogram;
+- ``validation_curves``: per model, each arm's validation criterion against epochs, and where each run stopped;
+- ``tuning``: for a study with tuning trials, the validation criterion against the gradient scale
+  (finished trials only while some are missing) and, once all have finished, the expected best
+  criterion against the number of trials.
 
 The example images (sources and seed-0 fused images of the first two images of the first test
 set) are copied into ``<results>/examples/`` so that the figures can be redrawn from the
@@ -33,8 +37,8 @@ from benchmark.reports.significance import t_interval  # noqa: E402
 from benchmark.reports.stats import seed_means, study_metrics  # noqa: E402
 from benchmark.selection import criterion_of  # noqa: E402
 from benchmark.data.sources import open_dataset  # noqa: E402
-from benchmark.store import StoreError, Study, atomic_write_bytes, dataset_source, read_image_array  # noqa: E402
-from benchmark.tuning import budget_table, trials  # noqa: E402
+from benchmark.store import Study, atomic_write_bytes, dataset_source, read_image_array  # noqa: E402
+from benchmark.tuning import budget_table, planned_trials, trials  # noqa: E402
 from losses import Sobel  # noqa: E402
 
 
@@ -389,28 +393,36 @@ def direction_figure(study: Study, model: str, test: str, arms: list[str], image
     return fig
 
 
-def tuning_figure(done: pd.DataFrame, budget: pd.DataFrame, labels: dict[str, str]) -> plt.Figure:
+def tuning_figure(done: pd.DataFrame, budget: pd.DataFrame | None, planned: int, labels: dict[str, str]) -> plt.Figure:
     """Per tuned model: the validation criterion against the gradient scale (a line through each arm's means,
-    a dot per tuning seed), and the expected best criterion against the number of trials."""
+    a dot per tuning seed), and, once every trial has finished (``budget``), the expected best criterion against
+    the number of trials; while trials are missing, only the finished ones, the title saying how many."""
     models = list(dict.fromkeys(done.model))
-    fig, axes = plt.subplots(2, len(models), figsize=(3.0 * len(models) + 0.4, 5.2), squeeze=False)
+    rows = 1 if budget is None else 2
+    fig, axes = plt.subplots(rows, len(models), figsize=(3.0 * len(models) + 0.4, 2.6 * rows), squeeze=False)
     for col, model in enumerate(models):
         for j, (arm, g) in enumerate(done[done.model == model].groupby("arm", sort=False)):
             color = PALETTE[j % len(PALETTE)]
             means = g.groupby("gradient_scale")["value"].mean()
             axes[0][col].plot(means.index, means.to_numpy(), color=color, lw=0.9, label=labels.get(arm, arm))
             axes[0][col].plot(g["gradient_scale"], g["value"], "o", ms=3, color=color, alpha=0.7)
-            b = budget[(budget.model == model) & (budget.arm == arm)]
-            axes[1][col].plot(b["trials"], b["expected_best"], color=color, lw=0.9, label=labels.get(arm, arm))
+            if budget is not None:
+                b = budget[(budget.model == model) & (budget.arm == arm)]
+                axes[1][col].plot(b["trials"], b["expected_best"], color=color, lw=0.9, label=labels.get(arm, arm))
+                axes[1][col].set_xlabel("trials")
         axes[0][col].set_xscale("log", base=2)
         axes[0][col].set_title(labels.get(model, model))
         axes[0][col].set_xlabel("gradient scale (x the recipe's weight)")
-        axes[1][col].set_xlabel("trials")
     axes[0][0].set_ylabel("validation criterion")
-    axes[1][0].set_ylabel("expected best criterion")
     axes[0][0].legend(frameon=False, fontsize=7)
-    fig.suptitle("Tuning: the validation criterion per scale (line: mean over tuning seeds, dots: seeds), and the "
-                 "expected best\ncriterion against the number of trials (Dodge et al. 2019)", y=1.03, fontsize=9)  # fmt: skip
+    per_scale = "the validation criterion per scale (line: mean over tuning seeds, dots: seeds)"
+    if budget is None:
+        fig.suptitle(f"Tuning, incomplete ({len(done)} of {planned} trials finished, no scale selected):\n{per_scale}",
+                     y=1.05, fontsize=9)  # fmt: skip
+    else:
+        axes[1][0].set_ylabel("expected best criterion")
+        fig.suptitle(f"Tuning: {per_scale}, and the expected best\ncriterion against the number of trials "
+                     "(Dodge et al. 2019)", y=1.03, fontsize=9)  # fmt: skip
     fig.tight_layout()
     return fig
 
@@ -432,13 +444,12 @@ def make_figures(study: Study, healthy: set[str]) -> list[Path]:
     fig = validation_figure(study, arms, labels)
     if fig is not None:
         written += save(fig, folder, "validation_curves")
-    if study.spec.get("tune"):
-        try:
-            done = trials(study.folder, study.spec["tune"], study.spec["train"])
-        except StoreError:  # tuning incomplete: the report says so
-            done = None
-        if done is not None:
-            written += save(tuning_figure(done, budget_table(done), labels), folder, "tuning")
+    if study.spec.get("tune"):  # the finished trials; the budget curve once all have finished
+        tune = study.spec["tune"]
+        done, planned = trials(study.folder, tune, study.spec["train"], finished=True), planned_trials(tune)
+        if not done.empty:
+            budget = budget_table(done) if len(done) == planned else None
+            written += save(tuning_figure(done, budget, planned, labels), folder, "tuning")
     for model in dict.fromkeys(study.values.model) if tests else []:
         test, seed = tests[0], median_seed(study, model, arms, healthy)
         images = collect_examples(study, model, test, arms, seed)
