@@ -21,7 +21,7 @@ from benchmark.metrics import metric_names
 from benchmark.selection import criterion_of
 from benchmark.store import ResultsFolder, StoreError, run_id
 
-COLUMNS = ["model", "arm", "gradient_scale", "seeds", "criterion_mean", "criterion_sd", "selected"]
+COLUMNS = ["model", "arm", "gradient_scale", "seeds", "criterion_mean", "criterion_sd", "start_vs_base", "selected"]
 
 
 def planned_trials(tune: Mapping[str, Any]) -> int:
@@ -31,7 +31,9 @@ def planned_trials(tune: Mapping[str, Any]) -> int:
 
 def trial_record(folder: ResultsFolder, rid: str) -> dict[str, Any]:
     """A finished tuning run: its validation criterion at its primary rule's network (``value``), whether higher
-    is better, the step of that network, its seconds (``done.json``) and its code commit (``env.json``).
+    is better, the step of that network, its seconds (``done.json``), its code commit (``env.json``) and its
+    weighted gradient term at the first logged step (``start_term``, ``train_log.csv``; the initial weights
+    where step 1 is logged; NaN without a gradient term).
 
     Raises:
         StoreError: the run has not finished.
@@ -42,13 +44,17 @@ def trial_record(folder: ResultsFolder, rid: str) -> dict[str, Any]:
     done, config, val = run.read_json("done"), run.read_config(), run.read_val_frame()
     criterion = criterion_of(config)[0]
     value = val.loc[val.step == done["scored_step"], "criterion"]
+    log = run.read_log_frame()
+    terms = log["gradient"].to_numpy(float) if log is not None and "gradient" in log else np.array([])
+    terms = terms[np.isfinite(terms)]
     return {"value": float(value.iloc[0]), "higher": any(t in metric_names() for t in criterion.split("+")),
             "scored_step": int(done["scored_step"]), "seconds": float(done["seconds"]),
-            "git_commit": run.read_json("env").get("git_commit")}  # fmt: skip
+            "git_commit": run.read_json("env").get("git_commit"),
+            "start_term": float(terms[0]) if len(terms) else math.nan}  # fmt: skip
 
 
 TRIAL_COLUMNS = ["model", "arm", "gradient_scale", "seed", "value", "higher", "scored_step", "seconds", "run_id",
-                 "git_commit"]
+                 "git_commit", "start_term"]
 
 
 def trials(folder: ResultsFolder, tune: Mapping[str, Any], train: str, finished: bool = False) -> pd.DataFrame:
@@ -71,18 +77,29 @@ def trials(folder: ResultsFolder, tune: Mapping[str, Any], train: str, finished:
     return pd.DataFrame(rows, columns=TRIAL_COLUMNS)
 
 
-def tuning_table(done: pd.DataFrame, select: bool = True) -> pd.DataFrame:
+def start_vs_base(done: pd.DataFrame, base: str | None) -> np.ndarray:
+    """Each trial's ``start_term`` over that of the ``base`` arm's trial at scale 1 with the same model and
+    seed (NaN where that trial has not finished or there is no base): trials of one seed start from the same
+    weights on the same first batch, so this is how large the arm's gradient term starts against the base
+    arm's at the recipe's weight, its scale included."""
+    at_one = done[(done.arm == base) & (done.gradient_scale == 1)].set_index(["model", "seed"])["start_term"]
+    ref = [at_one.get((m, s), math.nan) for m, s in zip(done.model, done.seed)]
+    return done["start_term"].to_numpy(float) / np.asarray(ref, dtype=float)
+
+
+def tuning_table(done: pd.DataFrame, select: bool = True, base: str | None = None) -> pd.DataFrame:
     """One row per tuned model, arm and scale from :func:`trials`: the mean and SD of the values over the
-    tuning seeds, and whether this scale is the selected one (none is without ``select``, for a tuning whose
-    trials have not all finished)."""
+    tuning seeds, the mean of :func:`start_vs_base` over the seeds that have it, and whether this scale is the
+    selected one (none is without ``select``, for a tuning whose trials have not all finished)."""
+    done = done.assign(start_vs_base=start_vs_base(done, base))
     rows = []
     for (model, arm), g in done.groupby(["model", "arm"], sort=False):
         block = []
         for scale, h in g.groupby("gradient_scale", sort=False):
-            v = h["value"].to_numpy(float)
+            v, ratio = h["value"].to_numpy(float), h["start_vs_base"].dropna().to_numpy(float)
             block.append({"model": model, "arm": arm, "gradient_scale": float(scale), "seeds": len(v),
                           "criterion_mean": float(v.mean()), "criterion_sd": float(v.std(ddof=1)) if len(v) > 1 else math.nan,
-                          "selected": False})  # fmt: skip
+                          "start_vs_base": float(ratio.mean()) if len(ratio) else math.nan, "selected": False})  # fmt: skip
         sign = 1 if bool(g["higher"].iloc[0]) else -1
         block[int(np.argmax([sign * r["criterion_mean"] for r in block]))]["selected"] = select
         rows += block

@@ -35,18 +35,29 @@ def test_tuning_selects_each_arms_scale_on_validation_and_trains_the_seeds_there
         assert len(pd.read_csv(run / "val_log.csv")) == 3  # validated at steps 2, 4 and 6
         assert pd.read_csv(run / "metrics.csv").empty  # never scored on a test image
     table = pd.read_csv(root / "tables" / "tuning.csv")
-    assert list(table.columns) == ["model", "arm", "gradient_scale", "seeds", "criterion_mean", "criterion_sd", "selected"]
+    assert list(table.columns) == ["model", "arm", "gradient_scale", "seeds", "criterion_mean", "criterion_sd",
+                                   "start_vs_base", "selected"]  # fmt: skip
     chosen = {}
+
+    def first_term(arm: str, scale: float, seed: int) -> float:
+        suffix = "" if scale == 1 else f"-x{scale:g}"
+        return float(pd.read_csv(root / "runs" / f"tiny__{arm}{suffix}__synthetic_small__s{seed}" / "train_log.csv").gradient.iloc[0])
+
     for arm, g in table.groupby("arm"):
         assert g.selected.sum() == 1 and g.loc[g.selected, "criterion_mean"].iloc[0] == g.criterion_mean.max()
         chosen[arm] = float(g.loc[g.selected, "gradient_scale"].iloc[0])
-        by_hand = []  # each trial's criterion at its best validation, averaged over the tuning seeds
+        by_hand, ratios = [], []  # each trial's criterion at its best validation, averaged over the tuning seeds
         for scale in (0.5, 1.0, 2.0):
             suffix = "" if scale == 1 else f"-x{scale:g}"
             best = [pd.read_csv(root / "runs" / f"tiny__{arm}{suffix}__synthetic_small__s{s}" / "val_log.csv").criterion.max()
                     for s in (100, 101)]  # fmt: skip
             by_hand.append(sum(best) / 2)
+            ratios.append(sum(first_term(arm, scale, s) / first_term("magnitude", 1.0, s) for s in (100, 101)) / 2)
         assert g.criterion_mean.tolist() == pytest.approx(by_hand, rel=1e-12)
+        assert g.start_vs_base.tolist() == pytest.approx(ratios, rel=1e-12)
+    # the same initial weights and first batch for a seed: the base arm's term starts at exactly its scale
+    assert table[table.arm == "magnitude"].start_vs_base.tolist() == [0.5, 1.0, 2.0]
+    assert table[table.arm == "damgl"].start_vs_base.iloc[1] > 1  # DAMGL's term starts larger at the same weight
     for arm, scale in chosen.items():
         for seed in (0, 1):
             suffix = "" if scale == 1 else f"-x{scale:g}"
@@ -155,20 +166,23 @@ def test_expected_best_by_hand() -> None:
 def test_tuning_figure_draws_the_finished_trials_and_the_budget_curve_once_all_have_finished() -> None:
     """Criterion against scale: one line through each arm's means over the tuning seeds and a dot per trial;
     while trials are missing, that panel alone, titled with how many have finished."""
-    rows = [("magnitude", 0.5, 100, 1.0), ("magnitude", 0.5, 101, 3.0), ("magnitude", 1.0, 100, 2.0),
-            ("magnitude", 1.0, 101, 2.5), ("damgl", 0.5, 100, 1.5), ("damgl", 0.5, 101, 0.5)]  # fmt: skip
-    done = pd.DataFrame([{"model": "tiny", "arm": a, "gradient_scale": s, "seed": seed, "value": v, "higher": True}
-                         for a, s, seed, v in rows])  # fmt: skip
-    partial = plots.tuning_figure(done, None, 8, {})
-    (ax,) = partial.axes
-    means = [line for line in ax.get_lines() if line.get_linestyle() == "-"]
-    assert [list(line.get_ydata()) for line in means] == [[2.0, 2.25], [1.0]]  # magnitude, then damgl
-    assert sum(len(line.get_xdata()) for line in ax.get_lines() if line.get_marker() == "o") == 6
+    rows = [("magnitude", 0.5, 100, 1.0, 1.0), ("magnitude", 0.5, 101, 3.0, 2.0), ("magnitude", 1.0, 100, 2.0, 2.0),
+            ("magnitude", 1.0, 101, 2.5, 4.0), ("damgl", 0.5, 100, 1.5, 3.0), ("damgl", 0.5, 101, 0.5, 10.0)]  # fmt: skip
+    done = pd.DataFrame([{"model": "tiny", "arm": a, "gradient_scale": s, "seed": seed, "value": v, "higher": True,
+                          "start_term": t} for a, s, seed, v, t in rows])  # fmt: skip
+    partial = plots.tuning_figure(done, None, 8, {}, "magnitude")
+    assert len(partial.axes) == 2  # against the scale, and against the term's start over magnitude's at x1
+    for ax in partial.axes:
+        means = [line for line in ax.get_lines() if line.get_linestyle() == "-"]
+        assert [list(line.get_ydata()) for line in means] == [[2.0, 2.25], [1.0]]  # magnitude, then damgl
+        assert sum(len(line.get_xdata()) for line in ax.get_lines() if line.get_marker() == "o") == 6
+    means = [list(line.get_xdata()) for line in partial.axes[1].get_lines() if line.get_linestyle() == "-"]
+    assert means == [[0.5, 1.0], [(3.0 / 2.0 + 10.0 / 4.0) / 2]]  # each seed over magnitude x1 on that seed
     assert "incomplete (6 of 8 trials finished" in partial._suptitle.get_text()
     budget = budget_table(done)
-    complete = plots.tuning_figure(done, budget, 6, {})
-    assert len(complete.axes) == 2 and "incomplete" not in complete._suptitle.get_text()
-    curves = [list(line.get_ydata()) for line in complete.axes[1].get_lines()]
+    complete = plots.tuning_figure(done, budget, 6, {}, "magnitude")
+    assert len(complete.axes) == 3 and "incomplete" not in complete._suptitle.get_text()
+    curves = [list(line.get_ydata()) for line in complete.axes[2].get_lines()]
     assert curves == [budget[budget.arm == arm].expected_best.tolist() for arm in ("magnitude", "damgl")]
 
 

@@ -308,11 +308,11 @@ def _tuning_sections(study: Study, labels: dict[str, str], tables: Path) -> tupl
         return ["## Tuning", "", f"Tuning: none of the {planned} trials has finished; no arm's gradient scale is "
                 "selected yet.", ""], []  # fmt: skip
     complete = len(done) == planned  # nothing is selected, and no budget curve drawn, until every trial has finished
-    table = tuning_table(done, select=complete)
+    table = tuning_table(done, select=complete, base=study.spec["base_arm"])
     budget = budget_table(done) if complete else pd.DataFrame()
     title = ("Tuning: each arm's gradient weight, chosen on validation with an equal budget" if complete
              else f"Tuning, incomplete: {len(done)} of {planned} trials finished, no scale selected yet")  # fmt: skip
-    markup = tuning_markup(table, budget, title, at_edge(table) if complete else [], labels)
+    markup = tuning_markup(table, budget, title, at_edge(table) if complete else [], labels, study.spec["base_arm"])
     written = write_table(tables, "tuning", table, markup)
     if complete:
         written += write_table(tables, "tuning_budget", budget, Table("Expected best validation criterion against "

@@ -38,7 +38,7 @@ from benchmark.reports.stats import seed_means, study_metrics  # noqa: E402
 from benchmark.selection import criterion_of  # noqa: E402
 from benchmark.data.sources import open_dataset  # noqa: E402
 from benchmark.store import Study, atomic_write_bytes, dataset_source, read_image_array  # noqa: E402
-from benchmark.tuning import budget_table, planned_trials, trials  # noqa: E402
+from benchmark.tuning import budget_table, planned_trials, start_vs_base, trials  # noqa: E402
 from losses import Sobel  # noqa: E402
 
 
@@ -393,36 +393,47 @@ def direction_figure(study: Study, model: str, test: str, arms: list[str], image
     return fig
 
 
-def tuning_figure(done: pd.DataFrame, budget: pd.DataFrame | None, planned: int, labels: dict[str, str]) -> plt.Figure:
+def tuning_figure(done: pd.DataFrame, budget: pd.DataFrame | None, planned: int, labels: dict[str, str],
+                  base: str) -> plt.Figure:  # fmt: skip
     """Per tuned model: the validation criterion against the gradient scale (a line through each arm's means,
-    a dot per tuning seed), and, once every trial has finished (``budget``), the expected best criterion against
-    the number of trials; while trials are missing, only the finished ones, the title saying how many."""
+    a dot per tuning seed); below it the same values against how large each trial's gradient term starts
+    against the ``base`` arm's at scale 1 (:func:`~benchmark.tuning.start_vs_base`), where arms whose terms
+    differ only in size would fall on one curve; and, once every trial has finished (``budget``), the expected
+    best criterion against the number of trials. While trials are missing, the title says how many have."""
+    done = done.assign(start_vs_base=start_vs_base(done, base))
     models = list(dict.fromkeys(done.model))
-    rows = 1 if budget is None else 2
+    rows = 2 if budget is None else 3
     fig, axes = plt.subplots(rows, len(models), figsize=(3.0 * len(models) + 0.4, 2.6 * rows), squeeze=False)
+    name = labels.get(base, base)
     for col, model in enumerate(models):
         for j, (arm, g) in enumerate(done[done.model == model].groupby("arm", sort=False)):
-            color = PALETTE[j % len(PALETTE)]
-            means = g.groupby("gradient_scale")["value"].mean()
-            axes[0][col].plot(means.index, means.to_numpy(), color=color, lw=0.9, label=labels.get(arm, arm))
-            axes[0][col].plot(g["gradient_scale"], g["value"], "o", ms=3, color=color, alpha=0.7)
+            color, label = PALETTE[j % len(PALETTE)], labels.get(arm, arm)
+            means = g.groupby("gradient_scale", sort=False)[["start_vs_base", "value"]].mean()
+            for ax, x, xs in ((axes[0][col], means.index, g["gradient_scale"]),
+                              (axes[1][col], means["start_vs_base"], g["start_vs_base"])):  # fmt: skip
+                ax.plot(x, means["value"].to_numpy(), color=color, lw=0.9, label=label)
+                ax.plot(xs, g["value"], "o", ms=3, color=color, alpha=0.7)
             if budget is not None:
                 b = budget[(budget.model == model) & (budget.arm == arm)]
-                axes[1][col].plot(b["trials"], b["expected_best"], color=color, lw=0.9, label=labels.get(arm, arm))
-                axes[1][col].set_xlabel("trials")
-        axes[0][col].set_xscale("log", base=2)
+                axes[2][col].plot(b["trials"], b["expected_best"], color=color, lw=0.9, label=label)
+                axes[2][col].set_xlabel("trials")
+        for ax in axes[0][col], axes[1][col]:
+            ax.set_xscale("log", base=2)
         axes[0][col].set_title(labels.get(model, model))
         axes[0][col].set_xlabel("gradient scale (x the recipe's weight)")
-    axes[0][0].set_ylabel("validation criterion")
+        axes[1][col].set_xlabel(f"start term / {name} x1's")
+    for row in range(2):
+        axes[row][0].set_ylabel("validation criterion")
     axes[0][0].legend(frameon=False, fontsize=7)
-    per_scale = "the validation criterion per scale (line: mean over tuning seeds, dots: seeds)"
+    per_scale = (f"the validation criterion per scale (line: mean over tuning seeds, dots: seeds),\nand against the "
+                 f"gradient term's start over {name}'s at x1")  # fmt: skip
     if budget is None:
         fig.suptitle(f"Tuning, incomplete ({len(done)} of {planned} trials finished, no scale selected):\n{per_scale}",
-                     y=1.05, fontsize=9)  # fmt: skip
+                     y=1.06, fontsize=9)  # fmt: skip
     else:
-        axes[1][0].set_ylabel("expected best criterion")
-        fig.suptitle(f"Tuning: {per_scale}, and the expected best\ncriterion against the number of trials "
-                     "(Dodge et al. 2019)", y=1.03, fontsize=9)  # fmt: skip
+        axes[2][0].set_ylabel("expected best criterion")
+        fig.suptitle(f"Tuning: {per_scale}, and the expected best criterion\nagainst the number of trials "
+                     "(Dodge et al. 2019)", y=1.05, fontsize=9)  # fmt: skip
     fig.tight_layout()
     return fig
 
@@ -449,7 +460,7 @@ def make_figures(study: Study, healthy: set[str]) -> list[Path]:
         done, planned = trials(study.folder, tune, study.spec["train"], finished=True), planned_trials(tune)
         if not done.empty:
             budget = budget_table(done) if len(done) == planned else None
-            written += save(tuning_figure(done, budget, planned, labels), folder, "tuning")
+            written += save(tuning_figure(done, budget, planned, labels, base), folder, "tuning")
     for model in dict.fromkeys(study.values.model) if tests else []:
         test, seed = tests[0], median_seed(study, model, arms, healthy)
         images = collect_examples(study, model, test, arms, seed)

@@ -260,20 +260,26 @@ def crossed_markup(rows: pd.DataFrame, metrics: Sequence[str], title: str, label
 
 
 def tuning_markup(frame: pd.DataFrame, budget: pd.DataFrame, title: str, warnings: Sequence[str],
-                  labels: dict[str, str]) -> Table:  # fmt: skip
-    """Per tuned model, arm and gradient scale: the validation criterion over the tuning seeds, the selected
-    scale marked, and each arm's expected best criterion with all of its trials."""
-    header = ["model", "arm", "gradient scale", "seeds", "validation criterion, mean ± sd", "selected"]
+                  labels: dict[str, str], base: str) -> Table:  # fmt: skip
+    """Per tuned model, arm and gradient scale: the validation criterion over the tuning seeds, how large the
+    gradient term starts against the ``base`` arm's at scale 1, the selected scale marked, and each arm's
+    expected best criterion with all of its trials."""
+    name = labels.get(base, base)
+    header = ["model", "arm", "gradient scale", "seeds", "validation criterion, mean ± sd",
+              f"start term / {name} x1's", "selected"]  # fmt: skip
     out, marks, blocks = [], [], []
     for r in frame.to_dict("records"):
         if not out or r["model"] != out[-1][0]:
             blocks.append(len(out))
         out.append([labels.get(r["model"], r["model"]), labels.get(r["arm"], r["arm"]), f"x{r['gradient_scale']:g}",
                     str(r["seeds"]), f"{r['criterion_mean']:.4f} ± {_num(r['criterion_sd'], 4)}",
-                    "selected" if r["selected"] else ""])  # fmt: skip
-        marks.append([None] * 4 + ([0, 0] if r["selected"] else [None, None]))
+                    _num(r["start_vs_base"], 2), "selected" if r["selected"] else ""])  # fmt: skip
+        marks.append([None] * 4 + ([0, None, 0] if r["selected"] else [None] * 3))
     criterion = ("the criterion is the validation criterion at the network the primary selection rule picked, never a "
-                 "test image")
+                 f"test image. Start term / {name} x1's: the trial's weighted gradient term at the first step (the "
+                 f"initial weights) over that of {name}'s trial at the recipe's weight with the same seed (same "
+                 "initial weights, same first batch), mean over the seeds; it compares how much weight each arm's "
+                 "term carries, the scale included")  # fmt: skip
     if budget.empty:  # tuning still running: what has finished, nothing selected
         notes = [f"Seeds: the tuning seeds finished so far at that scale; {criterion}. No scale is selected, and no "
                  "expected best criterion is given, until every arm has all of its trials."]  # fmt: skip
@@ -296,12 +302,15 @@ def short_commit(commit: str | None) -> str:
 def trials_markup(frame: pd.DataFrame, title: str, labels: dict[str, str]) -> Table:
     """One row per finished tuning trial (:func:`~benchmark.tuning.trials`): gradient weight, seed, the step the
     primary rule picked and the validation criterion there, short commit and seconds; run ids in the CSV."""
-    header = ["model", "arm", "gradient weight", "seed", "scored step", "validation criterion", "commit", "seconds"]
+    header = ["model", "arm", "gradient weight", "seed", "scored step", "validation criterion", "start term", "commit",
+              "seconds"]  # fmt: skip
     out = [[labels.get(r["model"], r["model"]), labels.get(r["arm"], r["arm"]), f"x{r['gradient_scale']:g}", str(r["seed"]),
-            str(r["scored_step"]), f"{r['value']:.4f}", short_commit(r["git_commit"]), f"{r['seconds']:.0f}"]
-           for r in frame.to_dict("records")]  # fmt: skip
+            str(r["scored_step"]), f"{r['value']:.4f}", _num(r["start_term"], 4), short_commit(r["git_commit"]),
+            f"{r['seconds']:.0f}"] for r in frame.to_dict("records")]  # fmt: skip
     notes = ["Each trial's value in the tuning table: the validation criterion at the network the primary selection "
              "rule picked (scored step), never a test image; the tuning table averages it over the tuning seeds. "
+             "Start term: the weighted gradient term at the first logged step (train_log.csv), which the tuning "
+             "table sets against the base arm's trial at scale 1 with the same seed. "
              "Commit: env.json (-dirty: the code differed from it). Seconds: done.json's wall time, a cost, not a "
              "result. The run directories are named in trials.csv (run_id)."]  # fmt: skip
     return Table(title, header, out, [[None] * len(header) for _ in out], model_blocks(frame), notes)
