@@ -426,9 +426,9 @@ def test_the_committed_capped_runs_hash_as_the_code_plans_them_now() -> None:
     at_one = {arm: {"pmgi": 1.0} for arm in settled.tune["arms"]}
     stage3 = {r.run_id: r.config_hash for r in plan(cfg, settled, scales=at_one) if r.stage == "study"}
     assert len(stage3) == 24 and all(planned[rid] == h for rid, h in stage3.items())
-    # stage 2 trains in capped (tune.apply: false) and settled copies its 40 trials: same run ids and hashes
+    # stage 2 trains in capped (tune.apply: false) and settled copies its 48 trials: same run ids and hashes
     trials = {r.run_id: r.config_hash for r in plan(cfg, cfg.profile("capped")) if r.stage == "tune"}
-    assert len(trials) == 40 and trials == {r.run_id: r.config_hash for r in plan(cfg, settled) if r.stage == "tune"}
+    assert len(trials) == 48 and trials == {r.run_id: r.config_hash for r in plan(cfg, settled) if r.stage == "tune"}
 
 
 @pytest.mark.parametrize("name", ["capped", "settled"])
