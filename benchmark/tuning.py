@@ -33,7 +33,7 @@ def trial_record(folder: ResultsFolder, rid: str) -> dict[str, Any]:
     """A finished tuning run: its validation criterion at its primary rule's network (``value``), whether higher
     is better, the step of that network, its seconds (``done.json``), its code commit (``env.json``) and its
     weighted gradient term at the first logged step (``start_term``, ``train_log.csv``; the initial weights
-    where step 1 is logged; NaN without a gradient term).
+    where that is step 1, ``start_step``; NaN without a gradient term).
 
     Raises:
         StoreError: the run has not finished.
@@ -45,16 +45,17 @@ def trial_record(folder: ResultsFolder, rid: str) -> dict[str, Any]:
     criterion = criterion_of(config)[0]
     value = val.loc[val.step == done["scored_step"], "criterion"]
     log = run.read_log_frame()
-    terms = log["gradient"].to_numpy(float) if log is not None and "gradient" in log else np.array([])
-    terms = terms[np.isfinite(terms)]
+    rows = log[np.isfinite(log["gradient"].to_numpy(float))] if log is not None and "gradient" in log else None
+    first = rows.iloc[0] if rows is not None and len(rows) else None
     return {"value": float(value.iloc[0]), "higher": any(t in metric_names() for t in criterion.split("+")),
             "scored_step": int(done["scored_step"]), "seconds": float(done["seconds"]),
             "git_commit": run.read_json("env").get("git_commit"),
-            "start_term": float(terms[0]) if len(terms) else math.nan}  # fmt: skip
+            "start_term": math.nan if first is None else float(first["gradient"]),
+            "start_step": -1 if first is None else int(first["step"])}  # fmt: skip
 
 
 TRIAL_COLUMNS = ["model", "arm", "gradient_scale", "seed", "value", "higher", "scored_step", "seconds", "run_id",
-                 "git_commit", "start_term"]
+                 "git_commit", "start_term", "start_step"]
 
 
 def trials(folder: ResultsFolder, tune: Mapping[str, Any], train: str, finished: bool = False) -> pd.DataFrame:
@@ -79,11 +80,12 @@ def trials(folder: ResultsFolder, tune: Mapping[str, Any], train: str, finished:
 
 def start_vs_base(done: pd.DataFrame, base: str | None) -> np.ndarray:
     """Each trial's ``start_term`` over that of the ``base`` arm's trial at scale 1 with the same model and
-    seed (NaN where that trial has not finished or there is no base): trials of one seed start from the same
-    weights on the same first batch, so this is how large the arm's gradient term starts against the base
-    arm's at the recipe's weight, its scale included."""
-    at_one = done[(done.arm == base) & (done.gradient_scale == 1)].set_index(["model", "seed"])["start_term"]
-    ref = [at_one.get((m, s), math.nan) for m, s in zip(done.model, done.seed)]
+    seed, logged at the same step (NaN where that trial has not finished, logged another step, or there is no
+    base): trials of one seed start from the same weights on the same first batch, so this is how large the
+    arm's gradient term starts against the base arm's at the recipe's weight, its scale included."""
+    at_one = done[(done.arm == base) & (done.gradient_scale == 1)].set_index(["model", "seed"])
+    ref = [at_one["start_term"].get(k, math.nan) if at_one["start_step"].get(k) == step else math.nan
+           for k, step in zip(zip(done.model, done.seed), done.start_step)]  # fmt: skip
     return done["start_term"].to_numpy(float) / np.asarray(ref, dtype=float)
 
 

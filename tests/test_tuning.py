@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -16,7 +17,7 @@ from benchmark.config import ConfigError, load_config
 from benchmark.plan import plan
 from benchmark.reports import build_report
 from benchmark.reports import figures as plots
-from benchmark.tuning import budget_table, expected_best
+from benchmark.tuning import budget_table, expected_best, start_vs_base
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments.yaml"
@@ -163,13 +164,25 @@ def test_expected_best_by_hand() -> None:
     assert expected_best([3.0, 1.0, 2.0], higher=False)[1] == pytest.approx(14 / 9)
 
 
+def test_start_vs_base_by_hand() -> None:
+    """Each trial's first gradient term over the base arm's at scale 1 on the same seed; NaN where that trial is
+    missing or first logged another step (another number of updates: not the same weights)."""
+    rows = [("magnitude", 1.0, 100, 2.0, 1), ("magnitude", 1.0, 101, 4.0, 1), ("magnitude", 2.0, 100, 4.0, 1),
+            ("damgl", 0.5, 100, 3.0, 1), ("damgl", 0.5, 101, 6.0, 20), ("damgl", 0.5, 102, 5.0, 1)]  # fmt: skip
+    done = pd.DataFrame([{"model": "tiny", "arm": a, "gradient_scale": s, "seed": seed, "start_term": t, "start_step": k}
+                         for a, s, seed, t, k in rows])  # fmt: skip
+    ratio = start_vs_base(done, "magnitude")
+    assert ratio[:4].tolist() == [1.0, 1.0, 2.0, 1.5] and np.isnan(ratio[4:]).all()
+    assert np.isnan(start_vs_base(done, None)).all()
+
+
 def test_tuning_figure_draws_the_finished_trials_and_the_budget_curve_once_all_have_finished() -> None:
     """Criterion against scale: one line through each arm's means over the tuning seeds and a dot per trial;
     while trials are missing, that panel alone, titled with how many have finished."""
     rows = [("magnitude", 0.5, 100, 1.0, 1.0), ("magnitude", 0.5, 101, 3.0, 2.0), ("magnitude", 1.0, 100, 2.0, 2.0),
             ("magnitude", 1.0, 101, 2.5, 4.0), ("damgl", 0.5, 100, 1.5, 3.0), ("damgl", 0.5, 101, 0.5, 10.0)]  # fmt: skip
     done = pd.DataFrame([{"model": "tiny", "arm": a, "gradient_scale": s, "seed": seed, "value": v, "higher": True,
-                          "start_term": t} for a, s, seed, v, t in rows])  # fmt: skip
+                          "start_term": t, "start_step": 1} for a, s, seed, v, t in rows])  # fmt: skip
     partial = plots.tuning_figure(done, None, 8, {}, "magnitude")
     assert len(partial.axes) == 2  # against the scale, and against the term's start over magnitude's at x1
     for ax in partial.axes:
