@@ -276,10 +276,10 @@ def tuning_markup(frame: pd.DataFrame, budget: pd.DataFrame, title: str, warning
                     _num(r["start_vs_base"], 2), "selected" if r["selected"] else ""])  # fmt: skip
         marks.append([None] * 4 + ([0, None, 0] if r["selected"] else [None] * 3))
     criterion = ("the criterion is the validation criterion at the network the primary selection rule picked, never a "
-                 f"test image. Start term / {name} x1's: the trial's weighted gradient term at the first step (the "
-                 f"initial weights) over that of {name}'s trial at the recipe's weight with the same seed (same "
-                 "initial weights, same first batch), mean over the seeds; it compares how much weight each arm's "
-                 "term carries, the scale included")  # fmt: skip
+                 f"test image. Start term / {name} x1's: the trial's weighted gradient term at its first logged step "
+                 f"(the initial weights where that is step 1) over that of {name}'s trial at the recipe's weight with "
+                 "the same seed, logged at the same step (so the same weights and batch), mean over the seeds; it "
+                 "compares how much weight each arm's term carries, the scale included")  # fmt: skip
     if budget.empty:  # tuning still running: what has finished, nothing selected
         notes = [f"Seeds: the tuning seeds finished so far at that scale; {criterion}. No scale is selected, and no "
                  "expected best criterion is given, until every arm has all of its trials."]  # fmt: skip
@@ -301,7 +301,8 @@ def short_commit(commit: str | None) -> str:
 
 def trials_markup(frame: pd.DataFrame, title: str, labels: dict[str, str]) -> Table:
     """One row per finished tuning trial (:func:`~benchmark.tuning.trials`): gradient weight, seed, the step the
-    primary rule picked and the validation criterion there, short commit and seconds; run ids in the CSV."""
+    primary rule picked and the validation criterion there, the first logged gradient term, short commit and
+    seconds; run ids in the CSV."""
     header = ["model", "arm", "gradient weight", "seed", "scored step", "validation criterion", "start term", "commit",
               "seconds"]  # fmt: skip
     out = [[labels.get(r["model"], r["model"]), labels.get(r["arm"], r["arm"]), f"x{r['gradient_scale']:g}", str(r["seed"]),
