@@ -279,7 +279,8 @@ def tuning_markup(frame: pd.DataFrame, budget: pd.DataFrame, title: str, warning
                  f"test image. Start term / {name} x1's: the trial's weighted gradient term at its first logged step "
                  f"(the initial weights where that is step 1) over that of {name}'s trial at the recipe's weight with "
                  "the same seed, logged at the same step (so the same weights and batch), mean over the seeds; it "
-                 "compares how much weight each arm's term carries, the scale included")  # fmt: skip
+                 "compares how large each arm's term starts, the scale included (its value, not the size of its "
+                 "gradient with respect to the network's weights)")  # fmt: skip
     if budget.empty:  # tuning still running: what has finished, nothing selected
         notes = [f"Seeds: the tuning seeds finished so far at that scale; {criterion}. No scale is selected, and no "
                  "expected best criterion is given, until every arm has all of its trials."]  # fmt: skip
