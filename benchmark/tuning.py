@@ -55,12 +55,14 @@ def trial_record(folder: ResultsFolder, rid: str) -> dict[str, Any]:
 
 
 TRIAL_COLUMNS = ["model", "arm", "gradient_scale", "seed", "value", "higher", "scored_step", "seconds", "run_id",
-                 "git_commit", "start_term", "start_step"]
+                 "git_commit", "start_term", "start_step", "start_vs_base"]
 
 
-def trials(folder: ResultsFolder, tune: Mapping[str, Any], train: str, finished: bool = False) -> pd.DataFrame:
+def trials(folder: ResultsFolder, tune: Mapping[str, Any], train: str, finished: bool = False,
+           base: str | None = None) -> pd.DataFrame:  # fmt: skip
     """Every tuning trial, in the order of the ``tune`` block: model, arm, gradient scale, seed, the fields of
-    :func:`trial_record` and its run id; with ``finished``, only the trials that have finished.
+    :func:`trial_record`, its run id and :func:`start_vs_base` against the ``base`` arm (NaN without one); with
+    ``finished``, only the trials that have finished.
 
     Raises:
         StoreError: a trial has not finished (unless ``finished``).
@@ -75,7 +77,8 @@ def trials(folder: ResultsFolder, tune: Mapping[str, Any], train: str, finished:
                         continue
                     rows.append({"model": model, "arm": arm, "gradient_scale": scale, "seed": seed,
                                  **trial_record(folder, rid), "run_id": rid})  # fmt: skip
-    return pd.DataFrame(rows, columns=TRIAL_COLUMNS)
+    frame = pd.DataFrame(rows, columns=TRIAL_COLUMNS[:-1])
+    return frame.assign(start_vs_base=start_vs_base(frame, base))
 
 
 def start_vs_base(done: pd.DataFrame, base: str | None) -> np.ndarray:
@@ -89,11 +92,10 @@ def start_vs_base(done: pd.DataFrame, base: str | None) -> np.ndarray:
     return done["start_term"].to_numpy(float) / np.asarray(ref, dtype=float)
 
 
-def tuning_table(done: pd.DataFrame, select: bool = True, base: str | None = None) -> pd.DataFrame:
+def tuning_table(done: pd.DataFrame, select: bool = True) -> pd.DataFrame:
     """One row per tuned model, arm and scale from :func:`trials`: the mean and SD of the values over the
-    tuning seeds, the mean of :func:`start_vs_base` over the seeds that have it, and whether this scale is the
+    tuning seeds, the mean of ``start_vs_base`` over the seeds that have it, and whether this scale is the
     selected one (none is without ``select``, for a tuning whose trials have not all finished)."""
-    done = done.assign(start_vs_base=start_vs_base(done, base))
     rows = []
     for (model, arm), g in done.groupby(["model", "arm"], sort=False):
         block = []

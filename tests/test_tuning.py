@@ -17,6 +17,7 @@ from benchmark.config import ConfigError, load_config
 from benchmark.plan import plan
 from benchmark.reports import build_report
 from benchmark.reports import figures as plots
+from benchmark.reports.tables import budget_markup
 from benchmark.tuning import budget_table, expected_best, start_vs_base
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,6 +165,18 @@ def test_expected_best_by_hand() -> None:
     assert expected_best([3.0, 1.0, 2.0], higher=False)[1] == pytest.approx(14 / 9)
 
 
+def test_budget_markup_rows_each_arm_with_labels_and_four_decimals() -> None:
+    """The markdown of tuning_budget: one row per model and arm, its labels, a column per number of trials; the CSV
+    (the frame) keeps the full precision."""
+    done = pd.DataFrame([{"model": "tiny", "arm": a, "value": v, "higher": True}
+                         for a, v in [("magnitude", 3.0), ("magnitude", 1.0), ("magnitude", 2.0),
+                                      ("damgl", 1.0), ("damgl", 2.0), ("damgl", 2.0)]])  # fmt: skip
+    table = budget_markup(budget_table(done), {"tiny": "Tiny", "damgl": "DAMGL"})
+    assert table.header == ["model", "arm", "1", "2", "3"]
+    assert table.rows == [["Tiny", "magnitude", "2.0000", "2.4444", "2.6667"], ["Tiny", "DAMGL", "1.6667", "1.8889", "1.9630"]]
+    assert table.blocks == [0]
+
+
 def test_start_vs_base_by_hand() -> None:
     """Each trial's first gradient term over the base arm's at scale 1 on the same seed; NaN where that trial is
     missing or first logged another step (another number of updates: not the same weights)."""
@@ -183,6 +196,7 @@ def test_tuning_figure_draws_the_finished_trials_and_the_budget_curve_once_all_h
             ("magnitude", 1.0, 101, 2.5, 4.0), ("damgl", 0.5, 100, 1.5, 3.0), ("damgl", 0.5, 101, 0.5, 10.0)]  # fmt: skip
     done = pd.DataFrame([{"model": "tiny", "arm": a, "gradient_scale": s, "seed": seed, "value": v, "higher": True,
                           "start_term": t, "start_step": 1} for a, s, seed, v, t in rows])  # fmt: skip
+    done = done.assign(start_vs_base=start_vs_base(done, "magnitude"))  # as trials() adds it
     partial = plots.tuning_figure(done, None, 8, {}, "magnitude")
     assert len(partial.axes) == 2  # against the scale, and against the term's start over magnitude's at x1
     for ax in partial.axes:

@@ -83,7 +83,7 @@ from benchmark.reports.stats import (
 )
 from benchmark.reports.tables import (
     AGREEMENT_NOTE,
-    Table,
+    budget_markup,
     convergence_markup,
     crossed_markup,
     gains_markup,
@@ -303,21 +303,19 @@ def _tuning_sections(study: Study, labels: dict[str, str], tables: Path) -> tupl
     if not tune:
         return [], []
     planned = planned_trials(tune)
-    done = trials(study.folder, tune, study.spec["train"], finished=True)
+    done = trials(study.folder, tune, study.spec["train"], finished=True, base=study.spec["base_arm"])
     if done.empty:
         return ["## Tuning", "", f"Tuning: none of the {planned} trials has finished; no arm's gradient scale is "
                 "selected yet.", ""], []  # fmt: skip
     complete = len(done) == planned  # nothing is selected, and no budget curve drawn, until every trial has finished
-    table = tuning_table(done, select=complete, base=study.spec["base_arm"])
+    table = tuning_table(done, select=complete)
     budget = budget_table(done) if complete else pd.DataFrame()
     title = ("Tuning: each arm's gradient weight, chosen on validation with an equal budget" if complete
              else f"Tuning, incomplete: {len(done)} of {planned} trials finished, no scale selected yet")  # fmt: skip
     markup = tuning_markup(table, budget, title, at_edge(table) if complete else [], labels, study.spec["base_arm"])
     written = write_table(tables, "tuning", table, markup)
     if complete:
-        written += write_table(tables, "tuning_budget", budget, Table("Expected best validation criterion against "
-                               "trials", list(budget.columns), [[str(v) for v in r] for r in budget.itertuples(index=False)],
-                               [[None] * len(budget.columns) for _ in range(len(budget))], [0], []))  # fmt: skip
+        written += write_table(tables, "tuning_budget", budget, budget_markup(budget, labels))
     kept = [] if tune.get("apply", True) or not complete else [
         "These selections are not applied here (`tune.apply: false`): this study's runs train at the recipe's "
         "weight, and a profile with the same `tune` block that applies them (reusing these trials) trains the "

@@ -38,7 +38,7 @@ from benchmark.reports.stats import seed_means, study_metrics  # noqa: E402
 from benchmark.selection import criterion_of  # noqa: E402
 from benchmark.data.sources import open_dataset  # noqa: E402
 from benchmark.store import Study, atomic_write_bytes, dataset_source, read_image_array  # noqa: E402
-from benchmark.tuning import budget_table, planned_trials, start_vs_base, trials  # noqa: E402
+from benchmark.tuning import budget_table, planned_trials, trials  # noqa: E402
 from losses import Sobel  # noqa: E402
 
 
@@ -397,10 +397,9 @@ def tuning_figure(done: pd.DataFrame, budget: pd.DataFrame | None, planned: int,
                   base: str) -> plt.Figure:  # fmt: skip
     """Per tuned model: the validation criterion against the gradient scale (a line through each arm's means,
     a dot per tuning seed); below it the same values against how large each trial's gradient term starts
-    against the ``base`` arm's at scale 1 (:func:`~benchmark.tuning.start_vs_base`), where arms whose terms
+    against the ``base`` arm's at scale 1 (``start_vs_base``, :func:`~benchmark.tuning.trials`), where arms whose terms
     differ only in size would fall on one curve; and, once every trial has finished (``budget``), the expected
     best criterion against the number of trials. While trials are missing, the title says how many have."""
-    done = done.assign(start_vs_base=start_vs_base(done, base))
     models = list(dict.fromkeys(done.model))
     rows = 2 if budget is None else 3
     fig, axes = plt.subplots(rows, len(models), figsize=(3.0 * len(models) + 0.4, 2.6 * rows), squeeze=False)
@@ -457,7 +456,7 @@ def make_figures(study: Study, healthy: set[str]) -> list[Path]:
         written += save(fig, folder, "validation_curves")
     if study.spec.get("tune"):  # the finished trials; the budget curve once all have finished
         tune = study.spec["tune"]
-        done, planned = trials(study.folder, tune, study.spec["train"], finished=True), planned_trials(tune)
+        done, planned = trials(study.folder, tune, study.spec["train"], finished=True, base=base), planned_trials(tune)
         if not done.empty:
             budget = budget_table(done) if len(done) == planned else None
             written += save(tuning_figure(done, budget, planned, labels, base), folder, "tuning")
