@@ -272,8 +272,6 @@ STUDIES = sorted(p for p in COMMITTED.parent.iterdir() if (p / "study.json").is_
 def test_committed_study_tables_regenerate_byte_for_byte(study: Path, tmp_path: Path) -> None:
     copy = tmp_path / study.name
     shutil.copytree(study, copy, ignore=shutil.ignore_patterns("tables", "figures", "summary.md", "summary.csv"))
-    for other in json.loads((study / "study.json").read_text()).get("reuse", []):  # read beside it (weights table)
-        shutil.copytree(study.parent / other, tmp_path / other, ignore=shutil.ignore_patterns("figures", "examples"))
     reports.build_report(copy, figures=False)
     committed = sorted(p.name for p in (study / "tables").iterdir())
     assert committed == sorted(p.name for p in (copy / "tables").iterdir())

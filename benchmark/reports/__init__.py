@@ -59,6 +59,7 @@ from benchmark.metrics import (
     get_convention,
     metric_names,
 )
+from benchmark.provenance import ROOT
 from benchmark.published import (
     Published,
     PublishedError,
@@ -685,17 +686,19 @@ def _against_base(r: Report) -> pd.DataFrame:
 def _recipe_report(study: Study) -> Report | None:
     """For a study that applies its tuning: the report of the profile in its ``reuse:`` that trained the same
     tuning trials without applying them, so whose runs are this study's arms at the recipe's weight; else
-    ``None``."""
+    ``None``. That profile's folder is looked for beside the study, then in the project's ``results/`` (a copy
+    of a committed study made elsewhere reports as the committed one does)."""
     tune = study.spec.get("tune")
     if not tune or not study.spec.get("scales"):
         return None
     for other in study.spec.get("reuse", []):
-        try:
-            recipe = load_study(study.folder.root.parent / other)
-        except StoreError:  # not run yet
-            continue
-        if recipe.spec.get("tune") == {**tune, "apply": False}:
-            return _report(recipe, {})
+        for folder in dict.fromkeys([study.folder.root.parent / other, ROOT / "results" / other]):
+            try:
+                recipe = load_study(folder)
+            except StoreError:  # not run yet
+                continue
+            if recipe.spec.get("tune") == {**tune, "apply": False}:
+                return _report(recipe, {})
     return None
 
 
