@@ -10,7 +10,7 @@ from pathlib import Path
 
 from benchmark.console import os_error, say, split_names
 from benchmark.data import DataError, PairedDataset, data_root, dataset_folder
-from benchmark.provenance import ROOT
+from benchmark.provenance import RESULTS, ROOT
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -135,7 +135,7 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--launcher", default="local", choices=["local", "slurm"])
     run.add_argument("--pack", type=int, default=1, help="train up to N runs of one model together in one process "
                      "(their forward passes mapped over stacked weights; for GPUs a small CNN leaves idle)")  # fmt: skip
-    run.add_argument("--results", default=str(ROOT / "results"), help="results root (default: results/)")
+    run.add_argument("--results", default=str(RESULTS), help="results root (default: results/)")
     run.add_argument("--no-figures", action="store_true", help="report tables and summaries only")
     run.add_argument("--published", help="published-results file the report sets beside the reproduction "
                      "(default: the package's published.yaml)")  # fmt: skip

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"  # the default results root: a study's folder is RESULTS / <profile>
 
 
 def git_commit(root: Path = ROOT) -> str:

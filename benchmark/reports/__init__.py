@@ -59,7 +59,7 @@ from benchmark.metrics import (
     get_convention,
     metric_names,
 )
-from benchmark.provenance import ROOT
+from benchmark.provenance import RESULTS
 from benchmark.published import (
     Published,
     PublishedError,
@@ -692,7 +692,7 @@ def _recipe_report(study: Study) -> Report | None:
     if not tune or not study.spec.get("scales"):
         return None
     for other in study.spec.get("reuse", []):
-        for folder in dict.fromkeys([study.folder.root.parent / other, ROOT / "results" / other]):
+        for folder in dict.fromkeys([study.folder.root.parent / other, RESULTS / other]):
             try:
                 recipe = load_study(folder)
             except StoreError:  # not run yet

@@ -298,12 +298,11 @@ def budget_markup(budget: pd.DataFrame, labels: dict[str, str]) -> Table:
     """Per tuned model and arm, one row: the expected best validation criterion with 1, 2, ... of its trials
     (:func:`~benchmark.tuning.budget_table`, whose CSV keeps the full precision)."""
     counts = sorted(budget["trials"].unique())
-    out, blocks = [], []
+    out = []
     for (model, arm), g in budget.groupby(["model", "arm"], sort=False):
-        if not out or labels.get(model, model) != out[-1][0]:
-            blocks.append(len(out))
         best = dict(zip(g["trials"], g["expected_best"]))
         out.append([labels.get(model, model), labels.get(arm, arm), *(_num(best.get(k, math.nan), 4) for k in counts)])
+    blocks = model_blocks(budget.drop_duplicates(["model", "arm"]))  # one row each, in the groups' order
     note = ("Column k: the expected best validation criterion of k trials drawn at random, with replacement, from the "
             "arm's trials (k = 1: their mean); how much of an arm's best comes from the size of its tuning budget, "
             "which is the same for every arm.")  # fmt: skip
