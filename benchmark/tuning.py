@@ -29,6 +29,14 @@ def planned_trials(tune: Mapping[str, Any]) -> int:
     return math.prod(len(tune[k]) for k in ("models", "arms", "gradient_scale", "seeds"))
 
 
+def gradient_rows(log: pd.DataFrame | None) -> pd.DataFrame:
+    """The rows of a training log (``train_log.csv``) that carry a finite gradient term; none without a log or
+    a gradient column (a loss with no gradient term)."""
+    if log is None or "gradient" not in log:
+        return pd.DataFrame(columns=["step", "loss", "gradient"])
+    return log[np.isfinite(log["gradient"].to_numpy(float))]
+
+
 def trial_record(folder: ResultsFolder, rid: str) -> dict[str, Any]:
     """A finished tuning run: its validation criterion at its primary rule's network (``value``), whether higher
     is better, the step of that network, its seconds (``done.json``), its code commit (``env.json``) and its
@@ -45,8 +53,8 @@ def trial_record(folder: ResultsFolder, rid: str) -> dict[str, Any]:
     criterion = criterion_of(config)[0]
     value = val.loc[val.step == done["scored_step"], "criterion"]
     log = run.read_log_frame()
-    rows = log[np.isfinite(log["gradient"].to_numpy(float))] if log is not None and "gradient" in log else None
-    first = rows.iloc[0] if rows is not None and len(rows) else None
+    rows = gradient_rows(log)
+    first = rows.iloc[0] if len(rows) else None
     return {"value": float(value.iloc[0]), "higher": any(t in metric_names() for t in criterion.split("+")),
             "scored_step": int(done["scored_step"]), "seconds": float(done["seconds"]),
             "git_commit": run.read_json("env").get("git_commit"),

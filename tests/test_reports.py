@@ -146,6 +146,24 @@ def test_ablation_title_names_the_loss_its_arms_vary() -> None:
     assert ablated_loss(spec, ["damgl", "mix:type=signed_sum"]) == ""  # the switch is the loss type itself
 
 
+def test_every_table_names_an_ablation_only_arm_as_its_ablation_does() -> None:
+    spec = {"loss_arms": ["magnitude", "damgl"], "labels": {"magnitude": "|g|", "axis:axis=magnitude": "|grad|"},
+            "ablations": {"sign": {"true": "damgl", "false": "sign:sign=false"},
+                          "axis": {"xy": "sign:sign=false", "magnitude": "axis:axis=magnitude"},
+                          "scales": {"1.0": "scales:scales=1.0", "1": "scales:scales=1.0"}}}  # fmt: skip
+    assert stats.display_labels(spec) == {
+        "sign:sign=false": "sign=false",  # its first ablation's name (axis=xy lists the same arm)
+        "scales:scales=1.0": "scales=1.0, scales=1",  # one arm under two values
+        "magnitude": "|g|",
+        "axis:axis=magnitude": "|grad|",  # a label the study declares wins
+    }  # no name for damgl: a loss arm keeps its own (its id without a label), never an ablation's 'sign=true'
+    tuning = (SETTLED / "tables" / "tuning.md").read_text()
+    weights = (SETTLED / "tables" / "weights.md").read_text()
+    for shown in ("sign=false", "single_scale=1.0"):  # the tuning table names the arms as the weights table does
+        assert f"| PMGI | {shown} |" in tuning and f"| {shown} (x" in weights
+    assert "sign:sign=false" not in tuning
+
+
 def test_an_ablation_uses_the_grid_of_its_ablation_only_arm_wherever_its_default_is_listed() -> None:
     main = {"models": ["pmgi", "densefuse"], "seeds": [0, 1], "test": ["tno"]}
     own = {"models": ["pmgi"], "seeds": [0], "test": ["tno"]}  # ablation_on
@@ -262,6 +280,7 @@ def test_latex_compiles(smoke_study: Path, tmp_path: Path) -> None:
 
 COMMITTED = Path(__file__).resolve().parents[1] / "results" / "real-cpu"
 CONVERGED = COMMITTED.parent / "converged"
+SETTLED = COMMITTED.parent / "settled"
 
 
 STUDIES = sorted(p for p in COMMITTED.parent.iterdir() if (p / "study.json").is_file())

@@ -71,12 +71,14 @@ from benchmark.reports.figures import make_figures
 from benchmark.reports.significance import family_holm, health_table, seed_comparisons
 from benchmark.reports.stats import (
     convergence,
+    display_labels,
     loss_scale,
     reached_plateau,
     run_summary,
     run_table,
     scored_steps,
     seed_means,
+    setting_names,
     step_ratios,
     study_columns,
     study_metrics,
@@ -191,7 +193,7 @@ def provenance(study: Study) -> list[str]:
 def _study_settings(study: Study) -> tuple[str, list[str], dict[str, str]]:
     """The base arm, the primary metrics and the display labels a study declares."""
     spec = study.spec
-    return spec["base_arm"], list(spec["primary_metrics"]), spec["labels"]
+    return spec["base_arm"], list(spec["primary_metrics"]), display_labels(spec)
 
 
 def _planned_family(study: Study, arms: Mapping[str, str], base: str, primary: Sequence[str]) -> dict[str, int]:
@@ -405,7 +407,7 @@ def _ablation_comparisons(study: Study, name: str, arm_of: Mapping[str, str], me
     base, main_arms = study.spec["base_arm"], [a for a in study.spec["loss_arms"] if a in set(study.values.arm)]
     arms = list(dict.fromkeys(arm_of.values()))
     vals = study.values[study.values.arm.isin([*arms, base])]
-    names = _setting_names(name, arm_of)
+    names = setting_names(name, arm_of)
     shown_arms = {names[a]: a for a in arms}  # display name -> arm id
     family = [m for m in metrics if m in primary]
     shown = vals.assign(arm=vals.arm.map(lambda a: names.get(a, a)))
@@ -423,12 +425,6 @@ def _ablation_comparisons(study: Study, name: str, arm_of: Mapping[str, str], me
     return out
 
 
-def _setting_names(name: str, arm_of: Mapping[str, str]) -> dict[str, str]:
-    """Arm id -> the ablation's display name for it (``sign=false``; ``scales=1.0, scales=1`` for one arm
-    listed under two values)."""
-    return {arm: ", ".join(f"{name}={v}" for v, a in arm_of.items() if a == arm) for arm in dict.fromkeys(arm_of.values())}
-
-
 def _ablation_sections(study: Study, name: str, arm_of: Mapping[str, str], against: list[tuple[str, str, pd.DataFrame]],
                        metrics: list[str], primary: list[str], healthy: set[str], labels: dict[str, str],
                        tables: Path) -> tuple[list[str], list[Path]]:  # fmt: skip
@@ -442,7 +438,7 @@ def _ablation_sections(study: Study, name: str, arm_of: Mapping[str, str], again
         vals = vals[vals.model.isin(grid["models"]) & vals.test.isin(grid["test"]) & vals.seed.isin(grid["seeds"])]
     if vals.empty:
         return [], []
-    names = _setting_names(name, arm_of)
+    names = setting_names(name, arm_of)
     sections, written, of_loss = [], [], ablated_loss(study.spec, arms)
     for test in list(dict.fromkeys(vals.test)):
         here = vals[vals.test == test]

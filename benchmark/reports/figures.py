@@ -34,7 +34,7 @@ import torch  # noqa: E402
 from benchmark.data import DataError, png_bytes  # noqa: E402
 from benchmark.metrics import column_info  # noqa: E402
 from benchmark.reports.significance import t_interval  # noqa: E402
-from benchmark.reports.stats import seed_means, study_metrics  # noqa: E402
+from benchmark.reports.stats import display_labels, seed_means, setting_names, study_metrics  # noqa: E402
 from benchmark.selection import criterion_of  # noqa: E402
 from benchmark.data.sources import open_dataset  # noqa: E402
 from benchmark.store import Study, atomic_write_bytes, dataset_source, read_image_array  # noqa: E402
@@ -440,7 +440,7 @@ def tuning_figure(done: pd.DataFrame, budget: pd.DataFrame | None, planned: int,
 def make_figures(study: Study, healthy: set[str]) -> list[Path]:
     """Draw every figure the stored values allow; returns the files written."""
     folder = study.folder.figures
-    base, labels = study.spec["base_arm"], study.spec["labels"]
+    base, labels = study.spec["base_arm"], display_labels(study.spec)
     arms = [a for a in study.spec["loss_arms"] if a in set(study.values.arm)]
     written: list[Path] = []
     tests = study.tests(arms)
@@ -473,7 +473,7 @@ def make_figures(study: Study, healthy: set[str]) -> list[Path]:
     for name, arm_of in study.spec["ablations"].items():
         chosen = [base, *dict.fromkeys(arm_of.values())]
         grid = study.ablation_grid(chosen) or study.spec["grids"][base]
-        names = {**labels, **{a: f"{name}={v}" for v, a in arm_of.items()}}
+        names = {**labels, **setting_names(name, arm_of)}
         for model in [m for m in grid["models"] if m in set(study.values.model)]:
             test, seed = grid["test"][0], median_seed(study, model, chosen, healthy)
             images = collect_examples(study, model, test, chosen, seed)

@@ -7,7 +7,7 @@ counts them; a mean over seeds uses the seeds whose mean is a number.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,25 @@ from scipy.stats import wilcoxon
 from benchmark.metrics import column, metric_names
 from benchmark.selection import criterion_of, first_gain
 from benchmark.store import Study
+from benchmark.tuning import gradient_rows
+
+
+def setting_names(name: str, arm_of: Mapping[str, str]) -> dict[str, str]:
+    """Arm id -> the ablation's display name for it (``sign=false``; ``scales=1.0, scales=1`` for one arm
+    listed under two values)."""
+    return {arm: ", ".join(f"{name}={v}" for v, a in arm_of.items() if a == arm) for arm in dict.fromkeys(arm_of.values())}
+
+
+def display_labels(spec: Mapping[str, Any]) -> dict[str, str]:
+    """The display names every table and figure of a study uses: the labels it declares, and for each arm that
+    only an ablation plans, the name its first ablation gives it (``sign=false``, not the arm id
+    ``sign:sign=false``), so the tuning, run and ablation tables name an arm alike."""
+    shown: dict[str, str] = {}
+    for name, arm_of in spec["ablations"].items():
+        for arm, setting in setting_names(name, arm_of).items():
+            if arm not in spec["loss_arms"]:
+                shown.setdefault(arm, setting)
+    return {**shown, **spec["labels"]}
 
 
 def study_metrics(study: Study) -> list[str]:
@@ -123,9 +142,9 @@ def loss_scale(study: Study, arms: Sequence[str], base: str) -> pd.DataFrame:
     first: dict[tuple[str, str, int], tuple[float, float, float, int]] = {}
     for run in study.runs.values():
         cfg, log = run["config"], run["log"]
-        if log is None or "gradient" not in log or cfg["arm"]["name"] not in arms:
+        if cfg["arm"]["name"] not in arms:
             continue
-        rows = log[np.isfinite(log["gradient"].to_numpy(float))]
+        rows = gradient_rows(log)
         if len(rows):
             share = (rows["gradient"] / rows["loss"]).to_numpy(float)
             first[(cfg["model"]["name"], cfg["arm"]["name"], cfg["seed"])] = (share[0], share[-1], float(rows["gradient"].iloc[0]),
