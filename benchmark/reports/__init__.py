@@ -191,7 +191,7 @@ def provenance(study: Study) -> list[str]:
 
 
 def _study_settings(study: Study) -> tuple[str, list[str], dict[str, str]]:
-    """The base arm, the primary metrics and the display labels a study declares."""
+    """The base arm, the primary metrics and the display labels (:func:`~benchmark.reports.stats.display_labels`)."""
     spec = study.spec
     return spec["base_arm"], list(spec["primary_metrics"]), display_labels(spec)
 
